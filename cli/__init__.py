@@ -1,0 +1,1 @@
+"""The `fex` command line: parses options, calls fexdata/fextrain, prints."""

@@ -1,0 +1,50 @@
+"""`fex`: one click group; each command lives in its own module and is imported only when used,
+so `fex --help` stays fast and a broken optional dependency only affects its own command."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> (module, attribute, one-line help shown by `fex --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ingest": ("cli.ingest", "ingest", "Detect, align and crop faces from recordings and datasets."),
+    "build-manifest": ("cli.build_manifest", "build_manifest", "Merge ingest outputs into one balanced, split manifest."),
+    "manifest-info": ("cli.manifest_info", "manifest_info", "Tables, split sizes and leakage checks for a manifest."),
+    "train": ("cli.train", "train", "Train an expression GAN on a manifest."),
+    "eval": ("cli.eval", "eval_run", "Evaluate a training run: metrics.json, figures, report.html."),
+    "demo": ("cli.demo", "demo", "Run the whole pipeline on built-in sample data."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so listing commands imports none of them.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fex")
+def main() -> None:
+    """fex: facial-expression data and models.
+
+    \b
+    fex ingest videos/ --out data/studio
+    fex build-manifest data/studio --out data/manifest.parquet
+    fex train --manifest data/manifest.parquet --out runs/fexgan
+    fex eval runs/fexgan --manifest data/manifest.parquet --out runs/fexgan/eval
+    """
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Path safety and atomic writes shared by every writer in fex.
+
+Paths in records and manifests are relative to the folder that holds them and may never point
+outside it; every file fex writes appears whole or not at all (write to a temp name, fsync, rename),
+so a run killed at any moment leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class UnsafePath(ValueError):
+    """A path that escapes the folder it must stay inside."""
+
+
+def relative_inside(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """`path` as a POSIX path relative to `root`; raises UnsafePath if it resolves outside root.
+
+    Symlinks are resolved, so a link pointing out of the dataset is caught too.
+    """
+    root_r = Path(root).resolve()
+    p = Path(path)
+    full = (p if p.is_absolute() else root_r / p).resolve()
+    try:
+        return full.relative_to(root_r).as_posix()
+    except ValueError:
+        raise UnsafePath(f"path {str(path)!r} is outside {str(root_r)!r}") from None
+
+
+def resolve_inside(rel: str, root: str | os.PathLike) -> Path:
+    """Absolute path of `rel` under root, refusing absolute paths and '..' escapes."""
+    if os.path.isabs(rel):
+        raise UnsafePath(f"absolute path {rel!r} not allowed; paths must be relative to {str(root)!r}")
+    relative_inside(rel, root)
+    return Path(root).resolve() / rel
+
+
+@contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `dest`; on success it is fsynced and renamed onto dest.
+
+    The temp file lives in the same folder so the rename is atomic, and its name starts with '.'
+    and ends with '.tmp' so readers globbing for parts never see it.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(dest, text.encode("utf-8"))

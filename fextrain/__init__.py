@@ -1,0 +1,1 @@
+"""fextrain: expression GANs trained on a fex manifest, and their evaluation."""
