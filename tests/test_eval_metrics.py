@@ -1,0 +1,124 @@
+"""Each evaluation metric on inputs with known answers: judge, scores, Fréchet, dlib identity, D table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fexdata.affects import AFFECTS
+from fextrain.evaluate.discriminator_table import discriminator_scores
+from fextrain.evaluate.frechet import (
+    InceptionFeatures,
+    InceptionWeightsError,
+    frechet_distance,
+    frechet_entry,
+)
+from fextrain.evaluate.judge import JudgeSettings, load_judge, load_or_train_judge, train_judge
+from fextrain.evaluate.scores import classification_report, confusion_matrix
+
+
+def toy_set(n_per_class: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Seven visibly separable classes: a bright bar at a class-specific position on noisy grey."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(AFFECTS)), n_per_class)
+    images = rng.integers(60, 120, size=(len(labels), size, size, 3), dtype=np.uint8)
+    band = size // len(AFFECTS)
+    for i, k in enumerate(labels):
+        images[i, k * band : (k + 1) * band, 4:-4] = 230
+    return images, labels
+
+
+FAST_JUDGE = JudgeSettings(size=32, width=8, epochs=6, batch_size=32, lr=5e-3)
+
+
+def test_judge_learns_a_separable_toy_set_and_caches(tmp_path):
+    x_train, y_train = toy_set(24, seed=0)
+    x_test, y_test = toy_set(10, seed=1)
+    judge, reused = load_or_train_judge(tmp_path, x_train, y_train, AFFECTS, FAST_JUDGE, progress=False)
+    assert not reused
+    acc = (judge.predict(x_test) == y_test).mean()
+    assert acc >= 0.9, acc
+    feats = judge.features(x_test)
+    assert feats.shape == (len(x_test), judge.net.feature_dim) and np.isfinite(feats).all()
+    # Same data and settings: the cached judge comes back with identical predictions.
+    again, reused = load_or_train_judge(tmp_path, x_train, y_train, AFFECTS, FAST_JUDGE, progress=False)
+    assert reused
+    assert (again.predict(x_test) == judge.predict(x_test)).all()
+    # Different labels: the cache is stale and must not be used.
+    assert load_judge(tmp_path, fingerprint="something else") is None
+
+
+def test_judge_reads_generator_style_tensors_like_uint8():
+    x, y = toy_set(4, seed=2)
+    judge = train_judge(x, y, AFFECTS, JudgeSettings(size=32, width=8, epochs=1), progress=False)
+    as_tensor = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert np.allclose(judge.logits(x), judge.logits(as_tensor), atol=1e-4)
+
+
+def test_scores_and_confusion():
+    truth = np.array([0, 0, 1, 2, 2, 2])
+    pred = np.array([0, 1, 1, 2, 2, 0])
+    m = confusion_matrix(pred, truth, 3)
+    assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    rep = classification_report(pred, truth, ("a", "b", "c"))
+    assert rep["correct"] == 4 and rep["count"] == 6 and rep["accuracy"] == pytest.approx(4 / 6)
+    assert rep["per_affect"]["c"]["accuracy"] == pytest.approx(2 / 3)
+    empty = classification_report(np.array([], int), np.array([], int), ("a",))
+    assert empty["accuracy"] is None and empty["count"] == 0
+
+
+def test_frechet_of_a_set_with_itself_is_zero_and_grows_with_mean_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 16))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # Shifting every vector by s along one axis adds exactly s^2 (covariance unchanged).
+    for s in (0.5, 1.0, 3.0):
+        shifted = a.copy()
+        shifted[:, 0] += s
+        assert frechet_distance(a, shifted) == pytest.approx(s**2, rel=1e-6)
+    # Known closed form for isotropic Gaussians: tr(S1 + S2 - 2 sqrt(S1 S2)) = D (s1 - s2)^2 for stds.
+    b = rng.normal(size=(20000, 4))
+    assert frechet_distance(b, 2 * b) == pytest.approx(4 * 1.0 * (2 - 1) ** 2, rel=0.05)
+
+
+def test_frechet_handles_fewer_samples_than_dims_and_reports_counts():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 128)), rng.normal(size=(7, 128))
+    value = frechet_distance(a, b)
+    assert np.isfinite(value) and value > 0
+    entry = frechet_entry("judge", a, b, real_split="test")
+    assert entry["real_count"] == 5 and entry["generated_count"] == 7 and entry["dims"] == 128
+    assert frechet_entry("dlib", a[:1], b, "test")["value"] is None
+
+
+def test_inception_fid_needs_a_real_torchscript_file(tmp_path):
+    with pytest.raises(InceptionWeightsError, match="not found"):
+        InceptionFeatures(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(InceptionWeightsError, match="TorchScript"):
+        InceptionFeatures(junk)
+
+    class Pool(torch.nn.Module):  # a stand-in feature extractor saved the way users would save one
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+    path = tmp_path / "pool.pt"
+    torch.jit.save(torch.jit.script(Pool()), str(path))
+    feats = InceptionFeatures(path)(torch.rand(3, 3, 32, 32) * 2 - 1)
+    assert feats.shape == (3, 12)
+
+
+def test_discriminator_scores_count_real_and_fake_separately():
+    s = discriminator_scores(
+        real_logits=np.array([2.0, -1.0, 3.0]),
+        real_affect_logits=np.eye(3)[[0, 1, 1]],
+        real_affects=np.array([0, 1, 2]),
+        fake_logits=np.array([-2.0, -0.5]),
+        fake_affect_logits=np.eye(3)[[2, 2]],
+        fake_targets=np.array([2, 0]),
+    )
+    assert s["real"]["binary"]["accuracy"] == pytest.approx(2 / 3)
+    assert s["real"]["multi"]["accuracy"] == pytest.approx(2 / 3)
+    assert s["fake"]["binary"]["accuracy"] == 1.0 and s["fake"]["binary"]["count"] == 2
+    assert s["fake"]["multi"]["accuracy"] == 0.5
