@@ -1,0 +1,64 @@
+"""Input-layout adapters: one module per layout, a registry, and `--layout auto` detection.
+
+Every adapter module exposes
+  NAME: str                       the layout's name on the command line;
+  EXPECTS: str                    one line saying what tree it expects (used in error messages);
+  detect(root) -> bool            cheap, looks at names only;
+  scan(root) -> Iterator[Item | Reject]   deterministic (natural-sorted) order.
+
+Item paths are relative to `item_root(src)`: the SRC folder itself, or, for a SRC that is a file
+(the `csv` layout), the folder holding it.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+# Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
+# first, then the studio layout (videos, takes with sheets, numbered render sequences), then the
+# generic folder tree, which would otherwise match almost anything.
+LAYOUTS: tuple[str, ...] = ("studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "folder", "csv")
+_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "studio", "folder", "csv")
+_MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
+
+
+def get(name: str) -> ModuleType:
+    """The adapter module for a layout name; ValueError listing the layouts if there is none."""
+    if name not in _MODULES:
+        raise ValueError(f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}")
+    return importlib.import_module(f"fexdata.sources.{_MODULES[name]}")
+
+
+def item_root(src: str | Path) -> Path:
+    """The folder that Item.path values are relative to for a given SRC argument."""
+    src = Path(src)
+    return src.parent if src.is_file() else src
+
+
+def describe_layouts() -> str:
+    """One line per layout: its name and the tree it expects."""
+    lines = []
+    for name in LAYOUTS:
+        try:
+            lines.append(f"  {name:7s} {get(name).EXPECTS}")
+        except ModuleNotFoundError:  # TEMPORARY while the remaining adapters are being written
+            lines.append(f"  {name:7s} (not yet available)")
+    return "\n".join(lines)
+
+
+def detect_layout(root: str | Path) -> str:
+    """The single best layout for `root`, or ValueError naming every layout and what it expects."""
+    root = Path(root)
+    if not root.exists():
+        raise ValueError(f"{root}: no such file or folder")
+    for name in _DETECT_ORDER:
+        try:
+            module = get(name)
+        except ModuleNotFoundError:  # TEMPORARY while the remaining adapters are being written
+            continue
+        if module.detect(root):
+            return name
+    raise ValueError(
+        f"could not recognise the layout of {root}; pass --layout with one of these:\n{describe_layouts()}"
+    )

@@ -1,0 +1,171 @@
+"""Helpers every layout adapter shares: file kinds, natural order, safe listing, label checks.
+
+Adapters look at names only, so the few things that can go wrong while *listing* a tree live here:
+a folder we may not read, a symlink that leads out of the dataset, a loop of links. Each becomes a
+`Reject` for that entry and the scan goes on with the rest.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from fexdata.affects import UnknownAffect, canonical_affect
+from fexdata.paths import UnsafePath, relative_inside
+from fexdata.sources.base import Reject
+
+IMAGE_EXTS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+)
+VIDEO_EXTS: frozenset[str] = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+
+# Files that travel with datasets but are not data: OS litter and documentation. They are skipped
+# silently, because rejecting every README would drown the real problems in the reject table.
+_JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "icon\r", "__macosx"})
+_DOC_EXTS = frozenset({".txt", ".md", ".pdf", ".doc", ".docx", ".rtf", ".html", ".htm", ".odt"})
+_DOC_STEMS = ("readme", "license", "licence", "copying", "citation", "changelog")
+
+
+def is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS
+
+
+def is_video(name: str) -> bool:
+    return Path(name).suffix.lower() in VIDEO_EXTS
+
+
+def is_stray(name: str) -> bool:
+    """True for files that are never data: hidden files, OS litter, documentation."""
+    low = name.lower()
+    if low.startswith(".") or low in _JUNK_NAMES:
+        return True
+    if is_image(low) or is_video(low):
+        return False
+    if low.startswith(_DOC_STEMS):
+        return True
+    return Path(low).suffix in _DOC_EXTS
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders 'frame2' before 'frame10'; the raw name breaks ties deterministically."""
+    parts = _DIGITS.split(name.lower())
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p != "") + ((2, 0, name),)
+
+
+def natural_sorted(names: Iterable[str]) -> list[str]:
+    return sorted(names, key=natural_key)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed child of a folder, already checked to stay inside the dataset root."""
+
+    path: Path   # the path as listed (root / ... / name), not resolved
+    rel: str     # POSIX path relative to the root, as listed (a symlink keeps its own name)
+    is_dir: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def rel_of(path: Path, root: Path) -> str:
+    """Lexical POSIX path of `path` under `root` (for reject rows), falling back to the path itself."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def list_dir(folder: Path, root: Path, source: str) -> tuple[list[Entry], list[Reject]]:
+    """Children of `folder` in natural order, minus strays; problems become rejects, never exceptions.
+
+    * a folder we cannot read (PermissionError and other OSErrors) -> one reject for the folder;
+    * a symlink resolving outside `root` or into a loop -> one reject for that entry;
+    * a dangling symlink -> one reject (a missing file).
+    """
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it]
+    except OSError as exc:
+        why = exc.strerror or exc.__class__.__name__
+        return [], [Reject(rel_of(folder, root) or ".", f"cannot read folder: {why}", source)]
+    entries: list[Entry] = []
+    rejects: list[Reject] = []
+    for name in natural_sorted(names):
+        if is_stray(name):
+            continue
+        path = folder / name
+        rel = rel_of(path, root)
+        try:
+            relative_inside(path, root)
+        except UnsafePath:
+            rejects.append(Reject(rel, "symlink points outside the dataset root; copy the data in instead", source))
+            continue
+        except (OSError, RuntimeError):  # symlink loop (RuntimeError before Python 3.13)
+            rejects.append(Reject(rel, "symlink loop; cannot follow it", source))
+            continue
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.exists()
+        except OSError as exc:
+            rejects.append(Reject(rel, f"cannot read: {exc.strerror or exc}", source))
+            continue
+        if not exists:
+            rejects.append(Reject(rel, "broken symlink: the file it points to is missing", source))
+            continue
+        entries.append(Entry(path, rel, is_dir))
+    return entries, rejects
+
+
+def names_of(folder: Path, limit: int | None = None) -> list[str]:
+    """Cheap, exception-free listing for `detect()`: names only, strays dropped, at most `limit`."""
+    try:
+        with os.scandir(folder) as it:
+            names = []
+            for e in it:
+                if not is_stray(e.name):
+                    names.append(e.name)
+                    if limit is not None and len(names) >= limit:
+                        break
+            return names
+    except OSError:
+        return []
+
+
+def subdirs_of(folder: Path, limit: int | None = None) -> list[Path]:
+    """Sub-folders of `folder` (names only, no recursion) for `detect()`; empty on any error."""
+    out = []
+    for name in names_of(folder):
+        p = folder / name
+        try:
+            if p.is_dir():
+                out.append(p)
+        except OSError:
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+    return sorted(out, key=lambda p: natural_key(p.name))
+
+
+def affect_of(label: str) -> tuple[str | None, str]:
+    """(canonical affect, '') or (None, reason) — the reason quotes the label, nothing is guessed."""
+    try:
+        return canonical_affect(label), ""
+    except UnknownAffect as exc:
+        return None, str(exc)
+
+
+def require_dir(root: Path) -> Path:
+    """The root as a Path; FileNotFoundError/NotADirectoryError with a plain message otherwise."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: expected a folder")
+    return root
