@@ -122,3 +122,48 @@ def test_discriminator_scores_count_real_and_fake_separately():
     assert s["real"]["multi"]["accuracy"] == pytest.approx(2 / 3)
     assert s["fake"]["binary"]["accuracy"] == 1.0 and s["fake"]["binary"]["count"] == 2
     assert s["fake"]["multi"]["accuracy"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def describer():
+    from fextrain.evaluate.identity import FaceDescriber
+
+    return FaceDescriber()
+
+
+def test_identity_distance_zero_for_same_image_larger_for_another_person(describer):
+    from skimage.data import lfw_subset
+
+    from fexdata.sample import sample_face
+    from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, descriptor_distance
+
+    face = sample_face(0, "neutral", size=128)
+    # A real, different person: the first face of scikit-image's bundled LFW subset (25x25 grey).
+    other = (np.repeat(lfw_subset()[0][..., None], 3, axis=2) * 255).round().astype(np.uint8)
+    blank = np.full_like(face, 127)
+    got = describer.describe(np.stack([face, face]))
+    assert got.found.all()
+    assert descriptor_distance(got.vectors[0], got.vectors[1]) == pytest.approx(0.0, abs=1e-9)
+    other_d = describer.describe(other[None])
+    assert other_d.found.all()
+    assert descriptor_distance(got.vectors[0], other_d.vectors[0]) > SAME_PERSON_THRESHOLD
+    # No face in a flat grey image: reported as not found, with a NaN row rather than an exception.
+    none = describer.describe(blank[None])
+    assert not none.found[0] and np.isnan(none.vectors[0]).all()
+
+
+def test_identity_report_counts_missing_faces_per_affect():
+    from fextrain.evaluate.identity import Descriptors, identity_report
+
+    src = Descriptors(np.zeros((4, 128)), np.array([True, True, True, False]))
+    gen_vecs = np.zeros((4, 128))
+    gen_vecs[1, 0] = 0.9  # one edit drifts past the 0.6 threshold
+    gen_vecs[2] = np.nan
+    gen = Descriptors(gen_vecs, np.array([True, True, False, True]))
+    rep = identity_report(src, gen, np.array([0, 1, 1, 0]), ("anger", "joy"))
+    assert rep["pairs"] == 4 and rep["measured"] == 2
+    assert rep["generated_face_not_found"] == 1 and rep["source_face_not_found"] == 1
+    assert rep["share_under_threshold"] == 0.5 and rep["under_threshold"] == 1
+    assert rep["per_affect"]["joy"]["mean_distance"] == pytest.approx(0.9)
+    assert rep["per_affect"]["joy"]["generated_face_not_found"] == 1
+    assert rep["per_affect"]["anger"]["source_face_not_found"] == 1
