@@ -1,0 +1,313 @@
+"""The manifest: its versioned schema, reading ingest records, and reading/writing the Parquet file.
+
+A manifest is one Parquet file with one row per face crop. `SCHEMA` below is the schema of record
+(docs/manifest.md is generated from the same facts and a test keeps the two in step). Image paths
+are relative to the manifest's folder and never point outside it. The file's key-value metadata
+carries `fex.schema_version`, `fex.affects` (the affect index order) and the options it was built
+with, and never a timestamp: the same inputs and seed give a byte-identical file.
+
+Building (filters, balance, splits, checks) lives in `manifest_build.py` and its helpers;
+`build_manifest` here is a thin entry point so callers need one import.
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fexdata.paths import atomic_path
+
+SCHEMA_VERSION = 1
+META_PREFIX = "fex."
+N_LANDMARKS = 68
+
+
+class ManifestError(ValueError):
+    """Bad input or an unsatisfiable request; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    nullable: bool
+    doc: str
+
+
+# The schema of record, in file order. Nullable integer columns are read back as pandas Int64/Int32.
+COLUMNS: tuple[Column, ...] = (
+    Column("image", pa.string(), False, "crop path, POSIX, relative to the manifest's folder"),
+    Column("identity", pa.string(), False, "namespaced identity, e.g. `jaffe:KA`, `studio:ada`"),
+    Column("identity_index", pa.int32(), False, "position of `identity` in metadata `fex.identities` (sorted)"),
+    Column("affect", pa.string(), False, "canonical affect name"),
+    Column("affect_index", pa.int32(), False, "position of `affect` in metadata `fex.affects`"),
+    Column("split", pa.string(), False, "`train`, `val` or `test`"),
+    Column("fold", pa.int32(), True, "identity-disjoint fold 0..K-1 (`--folds K`), null without folds"),
+    Column("block", pa.int32(), True, "time block of a video item under `--split frame`, else null"),
+    Column("weight", pa.float64(), False, "sampling weight (`--balance weight`; 1.0 otherwise); mean 1 per split"),
+    Column("source", pa.string(), False, "input layout that produced the record (`studio`, `jaffe`, ...)"),
+    Column("source_path", pa.string(), False, "input path relative to its dataset root"),
+    Column("item", pa.string(), False, "unit of ingest work; all frames of one clip or segment share it"),
+    Column("ingest", pa.string(), False, "the ingest output folder, relative to the manifest's folder"),
+    Column("frame", pa.int64(), True, "frame number within the video, null for stills"),
+    Column("time", pa.float64(), True, "seconds from the start of the video, NaN for stills"),
+    Column("affect_raw", pa.string(), True, "the label as the dataset spells it"),
+    Column("intensity", pa.float64(), True, "expression intensity when the dataset gives one, else NaN"),
+    Column("det_score", pa.float64(), True, "face detector score (NaN when the detector gives none)"),
+    Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
+    Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),
+    Column("crop_size", pa.int32(), False, "crop side in pixels; one value per manifest"),
+    Column("align", pa.string(), True, "`ffhq` (landmarks) or `bbox`"),
+    Column("detector", pa.string(), True, "`hog`, `cnn`, `track` or `frame`"),
+    Column("landmarks", pa.list_(pa.float32(), 2 * N_LANDMARKS), True,
+           "68 points x0,y0,x1,y1,... in **crop** pixels; null when the crop has no landmarks"),
+    Column("transform", pa.list_(pa.float64(), 6), True, "2x3 affine frame -> crop, row-major"),
+)
+SCHEMA = pa.schema([pa.field(c.name, c.type, c.nullable) for c in COLUMNS])
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+ARRAY_COLUMNS = ("landmarks", "transform")  # fixed-size lists, carried as 2-D numpy arrays while building
+NULLABLE_INTS = {c.name: c.type for c in COLUMNS if c.nullable and pa.types.is_integer(c.type)}
+
+# Record columns a manifest cannot be built without (docs/design.md "Ingest output").
+REQUIRED_RECORD_COLUMNS = ("image", "crop_size", "source", "source_path", "item", "frame", "time",
+                           "identity", "affect", "affect_raw")
+_RECORD_TYPES: dict[str, pa.DataType] = {
+    "image": pa.string(), "crop_size": pa.int32(), "source": pa.string(), "source_path": pa.string(),
+    "item": pa.string(), "frame": pa.int64(), "time": pa.float64(), "identity": pa.string(),
+    "affect": pa.string(), "affect_raw": pa.string(), "intensity": pa.float64(),
+    "det_score": pa.float64(), "face_count": pa.int32(), "sharpness": pa.float64(),
+    "align": pa.string(), "detector": pa.string(), "frame_width": pa.float64(),
+    "frame_height": pa.float64(),
+}
+_RECORD_LISTS = {"landmarks": 2 * N_LANDMARKS, "transform": 6}
+
+
+@dataclass
+class Records:
+    """Ingest records as scalar columns plus the fixed-size list columns as 2-D float arrays.
+
+    `frame["_row"]` indexes `arrays[...]`, so filters and sorts only move the small frame around
+    and list columns are gathered once, at write time (no per-row Python objects).
+    """
+    frame: pd.DataFrame
+    arrays: dict[str, np.ndarray]
+
+
+def _list_column_to_array(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    """A list<float> column as an (N, width) float64 array; null or malformed rows become NaN."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_fixed_size_list(arr.type):
+        arr = arr.cast(pa.list_(arr.type.value_type))
+    n = len(arr)
+    out = np.full((n, width), np.nan)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    good = lengths == width
+    if good.any():
+        values = pc.list_flatten(arr.filter(pa.array(good))).cast(pa.float64())
+        out[good] = values.to_numpy(zero_copy_only=False).reshape(-1, width)
+    return out
+
+
+def _records_files(records_dir: Path) -> list[Path]:
+    if records_dir.is_file():
+        return [records_dir]
+    if records_dir.is_dir():
+        return sorted(p for p in records_dir.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    return []
+
+
+def read_records(ingest_dir: str | os.PathLike) -> Records:
+    """Read `ingest_dir/records` (one file or a folder of parts) into `Records`, types normalised.
+
+    Raises ManifestError when there are no records or they lack columns a manifest needs.
+    """
+    ingest_dir = Path(ingest_dir)
+    if not ingest_dir.is_dir():
+        raise ManifestError(f"{ingest_dir}: not a folder; pass the --out folder of `fex ingest`")
+    files = _records_files(ingest_dir / "records")
+    if not files:
+        files = _records_files(ingest_dir / "records.parquet")
+    if not files:
+        raise ManifestError(f"{ingest_dir}: no records (expected {ingest_dir}/records/*.parquet); "
+                            f"run `fex ingest ... --out {ingest_dir}` first, or pass the ingest --out folder")
+    tables = []
+    for f in files:
+        try:
+            t = pq.read_table(f)
+        except Exception as exc:  # a truncated or foreign file
+            raise ManifestError(f"{f}: unreadable Parquet ({exc}); delete it and re-run `fex ingest` to redo that part") from None
+        missing = [c for c in REQUIRED_RECORD_COLUMNS if c not in t.column_names]
+        if missing:
+            raise ManifestError(
+                f"{f}: records lack column(s) {', '.join(missing)}; they come from an incompatible "
+                f"version of `fex ingest` - re-run `fex ingest` into a fresh --out folder")
+        tables.append(_normalise_record_table(t, f))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    arrays = {}
+    for name, width in _RECORD_LISTS.items():
+        arrays[name] = (_list_column_to_array(table.column(name), width) if name in table.column_names
+                        else np.full((table.num_rows, width), np.nan))
+    scalar = table.select([c for c in table.column_names if c not in _RECORD_LISTS and c in _RECORD_TYPES])
+    df = scalar.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get)
+    df["_row"] = np.arange(len(df), dtype=np.int64)
+    return Records(df, arrays)
+
+
+def _normalise_record_table(t: pa.Table, origin: Path) -> pa.Table:
+    """Cast known columns to the expected types so parts written by different runs concatenate."""
+    cols, names = [], []
+    for name in t.column_names:
+        col = t.column(name)
+        target = _RECORD_TYPES.get(name)
+        if name in _RECORD_LISTS:
+            if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
+                    or pa.types.is_large_list(col.type) or pa.types.is_null(col.type)):
+                raise ManifestError(f"{origin}: column {name!r} should be a list of floats, found {col.type}; "
+                                    f"re-run `fex ingest` with this version of fex")
+            if pa.types.is_null(col.type):
+                col = pa.chunked_array([pa.nulls(len(col), pa.list_(pa.float64()))])
+            else:
+                col = col.cast(pa.list_(pa.float64()))
+        elif target is not None:
+            try:
+                col = col.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ManifestError(f"{origin}: column {name!r} has type {col.type}, expected {target} ({exc}); "
+                                    f"re-run `fex ingest` with this version of fex") from None
+        else:
+            continue  # unknown extra columns are ignored, not an error
+        cols.append(col)
+        names.append(name)
+    return pa.table(cols, names=names)
+
+
+# ---------------------------------------------------------------- writing and reading the manifest
+
+def _encode_meta(meta: dict[str, Any]) -> dict[bytes, bytes]:
+    """JSON-encode values with sorted keys so the metadata bytes depend only on the content."""
+    return {f"{META_PREFIX}{k}".encode(): json.dumps(v, sort_keys=True, separators=(",", ":")).encode()
+            for k, v in sorted(meta.items())}
+
+
+def _to_arrow(df: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> pa.Table:
+    """Build the manifest table in schema order from a frame (+ optional list arrays indexed by `_row`)."""
+    cols = []
+    n = len(df)
+    for c in COLUMNS:
+        if c.name in ARRAY_COLUMNS:
+            width = c.type.list_size
+            if arrays is not None and c.name in arrays and "_row" in df:
+                values = arrays[c.name][df["_row"].to_numpy()]
+            elif c.name in df:
+                values = np.full((n, width), np.nan)
+                for i, v in enumerate(df[c.name].tolist()):  # only for hand-edited frames; builds use arrays
+                    if v is not None and len(v) == width:
+                        values[i] = v
+            else:
+                values = np.full((n, width), np.nan)
+            valid = ~np.isnan(values).any(axis=1)
+            flat = pa.array(values.astype(c.type.value_type.to_pandas_dtype()).ravel())
+            col = pa.FixedSizeListArray.from_arrays(flat, width, mask=pa.array(~valid))
+        elif c.name in df:
+            series = df[c.name]
+            col = pa.array(series, type=c.type, from_pandas=True)
+        elif c.nullable:
+            col = pa.nulls(n, c.type)
+        else:
+            raise ManifestError(f"manifest frame lacks required column {c.name!r}")
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=SCHEMA)
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, affects: tuple[str, ...] | list[str],
+                   meta: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write `df` as a manifest Parquet file, atomically (a reader never sees half a file).
+
+    `df` holds the schema's scalar columns; list columns come from `df` itself (sequences) or from
+    `arrays[name][df._row]`. Metadata: `fex.schema_version`, `fex.affects`, `fex.identities` and
+    whatever `meta` adds (JSON values).
+    """
+    path = Path(path)
+    table = _to_arrow(df, arrays)
+    identities = sorted(set(df["identity"])) if len(df) else []
+    full_meta = {"schema_version": SCHEMA_VERSION, "affects": list(affects), "identities": identities}
+    full_meta.update(meta or {})
+    table = table.replace_schema_metadata(_encode_meta(full_meta))
+    with atomic_path(path) as tmp:
+        # Fixed row-group size and codec: the bytes depend only on the table, never on the machine.
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20, write_statistics=True)
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest's `fex.*` metadata, JSON-decoded, prefix stripped (reads only the footer)."""
+    raw = pq.read_schema(path).metadata or {}
+    meta = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if key.startswith(META_PREFIX):
+            meta[key[len(META_PREFIX):]] = json.loads(v.decode())
+    return meta
+
+
+def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a manifest -> (DataFrame, meta). `meta["affects"]` is the affect index order.
+
+    Nullable integer columns (`frame`, `fold`, `block`, `face_count`) come back as pandas nullable
+    integers; list columns as object columns of numpy arrays (ask for fewer `columns` to skip them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest; build one with `fex build-manifest`")
+    try:
+        meta = read_meta(path)
+    except Exception as exc:
+        raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from None
+    version = meta.get("schema_version")
+    if version is None:
+        raise ManifestError(f"{path}: not a fex manifest (no fex.schema_version metadata)")
+    if int(version) > SCHEMA_VERSION:
+        raise ManifestError(f"{path}: manifest schema version {version} is newer than this fex "
+                            f"understands ({SCHEMA_VERSION}); upgrade fex")
+    table = pq.read_table(path, columns=columns)
+    mapper = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
+    nullable = [n for n in table.column_names if n in NULLABLE_INTS]
+    df = table.drop_columns(nullable).to_pandas() if nullable else table.to_pandas()
+    for n in nullable:
+        df[n] = table.column(n).to_pandas(types_mapper=mapper.get)
+    df = df[[n for n in table.column_names]]
+    return df, meta
+
+
+def manifest_image_prefix(ingest_dir: str | os.PathLike, manifest_dir: str | os.PathLike) -> str:
+    """POSIX prefix that turns an ingest-relative crop path into a manifest-relative one.
+
+    The manifest's folder must contain the ingest folder (paths may never leave the manifest's
+    folder); otherwise a ManifestError names the folder to write the manifest into instead.
+    """
+    ingest_r = Path(ingest_dir).resolve()
+    manifest_r = Path(manifest_dir).resolve()
+    try:
+        rel = ingest_r.relative_to(manifest_r).as_posix()
+    except ValueError:
+        common = os.path.commonpath([str(ingest_r), str(manifest_r)])
+        raise ManifestError(
+            f"ingest output {ingest_dir} is not inside the manifest's folder {manifest_r}, and manifest "
+            f"paths may never point outside it; write the manifest into a folder that contains every "
+            f"ingest output, e.g. --out {posixpath.join(common, 'manifest.parquet')}") from None
+    return "" if rel == "." else rel
+
+
+def build_manifest(ingest_dirs: list[str | os.PathLike], out: str | os.PathLike, **options: Any):
+    """Merge, filter, balance, split and check ingest outputs, then write `out`. See manifest_build."""
+    from fexdata.manifest_build import build_manifest as _build
+    return _build(ingest_dirs, out, **options)
