@@ -1,0 +1,91 @@
+"""Batch augmentation on the training device: uint8 NHWC -> jittered, flipped NCHW floats in [-1, 1].
+
+The paper pre-processes each image by "resize, normalise, random crop and jitter" (the pix2pix
+recipe: upscale by ~12% and crop back at a random place). Here that is one affine resampling of the
+whole batch with `affine_grid` + `grid_sample`, so there is no per-sample Python and it runs wherever
+the images live (GPU in training). Resizing to the training size happens once, when the images are
+loaded (`resize_images`), not every step.
+
+A source image and its target share the same transform: the L1 term compares the generated face with
+the target pixel by pixel, and independent jitter would ask the generator to predict a random shift.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    jitter: float = 0.12  # largest zoom-in before the random crop (pix2pix: 286/256 - 1 ~ 0.117); 0 = none
+    flip: bool = True  # horizontal flip, same for source and target (expressions are near-symmetric)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float [B,3,H,W] in [-1, 1]. The permute leaves a channels_last layout."""
+    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float [B,3,H,W] in [-1, 1] -> uint8 [B,H,W,3] numpy (for PNGs and evaluation)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def random_affines(n: int, cfg: AugmentConfig, device: torch.device | str,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """[n, 2, 3] affine maps (output -> input, normalised coords): zoom in by s in [1, 1+jitter],
+    shift so the crop stays inside the image, and mirror x with probability 1/2 when flip is on."""
+    u = torch.rand(n, 4, device=device, generator=generator)
+    scale = 1.0 / (1.0 + cfg.jitter * u[:, 0])  # the crop covers 1/s of the (zoomed) image
+    room = 1.0 - scale
+    tx, ty = (2 * u[:, 1] - 1) * room, (2 * u[:, 2] - 1) * room
+    mirror = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if cfg.flip else torch.ones_like(scale)
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = scale * mirror
+    theta[:, 0, 2] = tx
+    theta[:, 1, 1] = scale
+    theta[:, 1, 2] = ty
+    return theta
+
+
+def augment_pairs(src: torch.Tensor, tgt: torch.Tensor, cfg: AugmentConfig,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random transform per pair to float images [B,3,H,W] (source i and target i alike).
+
+    The random numbers are drawn even when jitter and flip are off, so turning augmentation on or off
+    does not shift the rest of the run's random stream.
+    """
+    theta = random_affines(src.shape[0], cfg, src.device, generator)
+    if cfg.jitter <= 0 and not cfg.flip:
+        return src, tgt
+    both = torch.cat([src, tgt], dim=0)
+    theta = torch.cat([theta, theta], dim=0).to(both.dtype)
+    grid = F.affine_grid(theta, list(both.shape), align_corners=False)
+    # Border padding: a crop never leaves the image, but bilinear taps at its edge may.
+    out = F.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if src.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out[: src.shape[0]], out[src.shape[0]:]
+
+
+def resize_images(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
+    """Downscale packed uint8 images [N,H,W,3] to [N,size,size,3] with antialiasing (done once, at load).
+
+    Only shrinking is allowed: training at a larger size than the crops would learn blur.
+    """
+    n, h, w, _ = images.shape
+    if h == size and w == size:
+        return np.ascontiguousarray(images)
+    if h < size or w < size:
+        raise ValueError(f"crops are {w}x{h}, smaller than the training size {size}; re-ingest at "
+                         f"--size {size} or train at a smaller --size")
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for start in range(0, n, chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).permute(0, 3, 1, 2).float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out

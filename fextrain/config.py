@@ -1,0 +1,146 @@
+"""Training configuration: one dataclass, loadable from YAML/JSON, overridable from the command line.
+
+Precedence, lowest first: defaults < the run's own config.json (on --resume) < --config FILE <
+--set key=value < the explicit CLI options. The resolved config is written to RUN/config.json and
+into every checkpoint, so a run always says exactly how it was trained.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fexdata.paths import atomic_write_text
+
+from fextrain.augment import AugmentConfig
+from fextrain.losses import LossConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclass
+class TrainConfig:
+    manifest: str = ""
+    out: str = ""
+    model: str = "fexgan"  # a name in fextrain.models.MODELS
+    size: int = 128  # training resolution; 64 (CPU tests), 128 (the paper), 256
+    steps: int = 100_000  # the run's TOTAL optimiser steps (the paper: 100K)
+    batch: int = 32  # per device (the paper: 32); under torchrun each rank takes this many
+    lr: float = 2e-4  # Adam, both networks (the paper)
+    betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas, which the reference code inherits
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA when supported) | bf16 | off
+    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    compile: bool = False  # torch.compile the networks (CUDA; first steps are slow while it compiles)
+    data_on_device: str = "auto"  # auto | on | off: keep the packed uint8 training images on the GPU
+    ckpt_every: int = 1000  # steps between checkpoints (one is always written at exit)
+    sample_every: int = 1000  # steps between sample grids (0: only at exit)
+    log_every: int = 50  # steps between scalar logs (TensorBoard, metrics.jsonl, bar)
+    num_samples: int = 8  # source faces in each sample grid
+    target_law: str = "scaled"  # how A_t(lambda) is drawn: scaled | noisy | onehot (see models.fexgan)
+    target_sigma: float = 0.25  # spread of lambda's effect
+    arch: dict[str, Any] = field(default_factory=dict)  # architecture settings (widths, latent_dim, ...)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    affects: list[str] = field(default_factory=list)  # filled from the manifest; informational
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["betas"] = list(cfg.betas)
+    return d
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(where + k for k in unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{name} must be a mapping, got {value!r}")
+            value = _build(type(default), value, f"{where}{name}.")
+        elif name == "betas":
+            value = tuple(float(b) for b in value)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{where}{name} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+            value = _number(value, type(default), where + name)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _number(value: Any, kind: type, key: str) -> int | float:
+    """Accept 5, 5.0 or "5" for an int key and any real number for a float key; refuse the rest."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build a TrainConfig from a (possibly partial, nested) dict; unknown keys are errors."""
+    return _build(TrainConfig, dict(data), "")
+
+
+def load_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML or JSON config file (JSON is YAML, so one parser reads both)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    return data
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `override` into a copy of `base` (nested mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "arch":
+            out[key] = merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`["loss.gamma=50", "augment.flip=false"]` -> nested dict; values are read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. loss.gamma=50")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def save_json(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as readable JSON, atomically."""
+    atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
