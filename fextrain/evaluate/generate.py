@@ -54,15 +54,6 @@ def latent_dim(generator: torch.nn.Module, size: int, num_affects: int, device: 
 
 
 @torch.no_grad()
-def decode_random(
-    generator: torch.nn.Module, target_vecs: torch.Tensor, dim: int, seed: int = 0, device: str = "cpu"
-) -> torch.Tensor:
-    """Decode z ~ N(0, I), one per target vector, with a fixed seed."""
-    z = torch.randn(len(target_vecs), dim, generator=torch.Generator().manual_seed(seed))
-    return generator.decode(z.to(device), target_vecs.to(device)).float().cpu()
-
-
-@torch.no_grad()
 def discriminate(
     discriminator: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:

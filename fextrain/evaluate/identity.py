@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 SAME_PERSON_THRESHOLD = 0.6
 _SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
@@ -82,11 +83,12 @@ class FaceDescriber:
         shape = self.shape(image, best)
         return np.asarray(self.encoder.compute_face_descriptor(image, shape), dtype=np.float64)
 
-    def describe(self, images: np.ndarray | torch.Tensor) -> Descriptors:
+    def describe(self, images: np.ndarray | torch.Tensor, progress: bool = False) -> Descriptors:
+        """Descriptors of a batch (uint8 NHWC or float NCHW in [-1, 1]); a tqdm bar when `progress`."""
         arr = to_uint8_rgb(images)
         vectors = np.full((len(arr), 128), np.nan)
         found = np.zeros(len(arr), dtype=bool)
-        for i, img in enumerate(arr):
+        for i, img in enumerate(tqdm(arr, desc="dlib", unit="face", disable=not progress, leave=False)):
             d = self.describe_one(img)
             if d is not None:
                 vectors[i], found[i] = d, True

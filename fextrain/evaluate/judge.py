@@ -108,19 +108,20 @@ def to_judge_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Horizontal flips and shifts of up to 1/16 of the side: expressions are mirror- and shift-invariant."""
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     pad = max(1, h // 16)
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
+    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen, device=x.device).tolist()
     return padded[:, :, dy : dy + h, dx : dx + w]
 
 
 class Judge:
     """A trained JudgeNet plus the affect order it predicts in."""
 
-    def __init__(self, net: JudgeNet, affects: tuple[str, ...], settings: JudgeSettings) -> None:
-        self.net = net.eval()
+    def __init__(self, net: JudgeNet, affects: tuple[str, ...], settings: JudgeSettings, device: str = "cpu") -> None:
+        self.net = net.to(device).eval()
+        self.device = device
         self.affects = tuple(affects)
         self.settings = settings
 
@@ -128,9 +129,9 @@ class Judge:
     def _run(self, images: np.ndarray | torch.Tensor, batch_size: int, want_features: bool) -> np.ndarray:
         outs = []
         for start in range(0, len(images), batch_size):
-            x = to_judge_input(images[start : start + batch_size], self.settings.size)
+            x = to_judge_input(images[start : start + batch_size], self.settings.size).to(self.device)
             feats = self.net.features(x)
-            outs.append((feats if want_features else self.net.head(feats)).numpy())
+            outs.append((feats if want_features else self.net.head(feats)).float().cpu().numpy())
         width = self.net.feature_dim if want_features else len(self.affects)
         return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
 
@@ -147,7 +148,7 @@ class Judge:
     def save(self, folder: Path, fingerprint: str, train_count: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / JUDGE_WEIGHTS) as tmp:
-            save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
         meta = {
             "fingerprint": fingerprint,
             "affects": list(self.affects),
@@ -163,6 +164,7 @@ def train_judge(
     affects: tuple[str, ...],
     settings: JudgeSettings = JudgeSettings(),
     progress: bool = True,
+    device: str = "cpu",
 ) -> Judge:
     """Train a JudgeNet on uint8 N x H x W x 3 images with affect indices `labels` (int).
 
@@ -173,20 +175,21 @@ def train_judge(
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images and at least one image (got {len(images)}, {len(labels)})")
     torch.manual_seed(settings.seed)
-    gen = torch.Generator().manual_seed(settings.seed)
-    net = JudgeNet(len(affects), settings.width)
-    # Resize everything once; at 64x64 the whole train split fits in memory comfortably.
+    net = JudgeNet(len(affects), settings.width).to(device)
+    # Resize everything once; at 64x64 even 100K faces take 1.2 GB as float, so this stays simple.
     x_all = torch.cat([to_judge_input(images[i : i + 512], settings.size) for i in range(0, len(images), 512)])
-    y_all = torch.from_numpy(labels)
+    x_all = x_all.to(device)
+    y_all = torch.from_numpy(labels).to(device)
     counts = torch.bincount(y_all, minlength=len(affects)).float()
     class_weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1) / len(affects), torch.zeros_like(counts))
+    gen = torch.Generator(device=device).manual_seed(settings.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = max(1, -(-len(x_all) // settings.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch)
     net.train()
     bar = tqdm(range(settings.epochs), desc="judge", unit="epoch", disable=not progress, leave=False)
     for _ in bar:
-        order = torch.randperm(len(x_all), generator=gen)
+        order = torch.randperm(len(x_all), generator=gen, device=device)
         total = 0.0
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]
@@ -199,7 +202,7 @@ def train_judge(
             sched.step()
             total += float(loss) * len(idx)
         bar.set_postfix(loss=f"{total / len(order):.3f}")
-    return Judge(net, affects, settings)
+    return Judge(net, affects, settings, device)
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray, affects: tuple[str, ...], settings: JudgeSettings) -> str:
@@ -212,7 +215,7 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray, affects: tuple[str,
     return h.hexdigest()
 
 
-def load_judge(folder: Path, fingerprint: str | None = None) -> Judge | None:
+def load_judge(folder: Path, fingerprint: str | None = None, device: str = "cpu") -> Judge | None:
     """The cached judge in `folder`, or None when absent or trained on other data/settings."""
     meta_path, weights_path = folder / JUDGE_META, folder / JUDGE_WEIGHTS
     if not (meta_path.is_file() and weights_path.is_file()):
@@ -223,7 +226,7 @@ def load_judge(folder: Path, fingerprint: str | None = None) -> Judge | None:
     settings = JudgeSettings(**meta["settings"])
     net = JudgeNet(len(meta["affects"]), settings.width)
     net.load_state_dict(load_file(str(weights_path)))
-    return Judge(net, tuple(meta["affects"]), settings)
+    return Judge(net, tuple(meta["affects"]), settings, device)
 
 
 def load_or_train_judge(
@@ -233,12 +236,13 @@ def load_or_train_judge(
     affects: tuple[str, ...],
     settings: JudgeSettings = JudgeSettings(),
     progress: bool = True,
+    device: str = "cpu",
 ) -> tuple[Judge, bool]:
     """(judge, reused): the cached judge when its fingerprint matches, else a freshly trained one."""
     fingerprint = data_fingerprint(images, labels, affects, settings)
-    cached = load_judge(folder, fingerprint)
+    cached = load_judge(folder, fingerprint, device)
     if cached is not None:
         return cached, True
-    judge = train_judge(images, labels, affects, settings, progress)
+    judge = train_judge(images, labels, affects, settings, progress, device)
     judge.save(folder, fingerprint, len(labels))
     return judge, False
