@@ -38,13 +38,7 @@ def item_root(src: str | Path) -> Path:
 
 def describe_layouts() -> str:
     """One line per layout: its name and the tree it expects."""
-    lines = []
-    for name in LAYOUTS:
-        try:
-            lines.append(f"  {name:7s} {get(name).EXPECTS}")
-        except ModuleNotFoundError:  # TEMPORARY while the remaining adapters are being written
-            lines.append(f"  {name:7s} (not yet available)")
-    return "\n".join(lines)
+    return "\n".join(f"  {name:7s} {get(name).EXPECTS}" for name in LAYOUTS)
 
 
 def detect_layout(root: str | Path) -> str:
@@ -53,11 +47,7 @@ def detect_layout(root: str | Path) -> str:
     if not root.exists():
         raise ValueError(f"{root}: no such file or folder")
     for name in _DETECT_ORDER:
-        try:
-            module = get(name)
-        except ModuleNotFoundError:  # TEMPORARY while the remaining adapters are being written
-            continue
-        if module.detect(root):
+        if get(name).detect(root):
             return name
     raise ValueError(
         f"could not recognise the layout of {root}; pass --layout with one of these:\n{describe_layouts()}"

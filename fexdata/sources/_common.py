@@ -169,3 +169,25 @@ def require_dir(root: Path) -> Path:
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: expected a folder")
     return root
+
+
+def find_bases(root: Path, is_base, max_depth: int = 2, limit: int | None = None) -> list[Path]:
+    """Folders at most `max_depth` levels under root (root included) for which `is_base(folder)` holds.
+
+    Public datasets unpack into a conventional top folder (`jaffedbase/`, `KDEF/`, `CK+48/`), and
+    users point fex either at that folder or at the one holding it; this finds the dataset either way.
+    A match is not searched inside, and the result is in natural order. `limit` caps how many
+    sub-folders are looked at per level (detect() uses it to stay cheap on big unrelated trees).
+    """
+    found: list[Path] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        if is_base(folder):
+            found.append(folder)
+            return
+        if depth < max_depth:
+            for sub in subdirs_of(folder, limit=limit):
+                visit(sub, depth + 1)
+
+    visit(Path(root), 0)
+    return found
