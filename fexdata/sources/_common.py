@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from fexdata.affects import UnknownAffect, canonical_affect
 from fexdata.paths import UnsafePath, relative_inside
@@ -82,8 +82,12 @@ def rel_of(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def list_dir(folder: Path, root: Path, source: str) -> tuple[list[Entry], list[Reject]]:
+def list_dir(folder: Path, root: Path, source: str,
+             keep: Callable[[str], object] | None = None) -> tuple[list[Entry], list[Reject]]:
     """Children of `folder` in natural order, minus strays; problems become rejects, never exceptions.
+
+    `keep(name)` exempts names from the stray filter (label files that look like documentation,
+    such as CK+'s *_emotion.txt).
 
     * a folder we cannot read (PermissionError and other OSErrors) -> one reject for the folder;
     * a symlink resolving outside `root` or into a loop -> one reject for that entry;
@@ -98,7 +102,7 @@ def list_dir(folder: Path, root: Path, source: str) -> tuple[list[Entry], list[R
     entries: list[Entry] = []
     rejects: list[Reject] = []
     for name in natural_sorted(names):
-        if is_stray(name):
+        if is_stray(name) and not (keep and keep(name)):
             continue
         path = folder / name
         rel = rel_of(path, root)

@@ -111,7 +111,7 @@ def _labels(base: Path, root: Path) -> tuple[dict[str, tuple[int, Entry]], list[
         seqs, problems = list_dir(subject.path, root, NAME)
         rejects += problems
         for seq in (s for s in seqs if s.is_dir):
-            files, problems = list_dir(seq.path, root, NAME)
+            files, problems = list_dir(seq.path, root, NAME, keep=_EMOTION.match)
             rejects += problems
             found = [f for f in files if not f.is_dir and _EMOTION.match(f.name)]
             if len(found) > 1:

@@ -40,7 +40,9 @@ SHEET_COLUMNS = ("affect", "start", "end")
 
 _CLIP_SUFFIX = re.compile(r"^(?P<label>.+?)[ _.-]?\d+$")       # joy_02 -> joy
 _FRAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)\.[A-Za-z0-9]+$")  # frame.0001.png / Shot_0001.jpg / 0001.png
-_RENDER_FRAME = re.compile(r"^(?P<prefix>.*?)(?P<num>0\d{2,})\.[A-Za-z0-9]+$")  # zero-padded, for detect()
+# detect() only: a render queue pads frame numbers to 4+ digits (frame.0001.png); 000.png-style
+# names of three digits are left to the generic folder layout.
+_RENDER_FRAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d{4,})\.[A-Za-z0-9]+$")
 
 
 def _label_of(stem: str) -> tuple[str | None, str, str]:
