@@ -175,7 +175,7 @@ def _thin(df: pd.DataFrame, gap: Gap) -> tuple[pd.DataFrame, int]:
     video = df["frame"].notna().to_numpy()
     if gap.unit == "s":
         t = df["time"].to_numpy(np.float64, na_value=np.nan)
-        video &= ~np.isnan(t)  # frames without timestamps cannot be thinned by seconds
+        video = video & ~np.isnan(t)  # frames without timestamps cannot be thinned by seconds
     else:
         t = df["frame"].to_numpy(np.float64, na_value=np.nan)
     if not video.any():
