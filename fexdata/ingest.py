@@ -221,9 +221,10 @@ class _locked:
 
 
 def _fingerprint(sources: Sequence[Source], options: IngestOptions) -> dict:
-    return {"format": FORMAT_VERSION,
-            "sources": [{"root": str(s.root), "given": s.given, "layout": s.layout} for s in sources],
-            "options": options.fingerprint()}
+    fp = {"format": FORMAT_VERSION,
+          "sources": [{"root": str(s.root), "given": s.given, "layout": s.layout} for s in sources],
+          "options": options.fingerprint()}
+    return json.loads(json.dumps(fp))  # as it reads back from ingest.json (tuples become lists)
 
 
 def _check_same_job(out: Path, fingerprint: dict, overwrite: bool) -> None:

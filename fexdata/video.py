@@ -269,7 +269,7 @@ def _explain(ffmpeg_text: str, default: str) -> str:
     lines = [ln for ln in lines if ln and not ln.startswith(("Input #", "Metadata", "Duration", "Stream #"))]
     for ln in lines:
         if "moov atom not found" in ln:
-            return "video is truncated or incomplete (moov atom not found)"
+            return "not a complete video file (moov atom not found: truncated, still being written, or not an MP4)"
         if "prematurely" in ln or "end of file" in ln.lower():
             return "file ended prematurely"
         if "Invalid data found" in ln:
