@@ -142,3 +142,15 @@ def test_detect(tmp_path):
     assert studio.detect(touch(tmp_path / "seq", "ada/happy/frame.0001.png", "ada/happy/frame.0002.png"))
     # stills with free names under affect folders are the generic folder layout, not a render
     assert not studio.detect(touch(tmp_path / "stills", "ada/happy/me.png", "ada/happy/beach.jpg"))
+
+
+def test_broken_and_looping_symlinks_are_rejected(tmp_path):
+    touch(tmp_path, "ada/anger.mp4")
+    (tmp_path / "ada" / "joy.mp4").symlink_to("sad.mp4")
+    (tmp_path / "ada" / "sad.mp4").symlink_to("joy.mp4")
+    (tmp_path / "ada" / "fear.mp4").symlink_to(tmp_path / "ada" / "gone.mp4")
+    items, rejects = split(studio.scan(tmp_path))
+    assert [i.path for i in items] == ["ada/anger.mp4"]
+    why = reasons(rejects)
+    assert "broken symlink" in why["ada/fear.mp4"]
+    assert "loop" in why["ada/joy.mp4"] and "loop" in why["ada/sad.mp4"]
