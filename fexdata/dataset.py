@@ -61,9 +61,9 @@ class FaceDataset(Dataset):
         self.frame = df.reset_index(drop=True)
         self.affects: tuple[str, ...] = tuple(meta["affects"])
         self.identities: tuple[str, ...] = tuple(meta.get("identities", []))
-        self.affect_ids = self.frame["affect_index"].to_numpy(np.int64)
-        self.identity_ids = self.frame["identity_index"].to_numpy(np.int64)
-        self.weights = self.frame["weight"].to_numpy(np.float64)
+        self.affect_ids = self.frame["affect_index"].to_numpy(np.int64, copy=True)
+        self.identity_ids = self.frame["identity_index"].to_numpy(np.int64, copy=True)
+        self.weights = self.frame["weight"].to_numpy(np.float64, copy=True)
         root = self.manifest_path.resolve().parent
         self.paths = [resolve_inside(p, root) for p in self.frame["image"].tolist()]
         self.packed = packed
@@ -138,7 +138,6 @@ class PairSampler:
         order = np.argsort(cell, kind="stable")
         self._members = order
         cells, start, count = np.unique(cell[order], return_index=True, return_counts=True)
-        self._cell_of = {int(c): k for k, c in enumerate(cells)}
         self._start, self._count = start.astype(np.int64), count.astype(np.int64)
         # CSR over identities: the affects (as cell numbers k) each identity has, sorted by affect
         cell_ident = cells // n_aff
