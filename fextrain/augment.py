@@ -70,22 +70,3 @@ def augment_pairs(src: torch.Tensor, tgt: torch.Tensor, cfg: AugmentConfig,
     if src.is_contiguous(memory_format=torch.channels_last):
         out = out.contiguous(memory_format=torch.channels_last)
     return out[: src.shape[0]], out[src.shape[0]:]
-
-
-def resize_images(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
-    """Downscale packed uint8 images [N,H,W,3] to [N,size,size,3] with antialiasing (done once, at load).
-
-    Only shrinking is allowed: training at a larger size than the crops would learn blur.
-    """
-    n, h, w, _ = images.shape
-    if h == size and w == size:
-        return np.ascontiguousarray(images)
-    if h < size or w < size:
-        raise ValueError(f"crops are {w}x{h}, smaller than the training size {size}; re-ingest at "
-                         f"--size {size} or train at a smaller --size")
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for start in range(0, n, chunk):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).permute(0, 3, 1, 2).float()
-        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out

@@ -40,6 +40,7 @@ class TrainConfig:
     channels_last: str = "auto"  # auto (on CUDA) | on | off
     compile: bool = False  # torch.compile the networks (CUDA; first steps are slow while it compiles)
     data_on_device: str = "auto"  # auto | on | off: keep the packed uint8 training images on the GPU
+    cache_dir: str = ""  # packed-image cache folder; empty: <manifest>.cache/ beside the manifest
     ckpt_every: int = 1000  # steps between checkpoints (one is always written at exit)
     sample_every: int = 1000  # steps between sample grids (0: only at exit)
     log_every: int = 50  # steps between scalar logs (TensorBoard, metrics.jsonl, bar)
@@ -144,3 +145,22 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 def save_json(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as readable JSON, atomically."""
     atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | os.PathLike | None = None,
+            sets: list[str] | tuple[str, ...] = (), options: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's config: defaults < RUN/config.json (resume) < config_file < sets < options.
+
+    `options` holds only what the user gave explicitly on the command line, so a default CLI value
+    never overrides a config file or the resumed run's settings.
+    """
+    data: dict[str, Any] = {}
+    saved = Path(out) / "config.json"
+    if resume and saved.is_file():
+        data = json.loads(saved.read_text())
+    if config_file:
+        data = merge(data, load_file(config_file))
+    data = merge(data, parse_set(sets))
+    data = merge(data, {k: v for k, v in (options or {}).items() if v is not None})
+    data["out"] = str(out)
+    return from_dict(data)

@@ -1,0 +1,58 @@
+"""Tiny manifests and configs for the training tests (built in code, no downloads).
+
+Faces come from `fexdata.sample.sample_face` (the public-domain astronaut photo, restyled per identity
+and warped per affect), written as PNG crops and listed in a real manifest Parquet file written with
+`fexdata.manifest.write_manifest`, so the tests read exactly what `fex build-manifest` produces.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pandas as pd
+
+from fexdata.affects import AFFECTS
+from fexdata.manifest import write_manifest
+from fexdata.sample import sample_face
+from fextrain.config import TrainConfig
+
+# Small enough that a CPU step at 64x64 takes milliseconds.
+TINY_ARCH: dict[str, Any] = {"base_width": 16, "max_width": 32, "bottleneck": 16, "latent_dim": 16,
+                             "d_widths": [8, 16, 32]}
+
+
+def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, ...] = ("anger", "joy", "neutral"),
+                        per_cell: int = 2, size: int = 64, val_identities: int = 0,
+                        manifest_affects: tuple[str, ...] = AFFECTS) -> Path:
+    """root/manifest.parquet over identities x affects x per_cell crops of `size` px (train split),
+    plus `val_identities` more identities in a val split."""
+    rows = []
+    crops = root / "crops"
+    crops.mkdir(parents=True, exist_ok=True)
+    for ident in range(identities + val_identities):
+        split = "train" if ident < identities else "val"
+        for affect in affects:
+            for k in range(per_cell):
+                face = sample_face(ident, affect, size=size, intensity=0.6 + 0.4 * k / max(1, per_cell - 1), seed=k)
+                rel = f"crops/id{ident}_{affect}_{k}.png"
+                cv2.imwrite(str(root / rel), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+                rows.append({
+                    "image": rel, "identity": f"test:id{ident}", "affect": affect,
+                    "affect_index": list(manifest_affects).index(affect), "split": split, "weight": 1.0,
+                    "source": "test", "source_path": rel, "item": f"id{ident}_{affect}_{k}", "ingest": ".",
+                    "crop_size": size,
+                })
+    df = pd.DataFrame(rows)
+    identities_sorted = sorted(set(df["identity"]))
+    df["identity_index"] = [identities_sorted.index(i) for i in df["identity"]]
+    return write_manifest(df, root / "manifest.parquet", affects=manifest_affects)
+
+
+def tiny_config(manifest: Path, out: Path, **overrides: Any) -> TrainConfig:
+    """A CPU config at 64x64 with the tiny architecture; every log/checkpoint cadence overridable."""
+    settings: dict[str, Any] = dict(manifest=str(manifest), out=str(out), size=64, steps=4, batch=4,
+                                    device="cpu", log_every=1, ckpt_every=100, sample_every=0, num_samples=3,
+                                    arch=dict(TINY_ARCH), cache_dir=str(out.parent / f"{out.name}-cache"))
+    settings.update(overrides)
+    return TrainConfig(**settings)
