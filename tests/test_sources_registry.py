@@ -100,3 +100,9 @@ def test_missing_root_raises(tmp_path):
     for layout in ("studio", "folder", "jaffe"):
         with pytest.raises(FileNotFoundError):
             list(sources.get(layout).scan(tmp_path / "missing"))
+
+
+def test_a_label_table_beats_folder_names(tmp_path):
+    touch(tmp_path, "alice/joy/a.png")
+    write(tmp_path, "labels.csv", "path,identity,affect\nalice/joy/a.png,alice,surprise\n")
+    assert sources.detect_layout(tmp_path) == "csv"

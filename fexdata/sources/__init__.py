@@ -6,8 +6,9 @@ Every adapter module exposes
   detect(root) -> bool            cheap, looks at names only;
   scan(root) -> Iterator[Item | Reject]   deterministic (natural-sorted) order.
 
-Item paths are relative to `item_root(src)`: the SRC folder itself, or, for a SRC that is a file
-(the `csv` layout), the folder holding it.
+Call `scan(src)` with the SRC as the user gave it (for `csv` that may be the CSV file itself, and a
+folder may hold several CSVs). Item paths are relative to `item_root(src)`: the SRC folder itself,
+or, for a SRC that is a file (the `csv` layout), the folder holding it.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from types import ModuleType
 
 # Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
-# first, then the studio layout (videos, takes with sheets, numbered render sequences), then the
-# generic folder tree, which would otherwise match almost anything.
+# first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
+# table (a CSV with path,identity,affect states its labels outright, so it beats folder names), and
+# last the generic folder tree, which would otherwise match almost anything.
 LAYOUTS: tuple[str, ...] = ("studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "folder", "csv")
-_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "studio", "folder", "csv")
+_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "studio", "csv", "folder")
 _MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
 
 
