@@ -208,8 +208,8 @@ class FaceFinder:
 class FaceTracker:
     """Landmarks frame to frame from the previous frame's face; detection only when needed (see module doc)."""
 
-    MAX_SHIFT = 0.25      # centre may move this fraction of the face size between frames
-    MAX_SCALE = 1.25      # and the size change by this factor, before the track is re-checked
+    MAX_SHIFT = 0.15      # centre may move this fraction of the face width between frames (60 fps heads
+    MAX_SCALE = 1.15      # move a few px); the size change by this factor, before the track is re-checked
 
     def __init__(self, finder: FaceFinder, redetect_every: int = 10) -> None:
         self.finder = finder
@@ -306,7 +306,7 @@ class FaceTracker:
 
     def _plausible(self, before: np.ndarray, after: np.ndarray) -> bool:
         (b0, b1), (a0, a1) = (before.min(0), before.max(0)), (after.min(0), after.max(0))
-        size_b, size_a = float(np.linalg.norm(b1 - b0)), float(np.linalg.norm(a1 - a0))
+        size_b, size_a = float((b1 - b0).max()), float((a1 - a0).max())
         if size_b <= 1 or size_a <= 1 or not np.isfinite(after).all():
             return False
         shift = float(np.linalg.norm((a0 + a1) / 2 - (b0 + b1) / 2))
