@@ -195,3 +195,9 @@ def test_ferg(tmp_path):
 def test_detect_is_false_on_other_trees(tmp_path, module):
     touch(tmp_path, "alice/joy/a.png", "ada/joy.mp4", "notes.txt")
     assert not module.detect(tmp_path)
+
+
+def test_ckplus_without_emotion_folder_says_so(tmp_path):
+    touch(tmp_path, "cohn-kanade-images/S005/001/S005_001_00000001.png")
+    items, rejects = split(ckplus.scan(tmp_path))
+    assert items == [] and "no Emotion/ folder" in reasons(rejects)["cohn-kanade-images"]

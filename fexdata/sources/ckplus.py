@@ -104,6 +104,8 @@ def _labels(base: Path, root: Path) -> tuple[dict[str, tuple[int, Entry]], list[
     rejects: list[Reject] = []
     emotion = base / EMOTION_DIR
     if not emotion.is_dir():
+        rejects.append(Reject(rel_of(base / IMAGES_DIR, root), f"no {EMOTION_DIR}/ folder beside it: CK+ labels "
+                                                              f"come from Emotion/S005/001/*_emotion.txt", NAME))
         return labels, rejects
     subjects, problems = list_dir(emotion, root, NAME)
     rejects += problems
