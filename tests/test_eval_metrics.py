@@ -28,7 +28,7 @@ def toy_set(n_per_class: int, seed: int, size: int = 32) -> tuple[np.ndarray, np
     return images, labels
 
 
-FAST_JUDGE = JudgeSettings(size=32, width=8, epochs=6, batch_size=32, lr=5e-3)
+FAST_JUDGE = JudgeSettings(size=32, width=8, epochs=6, min_steps=0, batch_size=32, lr=5e-3)
 
 
 def test_judge_learns_a_separable_toy_set_and_caches(tmp_path):
@@ -50,7 +50,7 @@ def test_judge_learns_a_separable_toy_set_and_caches(tmp_path):
 
 def test_judge_reads_generator_style_tensors_like_uint8():
     x, y = toy_set(4, seed=2)
-    judge = train_judge(x, y, AFFECTS, JudgeSettings(size=32, width=8, epochs=1), progress=False)
+    judge = train_judge(x, y, AFFECTS, JudgeSettings(size=32, width=8, epochs=1, min_steps=0), progress=False)
     as_tensor = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert np.allclose(judge.logits(x), judge.logits(as_tensor), atol=1e-4)
 

@@ -36,6 +36,7 @@ class JudgeSettings:
     size: int = 64  # input side; faces are resized to this (expression survives 64x64 well)
     width: int = 32  # channels of the first stage; doubled at each of the three stages
     epochs: int = 15
+    min_steps: int = 300  # small manifests get more epochs: a judge needs a few hundred updates to work
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -82,6 +83,9 @@ class JudgeNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features [B, 4*width]: the space of the judge Fréchet distance."""
+        # Each image standardised per channel: skin tone, lighting and exposure say nothing about an
+        # expression, and removing them lets a judge trained on few identities generalise to new ones.
+        x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-3)
         return self.stages(self.stem(x)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +101,7 @@ def to_judge_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected uint8 N x H x W x 3 images, got {images.dtype} {images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
     else:
         x = images.float()
     if x.shape[-1] != size or x.shape[-2] != size:
@@ -158,6 +162,12 @@ class Judge:
         atomic_write_text(folder / JUDGE_META, json.dumps(meta, indent=2))
 
 
+def effective_epochs(n: int, settings: JudgeSettings) -> int:
+    """`settings.epochs`, raised so that training makes at least `settings.min_steps` updates."""
+    steps_per_epoch = max(1, -(-n // settings.batch_size))
+    return max(settings.epochs, -(-settings.min_steps // steps_per_epoch))
+
+
 def train_judge(
     images: np.ndarray,
     labels: np.ndarray,
@@ -185,9 +195,10 @@ def train_judge(
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = max(1, -(-len(x_all) // settings.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch)
+    epochs = effective_epochs(len(x_all), settings)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=epochs * steps_per_epoch)
     net.train()
-    bar = tqdm(range(settings.epochs), desc="judge", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc="judge", unit="epoch", disable=not progress, leave=False)
     for _ in bar:
         order = torch.randperm(len(x_all), generator=gen, device=device)
         total = 0.0
@@ -200,7 +211,7 @@ def train_judge(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         bar.set_postfix(loss=f"{total / len(order):.3f}")
     return Judge(net, affects, settings, device)
 

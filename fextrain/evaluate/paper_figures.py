@@ -87,5 +87,5 @@ def intensity_figure(
     src_vecs = one_hot(np.repeat(source_affects, m), k)
     out = as_uint8_images(edit(generator, np.repeat(sources, m, axis=0), src_vecs, targets, size, device=device))
     rows = [[sources[i], *out[i * m : (i + 1) * m]] for i in range(len(sources))]
-    headers = ["source", *[f"{affect} x{w:g}" for w in weights]]
+    headers = ["source", *[f"{w:g}*{affect}" for w in weights]]
     return write_png(path, image_grid(rows, col_labels=headers, row_labels=list(labels), cell=cell))

@@ -29,7 +29,7 @@ from fextrain.evaluate import discriminator_table, paper_figures
 from fextrain.evaluate.frechet import InceptionFeatures, frechet_entry
 from fextrain.evaluate.generate import discriminate, edit, latent_dim, one_hot, to_model_input
 from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, Descriptors, FaceDescriber, identity_report
-from fextrain.evaluate.judge import JudgeSettings, load_or_train_judge
+from fextrain.evaluate.judge import JudgeSettings, effective_epochs, load_or_train_judge
 from fextrain.evaluate.report import write_report
 from fextrain.evaluate.report_sections import report_sections
 from fextrain.evaluate.scores import classification_report
@@ -49,6 +49,7 @@ class EvalOptions:
     judge_size: int = 64
     judge_width: int = 32
     judge_epochs: int = 15
+    judge_min_steps: int = 300  # at least this many judge updates, however small the train split
     identity: bool = True  # dlib descriptors (about 80 ms per image on one CPU core)
     landmarks: int = 5  # dlib shape predictor: 5 (default, CC0) or 68 (iBUG 300-W, non-commercial)
     detect_size: int = 256  # images are upscaled to this side before HOG face detection
@@ -72,7 +73,8 @@ class EvalOptions:
         return cls(**opts)
 
     def judge_settings(self) -> JudgeSettings:
-        return JudgeSettings(size=self.judge_size, width=self.judge_width, epochs=self.judge_epochs, seed=self.seed)
+        return JudgeSettings(size=self.judge_size, width=self.judge_width, epochs=self.judge_epochs,
+                             min_steps=self.judge_min_steps, seed=self.seed)
 
 
 def _device(spec: str) -> str:
@@ -191,7 +193,8 @@ def evaluate_run(
     judge_section = {
         "step": step,
         "model": f"JudgeNet (ResNet, 3 basic-block stages, width {o.judge_width}) at {o.judge_size}x{o.judge_size}",
-        "trained_on": {"split": "train", "count": int(len(data["train"])), "epochs": o.judge_epochs,
+        "trained_on": {"split": "train", "count": int(len(data["train"])),
+                       "epochs": effective_epochs(len(data["train"]), o.judge_settings()),
                        "reused_from_cache": reused},
         "real": judge_real,
         "generated": judge_gen,

@@ -1,0 +1,40 @@
+"""Tiny real inputs for `fex eval` tests: a manifest of dlib-detectable sample faces and a trained run.
+
+The faces come from `fexdata.sample` (the astronaut photo re-styled per identity and warped per
+affect), written as PNG crops and listed in a manifest written with `fexdata.manifest.write_manifest`;
+identities are split subject-independently (train / val / test) as `fex build-manifest` does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+from fexdata.affects import AFFECTS
+from fexdata.manifest import write_manifest
+from fexdata.sample import sample_face
+
+SPLIT_OF_IDENTITY = {0: "train", 1: "train", 2: "train", 3: "val", 4: "test", 5: "test"}
+# A deliberately small FExGAN so a few CPU steps at 64x64 take seconds.
+TINY_ARCH = {"base_width": 8, "max_width": 32, "bottleneck": 16, "latent_dim": 16, "d_widths": [8, 16, 32]}
+
+
+def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects: tuple[str, ...] = AFFECTS,
+                        splits: dict[int, str] = SPLIT_OF_IDENTITY) -> Path:
+    """Write root/crops/*.png and root/manifest.parquet; returns the manifest path."""
+    rows = []
+    identities = sorted(f"sample:c{i}" for i in splits)
+    for ident, split in splits.items():
+        name = f"sample:c{ident}"
+        for a, affect in enumerate(affects):
+            for j in range(per_affect):
+                rel = f"crops/c{ident}/{affect}_{j}.png"
+                img = sample_face(ident, affect, size=size, intensity=0.7 + 0.3 * j, seed=j + 1)
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                rows.append({"image": rel, "identity": name, "identity_index": identities.index(name),
+                             "affect": affect, "affect_index": a, "split": split, "weight": 1.0,
+                             "source": "sample", "source_path": rel, "item": rel, "ingest": ".",
+                             "affect_raw": affect, "crop_size": size})
+    return write_manifest(pd.DataFrame(rows), root / "manifest.parquet", affects=affects)
