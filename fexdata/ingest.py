@@ -23,7 +23,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -31,6 +31,7 @@ from fexdata import records as R
 from fexdata.ingest_plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.paths import atomic_write_text
+from fexdata.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
 LOCK_NAME = ".ingest.lock"
@@ -74,8 +75,14 @@ class RunInfo:
 
 def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOptions = IngestOptions(),
            workers: int | None = None, overwrite: bool = False, progress: bool = True,
-           log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) an ingest; returns the summary also written to OUT/ingest.json."""
+           log: Callable[[str], None] = print,
+           scan: Callable[[Source], Iterable[Item | Reject]] | None = None) -> dict:
+    """Run (or resume) an ingest; returns the summary also written to OUT/ingest.json.
+
+    `scan` lists a source's items (default: its layout adapter); tests and callers with their own
+    item lists pass one.
+    """
+    scan = scan or _scan
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
@@ -84,7 +91,7 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
         _remove_temp_files(out)
 
-        plan = make_plan(((s, _scan(s)) for s in sources), options)
+        plan = make_plan(((s, scan(s)) for s in sources), options)
         scan_part = _write_scan_rejects(out, plan)
         _remove_stale_parts(out, plan, scan_part)
         done = {p.name for p in (out / R.RECORDS_DIR).glob("part-*.parquet")}

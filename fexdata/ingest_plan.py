@@ -1,7 +1,7 @@
 """What an ingest run will do: its options, and the units of work with stable ids (the basis of resume).
 
 A unit is one video, one segment of a long take, one image sequence, or a chunk of up to `still_chunk`
-stills from one folder (10k-image datasets must not become 10k Parquet files). Its id hashes everything
+stills from one top-level folder (10k-image datasets must not become 10k Parquet files). Its id hashes everything
 that decides its output: the options that change crops or records, the items (paths, labels, segment
 bounds) and each input file's size and modification time. A finished unit leaves
 `records/part-<id>.parquet`; a rerun skips units whose part exists, so killed runs resume, and a changed
@@ -91,7 +91,10 @@ def make_plan(scanned: Iterable[tuple[Source, Iterable[Item | Reject]]], options
                 continue
             seen.add((entry.source, entry.key))
             if entry.kind == "image":
-                stills.setdefault(str(PurePosixPath(entry.path).parent), []).append(entry)
+                # Chunks never span top-level folders (an identity, a session), so a new identity added
+                # to a dataset leaves the other chunks, and their finished parts, as they were.
+                parts = PurePosixPath(entry.path).parts
+                stills.setdefault(parts[0] if len(parts) > 1 else "", []).append(entry)
             else:
                 plan.units.append(_unit(source, (entry,), opts_key))
         for folder in sorted(stills):  # stills of one folder, in scan order, in fixed-size chunks

@@ -72,9 +72,28 @@ def part_name(unit_id: str) -> str:
 
 def write_part(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
     """Write rows as one Parquet file, atomically (temp name, fsync, rename)."""
-    table = pa.Table.from_pylist(rows, schema=schema)
+    table = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(_pandas_metadata(schema))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+_PANDAS_META: dict[pa.Schema, dict] = {}
+
+
+def _pandas_metadata(schema: pa.Schema) -> dict:
+    """pandas metadata that makes read_parquet give `frame` as nullable Int64 (not float64 with NaN)."""
+    if schema not in _PANDAS_META:
+        import pandas as pd
+
+        template = pd.DataFrame({name: pd.Series([], dtype="Int64" if name == "frame" else object)
+                                 for name in schema.names})
+        for field in schema:
+            if pa.types.is_floating(field.type):
+                template[field.name] = template[field.name].astype("float64")
+            elif pa.types.is_integer(field.type) and field.name != "frame":
+                template[field.name] = template[field.name].astype("int64")
+        _PANDAS_META[schema] = pa.Table.from_pandas(template, schema=schema, preserve_index=False).schema.metadata
+    return _PANDAS_META[schema]
 
 
 def stable_hash(*parts: str, length: int = 16) -> str:

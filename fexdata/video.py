@@ -202,7 +202,9 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
         elif text.strip() and not report.error:
             report.error = _explain(text, default="")
     if report.frames == 0:
-        raise VideoError(report.error or "video contains no frames")
+        if report.error:
+            raise VideoError(f"video is truncated or corrupt: no frame could be decoded ({report.error})")
+        raise VideoError("video contains no frames")
 
 
 def _read_exact(stream, view: memoryview) -> bool:

@@ -94,7 +94,7 @@ def bad_input_corpus(root: Path) -> tuple[list[Item], dict[str, tuple[str, str]]
     (root / "bad" / "bomb.png").write_bytes(bomb_png())
     write_png(root / "bad" / "noface.png", no_face_image())
     clip = face_clip(root / "good" / "clip.mkv", frames=24)
-    truncate(clip, root / "bad" / "cut.mkv", 0.5)
+    truncate(clip, root / "bad" / "cut.mkv", 0.85)
     (root / "bad" / "empty.mp4").write_bytes(b"")
     (root / "outside.png").write_bytes(good_png)  # reachable only by escaping the dataset root below
     data_root = root  # items are relative to root; "../" escapes it

@@ -1,0 +1,134 @@
+"""The ingest pipeline on the real dlib + ffmpeg path: records contract, bad inputs, studio forms, resume."""
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from fexdata.ingest import IngestError, ingest, resolve_sources
+from fexdata.ingest_plan import IngestOptions, Source
+from fexdata.sample import write_studio_tree
+from tests._ingest_fixtures import bad_input_corpus, write_png
+
+CONTRACT_COLUMNS = {"image", "crop_size", "source", "source_path", "item", "frame", "time", "identity", "affect",
+                    "affect_raw", "intensity", "bbox", "det_score", "face_count", "landmarks", "transform",
+                    "sharpness", "align", "detector", "frame_width", "frame_height"}
+
+
+def _run(root, out, items=None, **kw):
+    src = [Source(root.resolve(), str(root), "folder")]
+    scan = (lambda s: iter(items)) if items is not None else None
+    options = kw.pop("options", IngestOptions())
+    return ingest(src, out, options, workers=1, progress=False, log=lambda _: None, scan=scan, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    base = tmp_path_factory.mktemp("corpus")
+    items, expected = bad_input_corpus(base / "data")
+    out = base / "out"
+    summary = _run(base / "data", out, items)
+    return base, items, expected, out, summary
+
+
+def test_bad_inputs_each_get_one_reject_and_good_inputs_land(corpus):
+    _, _, expected, out, summary = corpus
+    rej = pd.read_parquet(out / "rejects")
+    assert set(rej.columns) >= {"source", "source_path", "reason"}
+    for path, (category, phrase) in expected.items():
+        rows = rej[rej.source_path == path]
+        assert len(rows) == 1, (path, rows.to_dict("records"))
+        assert rows.category.iloc[0] == category and phrase in rows.reason.iloc[0], rows.reason.iloc[0]
+    assert len(rej) == len(expected)
+    rec = pd.read_parquet(out / "records")
+    assert {"good/a.png", "good/b.jpg", "good/clip.mkv", "bad/cut.mkv"} <= set(rec.source_path)
+    assert (rec[rec.source_path == "good/clip.mkv"].frame.tolist() == list(range(24)))
+    assert summary["rejects"] == len(expected) and summary["rejects_by_category"]["unreadable image"] == 5
+
+
+def test_records_follow_the_contract(corpus):
+    _, _, _, out, _ = corpus
+    rec = pd.read_parquet(out / "records")
+    assert CONTRACT_COLUMNS <= set(rec.columns)
+    still = rec[rec.source_path == "good/a.png"].iloc[0]
+    assert pd.isna(still.frame) and np.isnan(still.time) and still["item"] == "good/a.png"
+    assert still.identity == "folder:test" and still.affect == "joy" and still.crop_size == 256
+    assert len(still.bbox) == 4 and len(still.landmarks) == 136 and len(still["transform"]) == 6
+    assert still.detector == "hog" and still.face_count == 1 and still.det_score > 0
+    assert (still.frame_width, still.frame_height) == (256, 256) and still.sharpness > 0
+    assert str(rec.frame.dtype) == "Int64"
+    clip = rec[rec.source_path == "good/clip.mkv"]
+    assert clip.time.tolist() == pytest.approx([i / 30 for i in range(24)])
+    assert (clip.detector == "track").sum() >= 18  # tracked, not detected from scratch each frame
+    for row in rec.itertuples():
+        img = cv2.imread(str(out / row.image))
+        assert img is not None and img.shape == (row.crop_size, row.crop_size, 3)
+        assert not row.image.startswith("/") and ".." not in row.image
+    # the landmarks of a crop map into the crop through its transform (eyes level, ffhq)
+    lm = np.asarray(still.landmarks).reshape(68, 2)
+    m = np.asarray(still["transform"]).reshape(2, 3)
+    eyes = np.stack([lm[36:42].mean(0), lm[42:48].mean(0)]) @ m[:, :2].T + m[:, 2]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 2 and 100 < eyes[0, 1] < 135
+
+
+def test_studio_clips_takes_and_sequences(tmp_path):
+    aff = ("joy", "anger")
+    roots = [write_studio_tree(tmp_path / layout, identities=1, affects=aff, seconds=0.5, fps=30, size=256,
+                               layout=layout) for layout in ("clips", "takes", "sequences")]
+    sources = resolve_sources([str(r) for r in roots], "studio", log=lambda _: None)
+    out = tmp_path / "out"
+    summary = ingest(sources, out, IngestOptions(sizes=(128, 256)), workers=1, progress=False,
+                     log=lambda _: None)
+    rec = pd.read_parquet(out / "records")
+    assert summary["rejects"] == 0 and set(rec.crop_size) == {128, 256}
+    big = rec[rec.crop_size == 256]
+    assert len(big) == 3 * 2 * 15 and set(big.affect) == set(aff)
+    take = big[big.source_root == str(roots[1])]
+    for affect, k in zip(aff, range(2)):  # each segment's frames lie inside [start, end) of its sheet row
+        seg = take[take.affect == affect]
+        assert seg.frame.tolist() == list(range(15 * k, 15 * k + 15))
+        assert ((seg.time >= 0.5 * k - 1e-9) & (seg.time < 0.5 * (k + 1))).all()
+        assert seg["item"].nunique() == 1 and "@" in seg["item"].iloc[0]
+    seq = big[big.source_root == str(roots[2])]
+    assert seq.source_path.str.endswith(".png").all() and seq["item"].nunique() == 2
+    assert (big.detector == "track").mean() > 0.6
+    # several sizes come from one alignment
+    pair = rec[(rec["item"] == seq["item"].iloc[0]) & (rec.frame == 3)].set_index("crop_size")
+    t128, t256 = (np.asarray(pair.loc[s, "transform"]).reshape(2, 3) for s in (128, 256))
+    assert np.allclose(t128[:, :2], t256[:, :2] / 2)
+
+
+def test_resume_skips_done_work_and_redoes_changed_inputs(tmp_path):
+    root = tmp_path / "data"
+    from fexdata.sample import sample_face
+    for ident in ("a", "b"):
+        for affect in ("joy", "sadness"):
+            write_png(root / ident / affect / "0.png", sample_face(0 if ident == "a" else 1, affect, 200))
+    out = tmp_path / "out"
+    sources = resolve_sources([str(root)], "folder", log=lambda _: None)
+
+    def run(**kw):
+        return ingest(sources, out, IngestOptions(still_chunk=2), workers=1, progress=False, log=lambda _: None, **kw)
+    s1 = run()
+    rec1 = pd.read_parquet(out / "records").sort_values("image").reset_index(drop=True)
+    assert s1["run"]["units_processed"] == 2 and len(rec1) == 4
+    s2 = run()
+    assert s2["run"]["units_processed"] == 0 and s2["run"]["units_resumed"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "records").sort_values("image").reset_index(drop=True), rec1)
+    # replace one input: only its unit runs again, and nothing is duplicated
+    write_png(root / "b" / "joy" / "0.png", sample_face(2, "joy", 200))
+    s3 = run()
+    assert s3["run"]["units_processed"] == 1
+    rec3 = pd.read_parquet(out / "records")
+    assert len(rec3) == 4 and rec3.image.is_unique
+    assert len(list((out / "records").glob("part-*.parquet"))) == 2
+    # other options would mix two ingests in one folder: refused unless --overwrite
+    with pytest.raises(IngestError, match="different options sizes"):
+        ingest(sources, out, IngestOptions(sizes=(512,)), workers=1, progress=False, log=lambda _: None)
+    s4 = ingest(sources, out, IngestOptions(sizes=(128,)), workers=1, progress=False, log=lambda _: None,
+                overwrite=True)
+    assert s4["crops_by_size"] == {128: 4}
+    assert not (out / "crops" / "256").exists()
+    meta = json.loads((out / "ingest.json").read_text())
+    assert meta["status"] == "finished" and meta["options"]["sizes"] == [128]
