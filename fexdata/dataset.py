@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, SequentialSampler, WeightedRandomSampler,
+                              get_worker_info)
 
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import decode_crop, load_or_build
@@ -177,8 +178,11 @@ class PairDataset(Dataset):
     """`length` pre-drawn pairs as a torch Dataset (deterministic for a seed).
 
     Item -> {"source", "target": uint8 3xHxW tensors, "source_affect", "target_affect", "identity"}.
-    `__getitems__` gathers a whole batch with one numpy fancy index, so a DataLoader with
-    `batch_size=B` costs one copy per batch instead of B Python calls.
+    Indexing with a list or array of indices returns the whole batch at once (N x 3 x H x W), and
+    `loader()` feeds whole index batches that way: one numpy gather per batch, written straight into
+    shared memory when it runs in a worker, instead of one Python call and one copy per sample.
+    Batched images are NCHW views of NHWC memory (channels-last strides); `.float()` and `.to()`
+    keep that layout, which convolutions accept as is.
     """
 
     def __init__(self, dataset: FaceDataset, length: int, seed: int = 0, *, distinct: bool = False) -> None:
@@ -188,26 +192,44 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.src)
 
-    def _batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    def _gather(self, idx: np.ndarray) -> torch.Tensor:
         ds = self.dataset
-        s, t = self.src[idx], self.tgt[idx]
-        return {
-            "source": torch.from_numpy(np.ascontiguousarray(ds.image_array(s).transpose(0, 3, 1, 2))),
-            "target": torch.from_numpy(np.ascontiguousarray(ds.image_array(t).transpose(0, 3, 1, 2))),
-            "source_affect": torch.from_numpy(ds.affect_ids[s]),
-            "target_affect": torch.from_numpy(self.tgt_affect[idx]),
-            "identity": torch.from_numpy(ds.identity_ids[s]),
-        }
+        shape = (len(idx), ds.size, ds.size, 3)
+        if get_worker_info() is not None:
+            # allocate in shared memory, as default_collate does, so sending the batch costs no copy
+            storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(int(np.prod(shape)))
+            out = torch.empty(0, dtype=torch.uint8).new(storage).resize_(shape)
+        else:
+            out = torch.empty(shape, dtype=torch.uint8)
+        if ds.images is not None:
+            np.take(ds.images, idx, axis=0, out=out.numpy())
+        else:
+            out.numpy()[:] = ds.image_array(idx)
+        return out.permute(0, 3, 1, 2)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        batch = self._batch(np.array([i]))
-        return {k: (v[0] if v.ndim > 1 else int(v[0])) for k, v in batch.items()}
+    def batch(self, indices: np.ndarray | list[int]) -> dict[str, torch.Tensor]:
+        """The pairs at `indices` as one batch dict."""
+        idx = np.asarray(indices, dtype=np.int64)
+        s, t = self.src[idx], self.tgt[idx]
+        ds = self.dataset
+        return {"source": self._gather(s), "target": self._gather(t),
+                "source_affect": torch.from_numpy(ds.affect_ids[s]),
+                "target_affect": torch.from_numpy(self.tgt_affect[idx]),
+                "identity": torch.from_numpy(ds.identity_ids[s])}
+
+    def __getitem__(self, i: int | list[int] | np.ndarray) -> dict[str, Any]:
+        if np.ndim(i) > 0:
+            return self.batch(i)
+        b = self.batch([int(i)])
+        return {k: (v[0].contiguous() if v.ndim > 1 else int(v[0])) for k, v in b.items()}
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
-        batch = self._batch(np.asarray(indices, dtype=np.int64))
-        return [dict(zip(batch, values)) for values in zip(*batch.values())]
+        # a plain DataLoader(pairs, batch_size=B) gathers with one call, then collates as usual
+        b = self.batch(indices)
+        return [dict(zip(b, values)) for values in zip(*b.values())]
 
-    def loader(self, batch_size: int = 32, num_workers: int = 0, **kwargs: Any) -> DataLoader:
-        """A DataLoader over the pairs (the pairs are already random, so no shuffling)."""
-        return DataLoader(self, batch_size=batch_size, num_workers=num_workers,
+    def loader(self, batch_size: int = 32, num_workers: int = 0, drop_last: bool = False, **kwargs: Any) -> DataLoader:
+        """A DataLoader yielding batch dicts, one gather per batch (pairs are already random: no shuffle)."""
+        batches = BatchSampler(SequentialSampler(range(len(self))), batch_size, drop_last)
+        return DataLoader(self, sampler=batches, batch_size=None, num_workers=num_workers,
                           persistent_workers=num_workers > 0, **kwargs)

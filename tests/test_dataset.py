@@ -146,3 +146,14 @@ def test_pair_dataset_with_worker_processes(manifest):
     got = torch.cat([b["source"] for b in pairs.loader(batch_size=8, num_workers=2)])
     want = torch.from_numpy(np.ascontiguousarray(ds.images[pairs.src].transpose(0, 3, 1, 2)))
     assert torch.equal(got, want)
+
+
+def test_pair_dataset_plain_dataloader_and_batch_indexing(manifest):
+    from torch.utils.data import DataLoader
+    ds = FaceDataset(manifest, split="train", size=16, progress=False)
+    pairs = PairDataset(ds, length=24, seed=3)
+    plain = next(iter(DataLoader(pairs, batch_size=8)))
+    fast = pairs[np.arange(8)]
+    for k in plain:
+        assert torch.equal(plain[k], fast[k]), k
+    assert fast["source"].shape == (8, 3, 16, 16)
