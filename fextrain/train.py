@@ -268,18 +268,16 @@ class _Run:
 
     def _load_state(self) -> dict[str, Any] | None:
         cfg = self.cfg
-        if not cfg.manifest:
-            raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
         if not cfg.out:
             raise TrainingError("no run directory: pass --out")
-        if self.resume:
-            if not self.ckpt_path.is_file():
-                raise TrainingError(f"--resume: no checkpoint at {self.ckpt_path}; start the run without --resume")
-            return load_checkpoint(self.ckpt_path, "cpu")
-        if self.ckpt_path.is_file():
+        if self.resume and not self.ckpt_path.is_file():
+            raise TrainingError(f"--resume: no checkpoint at {self.ckpt_path}; start the run without --resume")
+        if not self.resume and self.ckpt_path.is_file():
             raise TrainingError(f"{self.run_dir} already holds a run ({CHECKPOINT}); pass --resume to "
                                 "continue it or choose another --out")
-        return None
+        if not cfg.manifest:
+            raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
+        return load_checkpoint(self.ckpt_path, "cpu") if self.resume else None
 
     def _check_resumable(self, saved: TrainConfig) -> None:
         cfg = self.cfg
@@ -504,49 +502,27 @@ class _Run:
                 stop["requested"] = True
             previous = signal.signal(signal.SIGINT, _on_sigint)
 
-        bar = tqdm(total=end, initial=start, unit="step", disable=not self.progress, dynamic_ncols=True)
-        sums = torch.zeros(len(METRICS), device=self.device)
-        n, data_time, t_interval, since = 0, 0.0, time.perf_counter(), start + 1
-        last: dict[str, float] = {}
-        status, step, saved_at = "done", start, -1
+        self.bar = tqdm(total=end, initial=start, unit="step", disable=not self.progress, dynamic_ncols=True)
+        self._reset_interval(start + 1)
+        self.sums = torch.zeros(len(METRICS), device=self.device)
+        self.last: dict[str, float] = {}
+        self.saved_at = -1
+        status, step = "done", start
         try:
             for step in range(start + 1, end + 1):
                 values, dt = self.step(step)
-                sums += values.detach()
-                n, data_time = n + 1, data_time + dt
-                bar.update(1)
+                self.sums += values.detach()
+                self.n, self.data_time = self.n + 1, self.data_time + dt
+                self.bar.update(1)
                 regular = step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or step == end
-                stopping = dd.any_rank(stop["requested"], info, self.device) if (regular or not info.enabled) else False
-                logged = None
-                if regular or stopping:
-                    mean = dd.average(sums.clone(), info) / n
-                    if not bool(torch.isfinite(mean).all()):
-                        bad = {k: v for k, v in zip(METRICS, mean.tolist()) if not np.isfinite(v)}
-                        kept = f"the last good checkpoint (step {self._ckpt_step()}) is kept in {self.ckpt_path}" \
-                            if self.ckpt_path.is_file() else "no checkpoint had been written yet"
-                        raise NonFiniteLoss(
-                            f"non-finite loss between steps {since} and {step} "
-                            f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and {kept}; "
-                            "try a lower --lr or smaller loss weights")
-                    elapsed = time.perf_counter() - t_interval
-                    last = {"step": step, **dict(zip(METRICS, mean.tolist())),
-                            "img_per_s": n * cfg.batch * info.world_size / max(elapsed, 1e-9),
-                            "data_frac": data_time / max(elapsed, 1e-9),
-                            "binary_weight": binary_weight(step, cfg.loss, cfg.steps)}
-                    logged = last
-                    self._write_logs(step, last)
-                    bar.set_postfix(img_s=f"{last['img_per_s']:.0f}", g_l1=f"{last['g_l1']:.3f}",
-                                    d=f"{last['d_total']:.2f}", refresh=False)
-                    if step % cfg.ckpt_every == 0 and step != end and not stopping:
-                        self._save(step)
-                        saved_at = step
-                    if cfg.sample_every and step % cfg.sample_every == 0 and step != end and not stopping:
-                        self._samples(step)
-                    sums.zero_()
-                    n, data_time, t_interval, since = 0, 0.0, time.perf_counter(), step + 1
+                logged = self._boundary(step) if regular else None
                 if self.on_step is not None:
                     self.on_step(step, logged)
-                if stopping:
+                # Ctrl-C sets a flag; every rank must agree before stopping, so under torchrun the flag
+                # is only read at logging steps (one small all-reduce), in one process after every step.
+                if (regular or not info.enabled) and dd.any_rank(stop["requested"], info, self.device):
+                    if not regular:
+                        self._boundary(step)
                     status = "interrupted"
                     self.log(f"stopping at step {step} (interrupted); checkpoint saved, resume with --resume")
                     break
@@ -555,18 +531,53 @@ class _Run:
                 self.writer.close()
             raise
         finally:
-            bar.close()
+            self.bar.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         # Only reached without an exception: the state is finite and consistent with `step`.
-        if saved_at != step:
+        if self.saved_at != step:
             self._save(step)
         self._samples(step)
         if self.main:
             export_generator(self.G, self.run_dir, cfg, step)
             self.writer.close()
         dd.barrier(info)
-        return TrainResult(self.run_dir, start, step, status, {k: v for k, v in last.items() if k != "step"})
+        return TrainResult(self.run_dir, start, step, status, {k: v for k, v in self.last.items() if k != "step"})
+
+    def _reset_interval(self, first_step: int) -> None:
+        self.n, self.data_time, self.t_interval, self.since = 0, 0.0, time.perf_counter(), first_step
+
+    def _boundary(self, step: int) -> dict[str, float]:
+        """End of a logging interval: NaN check, scalars, and the periodic checkpoint and samples.
+
+        The NaN check comes first, so a checkpoint is only ever written from a finite state.
+        """
+        cfg, info = self.cfg, self.info
+        mean = dd.average(self.sums.clone(), info) / self.n
+        if not bool(torch.isfinite(mean).all()):
+            bad = {k: v for k, v in zip(METRICS, mean.tolist()) if not np.isfinite(v)}
+            kept = (f"the last good checkpoint (step {self._ckpt_step()}) is kept in {self.ckpt_path}"
+                    if self.ckpt_path.is_file() else "no checkpoint had been written yet")
+            raise NonFiniteLoss(
+                f"non-finite loss between steps {self.since} and {step} "
+                f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and {kept}; "
+                "try a lower --lr or smaller loss weights")
+        elapsed = max(time.perf_counter() - self.t_interval, 1e-9)
+        self.last = {"step": step, **dict(zip(METRICS, mean.tolist())),
+                     "img_per_s": self.n * cfg.batch * info.world_size / elapsed,
+                     "data_frac": self.data_time / elapsed,
+                     "binary_weight": binary_weight(step, cfg.loss, cfg.steps)}
+        self._write_logs(step, self.last)
+        self.bar.set_postfix(img_s=f"{self.last['img_per_s']:.0f}", g_l1=f"{self.last['g_l1']:.3f}",
+                             d=f"{self.last['d_total']:.2f}", refresh=False)
+        if step % cfg.ckpt_every == 0 and step != cfg.steps:
+            self._save(step)
+            self.saved_at = step
+        if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
+            self._samples(step)
+        self.sums.zero_()
+        self._reset_interval(step + 1)
+        return self.last
 
     def _ckpt_step(self) -> int:
         try:
