@@ -38,3 +38,15 @@ def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects
                              "source": "sample", "source_path": rel, "item": rel, "ingest": ".",
                              "affect_raw": affect, "crop_size": size})
     return write_manifest(pd.DataFrame(rows), root / "manifest.parquet", affects=affects)
+
+
+def train_tiny_run(manifest: Path, out: Path, steps: int = 3, resume: bool = False) -> Path:
+    """Train the tiny FExGAN for `steps` (total) real steps on CPU through `fextrain.train.train`."""
+    from fextrain.config import TrainConfig
+    from fextrain.train import train
+
+    cfg = TrainConfig(manifest=str(manifest), out=str(out), size=64, steps=steps, batch=4, device="cpu",
+                      log_every=1, ckpt_every=100, sample_every=0, num_samples=2, arch=dict(TINY_ARCH),
+                      cache_dir=str(out.parent / "cache"))
+    train(cfg, resume=resume, progress=False, log=lambda msg: None)
+    return out

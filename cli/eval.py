@@ -1,0 +1,80 @@
+"""`fex eval RUN --manifest M --out DIR`: metrics.json, figures and report.html for a training run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write comma-separated numbers, e.g. 0,0.5,1,1.5") from None
+    if not weights:
+        raise click.BadParameter("give at least one weight")
+    return weights
+
+
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False),
+              help="The manifest the run was trained on (its test split is evaluated).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--max-sources", type=click.IntRange(1), default=100, show_default=True,
+              help="Test images edited into every affect (a seeded subset); 0 is not allowed, use --all-sources.")
+@click.option("--all-sources", is_flag=True, help="Edit every test image (slow on CPU for big test splits).")
+@click.option("--max-table-images", type=click.IntRange(1), default=500, show_default=True,
+              help="Real images per split for the discriminator table.")
+@click.option("--judge-epochs", type=click.IntRange(1), default=15, show_default=True,
+              help="Epochs of the judge classifier (cached in OUT/judge and reused while the train split is unchanged).")
+@click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
+              help="At least this many judge updates, however small the train split.")
+@click.option("--judge-size", type=click.IntRange(16), default=64, show_default=True, help="Judge input side in pixels.")
+@click.option("--identity/--no-identity", default=True, show_default=True,
+              help="dlib identity distances (about 80 ms per image on one core).")
+@click.option("--landmarks", type=click.Choice(["5", "68"]), default="5", show_default=True,
+              help="dlib shape predictor for the descriptor (68 is trained on iBUG 300-W: non-commercial).")
+@click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Local TorchScript Inception file for an Inception FID (nothing is downloaded).")
+@click.option("--sweep-affect", default="joy", show_default=True, help="Affect of the intensity-sweep figure.")
+@click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=_floats,
+              help="Weights of the intensity sweep.")
+@click.option("--figure-identities", type=click.IntRange(1), default=6, show_default=True,
+              help="Identities (rows) in the identity, mixed and intensity figures.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Packed-image cache folder  [default: next to the manifest]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset, targets and latents.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, **opts) -> None:
+    """Evaluate a training run (its latest checkpoint, so a run still training works too).
+
+    \b
+    fex eval runs/fexgan --manifest data/manifest.parquet
+    fex eval runs/fexgan --manifest data/manifest.parquet --out runs/fexgan/eval --device cuda --all-sources
+
+    Writes OUT/metrics.json (discriminator, judge, identity, frechet: each number with its split,
+    counts and the run's step), OUT/report.html (self-contained) and OUT/figures/*.png, and prints
+    a summary table.
+    """
+    from fexdata.manifest import ManifestError
+    from fexdata.packed_cache import CacheError
+    from fextrain.checkpoint import CheckpointError
+    from fextrain.evaluate.frechet import InceptionWeightsError
+    from fextrain.evaluate.report_sections import summary_text
+    from fextrain.evaluate.run import EvalError, evaluate_run
+
+    out_dir = Path(out) if out else Path(run_dir) / "eval"
+    if all_sources:
+        opts["max_sources"] = None
+    try:
+        metrics = evaluate_run(run_dir, manifest, out_dir, log=click.echo, landmarks=int(landmarks), **opts)
+    except (EvalError, ManifestError, CheckpointError, CacheError, InceptionWeightsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("")
+    click.echo(summary_text(metrics))
+    click.echo("")
+    click.echo(f"metrics: {out_dir / 'metrics.json'}")
+    click.echo(f"report:  {out_dir / 'report.html'}")
