@@ -109,7 +109,7 @@ def test_reconstruction_l1_falls(manifest, tmp_path):
                       arch={**TINY_ARCH, "dropout": 0.0})
     train(cfg, progress=False)
     l1 = [r["g_l1"] for r in _rows(tmp_path / "learn")]
-    assert l1[-1] < 0.55 * l1[0], l1
+    assert l1[-1] < 0.45 * l1[0], l1  # ~0.52 -> ~0.16 here
 
 
 def test_ctrl_c_stops_after_the_step_and_saves(manifest, tmp_path):
