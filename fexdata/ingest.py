@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from fexdata import records as R
 from fexdata.ingest_plan import IngestOptions, Plan, Source, Unit, make_plan
-from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, run_unit
+from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, preload, run_unit
 from fexdata.paths import atomic_write_text
 from fexdata.sources.base import Item, Reject
 
@@ -137,7 +137,9 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         bar.set_postfix(crops=counts["crops"], rejects=counts["rejects"], refresh=False)
 
     try:
-        if workers == 1:
+        if not pending:
+            pass
+        elif workers == 1:
             processor = UnitProcessor(out, options)
             try:
                 for unit in pending:
@@ -145,8 +147,12 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
             finally:
                 processor.close()
         else:
-            # spawn: workers start clean (no inherited lock or dlib state) and load the models once each.
-            ctx = multiprocessing.get_context("spawn")
+            # fork (Linux): workers inherit the models loaded here once. They die with this process
+            # (PR_SET_PDEATHSIG), so a killed run leaves no worker writing, nor holding the OUT lock.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            if ctx.get_start_method() == "fork":
+                preload(options)
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
                                      initargs=(str(out), options)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]

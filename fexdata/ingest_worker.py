@@ -56,10 +56,10 @@ class _Ctx:
 
 
 class UnitProcessor:
-    def __init__(self, out: Path, options: IngestOptions, io_threads: int = 2) -> None:
+    def __init__(self, out: Path, options: IngestOptions, io_threads: int = 2, finder: FaceFinder | None = None) -> None:
         self.out = Path(out)
         self.options = options
-        self.finder = FaceFinder(options.detector, options.landmarks, options.fan_weights, options.fallback)
+        self.finder = finder or make_finder(options)
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="fex-crop-writer")
         self._png = [cv2.IMWRITE_PNG_COMPRESSION, int(options.png_compression)]
 
@@ -233,17 +233,29 @@ def _merge(into: dict[str, int], stats: dict[str, int]) -> None:
         into[k] = into.get(k, 0) + v
 
 
+def make_finder(options: IngestOptions) -> FaceFinder:
+    return FaceFinder(options.detector, options.landmarks, options.fan_weights, options.fallback)  # type: ignore[arg-type]
+
+
 # -- process-pool plumbing ----------------------------------------------------------------------------------
 
 _PROCESSOR: UnitProcessor | None = None
+_PRELOADED: FaceFinder | None = None
+
+
+def preload(options: IngestOptions) -> None:
+    """Load the models in the parent before forking workers: they share the pages instead of each
+    spending a second or two reading the 95 MB landmark model."""
+    global _PRELOADED
+    _PRELOADED = make_finder(options)
 
 
 def init_worker(out: str, options: IngestOptions) -> None:
-    """Pool initializer: load the models once per worker; die with the parent (SIGKILL leaves no orphans)."""
+    """Pool initializer: models loaded once per worker (or inherited); die with the parent (SIGKILL)."""
     global _PROCESSOR
     _die_with_parent()
     cv2.setNumThreads(1)  # one worker per core already; OpenCV's own threads would only contend
-    _PROCESSOR = UnitProcessor(Path(out), options)
+    _PROCESSOR = UnitProcessor(Path(out), options, finder=_PRELOADED)
 
 
 def run_unit(unit: Unit) -> UnitResult:

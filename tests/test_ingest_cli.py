@@ -1,0 +1,79 @@
+"""`fex ingest` as a user runs it: kill -9 in the middle and run again, --strict, layout detection."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from click.testing import CliRunner
+
+from cli.ingest import ingest as ingest_cmd
+from fexdata.sample import write_studio_tree
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fex(*args, **kw):
+    return [sys.executable, "-m", "cli.main", "ingest", *map(str, args)], dict(cwd=REPO, **kw)
+
+
+def _records(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "records").sort_values(["image"]).reset_index(drop=True)
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "crops").rglob("*") if p.is_file()}
+
+
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(tmp_path):
+    root = write_studio_tree(tmp_path / "studio", identities=2, affects=("joy", "anger"),
+                             seconds=0.4, fps=30, size=256)
+    (root / "ada" / "fear.mp4").write_bytes(b"")  # one bad input: the run goes on, --strict fails
+    a, b = tmp_path / "a", tmp_path / "b"
+
+    cmd, kw = _fex(root, "--out", a, "-j", "1", "--strict", "-q")
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert done.returncode == 1, done.stderr
+    assert "detected layout 'studio'" in done.stdout and "--strict: 1 inputs were rejected" in done.stderr
+    assert "1 rejected" in done.stdout and "file is empty" in done.stdout
+
+    cmd, kw = _fex(root, "--out", b, "-j", "2", "-q")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((b / "records").glob("part-*.parquet"))) >= 1:
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    parts_after_kill = len(list((b / "records").glob("part-*.parquet")))
+    assert 1 <= parts_after_kill < 5, "the kill did not land mid-run"  # 5 units: 4 clips + the bad one
+
+    cmd, kw = _fex(root, "--out", b, "-j", "2", "-q")
+    again = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert again.returncode == 0, again.stderr
+    assert "already done" in again.stdout
+
+    pd.testing.assert_frame_equal(_records(a), _records(b))
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "rejects"), pd.read_parquet(b / "rejects"))
+    assert _files(a) == _files(b)
+    assert len(_files(a)) == 4 * 12
+    leftovers = [p for p in b.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_unrecognised_tree_lists_layouts(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(ingest_cmd, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "could not recognise the layout" in result.output and "studio" in result.output
+
+
+def test_help_lists_options():
+    result = CliRunner().invoke(ingest_cmd, ["--help"])
+    assert result.exit_code == 0
+    for opt in ("--layout", "--size", "--align", "--detector", "--fps", "--every", "--workers", "--strict",
+                "--redetect-every"):
+        assert opt in result.output
