@@ -72,7 +72,7 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
         result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
     except (TrainingError, ManifestError, ConfigError, CheckpointError, CacheError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    if result.status == "up-to-date":
+    if result.status == "up-to-date" or not result.is_main:
         return
     m = result.metrics
     summary = f"; L1 {m['g_l1']:.3f}, {m['img_per_s']:.0f} img/s" if m else ""

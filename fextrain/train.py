@@ -64,6 +64,7 @@ class TrainResult:
     step: int
     status: str  # "done" | "interrupted" | "up-to-date"
     metrics: dict[str, float] = field(default_factory=dict)  # the last logged scalars
+    is_main: bool = True  # False on the other ranks under torchrun (they print nothing)
 
 
 # --- checks and set-up ------------------------------------------------------------------------------
@@ -390,10 +391,9 @@ class _Run:
 
     # .. one step ..
 
-    def step(self, step: int) -> tuple[torch.Tensor, float]:
-        """One D and one G update; returns the step's scalars (on device, no sync) and host data time."""
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        """Draw and prepare one batch on the device: (x_src, x_tgt, src_aff, tgt_aff, a_src, a_tgt)."""
         cfg, B, K = self.cfg, self.cfg.batch, self.K
-        t0 = time.perf_counter()
         src, tgt, tgt_aff = self.sampler.sample(B)
         x = to_unit_range(self.store.gather(np.concatenate([src, tgt])))
         if not self.channels_last:
@@ -403,6 +403,13 @@ class _Run:
         tgt_aff = torch.from_numpy(tgt_aff).to(self.device)
         a_src = one_hot(src_aff, K)
         a_tgt = sample_target_affects(tgt_aff, K, cfg.target_law, cfg.target_sigma, self.aug_gen)
+        return x_src, x_tgt, src_aff, tgt_aff, a_src, a_tgt
+
+    def step(self, step: int) -> tuple[torch.Tensor, float]:
+        """One D and one G update; returns the step's scalars (on device, no sync) and host data time."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        x_src, x_tgt, src_aff, tgt_aff, a_src, a_tgt = self.next_batch()
         data_time = time.perf_counter() - t0
         autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
 
@@ -482,7 +489,7 @@ class _Run:
             self.log(f"resuming {self.run_dir} from step {start} (training to step {end})")
         if end <= start:
             self.log(f"{self.run_dir} is already at step {start} (--steps {end}); nothing to train")
-            return TrainResult(self.run_dir, start, start, "up-to-date")
+            return TrainResult(self.run_dir, start, start, "up-to-date", is_main=self.main)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_json(cfg, self.run_dir / "config.json")
@@ -542,7 +549,8 @@ class _Run:
             export_generator(self.G, self.run_dir, cfg, step)
             self.writer.close()
         dd.barrier(info)
-        return TrainResult(self.run_dir, start, step, status, {k: v for k, v in self.last.items() if k != "step"})
+        return TrainResult(self.run_dir, start, step, status, {k: v for k, v in self.last.items() if k != "step"},
+                           is_main=self.main)
 
     def _reset_interval(self, first_step: int) -> None:
         self.n, self.data_time, self.t_interval, self.since = 0, 0.0, time.perf_counter(), first_step

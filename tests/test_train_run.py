@@ -229,3 +229,35 @@ def test_cuda_run_with_bf16_channels_last_and_resume(manifest, tmp_path):
     assert train(cfg, resume=True, progress=False).step == 5
     _, g, _, _ = load_run(tmp_path / "run", "cuda")
     assert next(g.parameters()).is_cuda
+
+
+@pytest.mark.slow  # ~15 s: three interpreters start; the only way to exercise DDP without GPUs
+def test_torchrun_two_processes_on_cpu(manifest, tmp_path):
+    """The same command under torchrun: DDP over Gloo, a pair sampler per rank, only rank 0 writes."""
+    import subprocess
+
+    run = tmp_path / "ddp"
+    sets = [f"--set=arch.{k}={json.dumps(v)}" for k, v in TINY_ARCH.items()]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cli.main", "train", "--manifest", str(manifest), "--out", str(run), "--size", "64",
+           "--steps", "2", "--batch", "4", "--device", "cpu", "--log-every", "1", "--no-progress",
+           f"--set=cache_dir={tmp_path / 'cache'}", *sets]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done:") == 1 and "cpu x2" in proc.stdout
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 2 and len(state["rng"]) == 2  # both ranks' random streams, for exact resume
+    assert state["rng"][0]["sampler"] != state["rng"][1]["sampler"]
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == [1, 2] and rows[0]["img_per_s"] > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_compiled_run(manifest, tmp_path):
+    cfg = tiny_config(manifest, tmp_path / "run", steps=3, device="cuda", compile=True)
+    result = train(cfg, progress=False)
+    assert result.step == 3 and all(np.isfinite(v) for v in result.metrics.values())
+    _, g, _, _ = load_run(tmp_path / "run", "cuda")  # the saved weights carry no torch.compile prefixes
