@@ -126,7 +126,7 @@ def main() -> None:
             mem = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] == r["peak_gib"] else ""
             print(f"  {r['size']:>3}px {r['precision']}{' compiled' if r['compile'] else '         '}  "
                   f"{r['img_per_s']:9.1f} img/s  x{r['img_per_s'] / base['img_per_s']:.2f} vs baseline  "
-                  f"x{r["img_per_s"] / PAPER_IMG_PER_S:.3g} vs paper's GTX 1070  data wait "
+                  f"x{r['img_per_s'] / PAPER_IMG_PER_S:.3g} vs paper's GTX 1070  data wait "
                   f"{100 * r['data_frac']:.1f}%{mem}")
         best128 = max((r for r in rows if r["size"] == 128), key=lambda r: r["img_per_s"], default=None)
         if best128:
