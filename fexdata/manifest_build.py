@@ -8,7 +8,6 @@ leaves a partial manifest (and never replaces a good one).
 from __future__ import annotations
 
 import os
-import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from fexdata.affects import KNOWN_AFFECTS, parse_affects
 from fexdata.manifest import (ManifestError, N_LANDMARKS, Records, manifest_image_prefix, read_records,
                               write_manifest)
 from fexdata.manifest_balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
-from fexdata.manifest_checks import CheckResult, check_manifest, existing_files, unsafe_paths
+from fexdata.manifest_checks import CheckResult, check_manifest, codes, existing_files, unsafe_paths
 from fexdata.manifest_filters import FilterOptions, apply_filters, parse_gap
 from fexdata.manifest_splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
                                      split_by_identity)
@@ -97,7 +96,8 @@ def _merge(ingest_dirs: list[Path], manifest_dir: Path) -> Records:
         if bad.any():
             raise ManifestError(f"{d}: {int(bad.sum())} record image paths leave the ingest folder "
                                 f"(e.g. {df.loc[bad, 'image'].iloc[0]!r}); re-run `fex ingest`")
-        df["image"] = df["image"].map(lambda p, pre=prefix: posixpath.join(pre, p)) if prefix else df["image"]
+        if prefix:
+            df["image"] = prefix + "/" + df["image"]
         df["ingest"] = prefix or "."
         df["_row"] += offset
         offset += len(df)
@@ -123,10 +123,12 @@ def _choose_size(df: pd.DataFrame, size: int | None) -> int:
 
 def _crop_landmarks(landmarks: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Frame-pixel landmarks mapped through each row's 2x3 frame->crop affine."""
-    pts = landmarks.reshape(len(landmarks), N_LANDMARKS, 2)
-    a = transform.reshape(len(transform), 2, 3)
-    out = np.einsum("nij,nkj->nki", a[:, :, :2], pts) + a[:, None, :, 2]
-    return out.reshape(len(landmarks), 2 * N_LANDMARKS).astype(np.float32)
+    x, y = landmarks[:, 0::2], landmarks[:, 1::2]
+    a = [transform[:, k:k + 1] for k in range(6)]
+    out = np.empty(landmarks.shape, np.float32)
+    out[:, 0::2] = a[0] * x + a[1] * y + a[2]
+    out[:, 1::2] = a[3] * x + a[4] * y + a[5]
+    return out
 
 
 def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike, *,
@@ -169,7 +171,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     rec = _merge([Path(d) for d in ingest_dirs], manifest_dir)
     df = rec.frame
     rows_in = len(df)
-    unknown = sorted(set(df["affect"].dropna()) - set(KNOWN_AFFECTS))
+    unknown = sorted(set(df["affect"].dropna().unique().tolist()) - set(KNOWN_AFFECTS))
     if unknown or df["affect"].isna().any():
         raise ManifestError(f"records hold non-canonical affects {unknown or ['<null>']}; they come from an "
                             f"incompatible `fex ingest` - re-run it with this version of fex")
@@ -228,8 +230,8 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     df["weight"] = balance_weights(df) if balance == "weight" else 1.0
 
     identities = sorted(df["identity"].unique())
-    df["identity_index"] = df["identity"].map({k: i for i, k in enumerate(identities)}).astype(np.int32)
-    df["affect_index"] = df["affect"].map({k: i for i, k in enumerate(chosen)}).astype(np.int32)
+    df["identity_index"] = codes(df["identity"], identities).astype(np.int32)
+    df["affect_index"] = codes(df["affect"], chosen).astype(np.int32)
     df = df.sort_values(ROW_ORDER, kind="stable").reset_index(drop=True)
     rows = df["_row"].to_numpy()
     arrays = {"landmarks": _crop_landmarks(rec.arrays["landmarks"][rows], rec.arrays["transform"][rows]),
@@ -240,7 +242,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                                               "blocks": blocks if split == "frame" else None,
                                               "guard": options["guard"]},
             "folds": folds, "balance": {"mode": balance, "cap": used_cap}, "options": options,
-            "inputs": sorted({p for p in df["ingest"]}), "created_by": f"fex {__version__}"}
+            "inputs": sorted(df["ingest"].unique().tolist()), "created_by": f"fex {__version__}"}
     checks = check_manifest(df, {"affects": list(chosen), "identities": identities, **meta},
                             manifest_dir, check_files=False)
     if not checks.ok:

@@ -55,7 +55,7 @@ def existing_files(paths: pd.Series, root: Path) -> np.ndarray:
     to a file inside `root`.
     """
     root_r = root.resolve()
-    dirs = paths.map(posixpath.dirname)
+    dirs = paths.str.rpartition("/")[0]
     present: set[str] = set()
     for d in sorted(set(dirs)):
         folder = root / d
@@ -73,6 +73,11 @@ def existing_files(paths: pd.Series, root: Path) -> np.ndarray:
     return paths.isin(present).to_numpy()
 
 
+def codes(values: pd.Series, order: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Position of each value in `order` (-1 when absent), vectorised."""
+    return pd.Categorical(values, categories=list(order)).codes.astype(np.int64)
+
+
 def unsafe_paths(paths: pd.Series) -> np.ndarray:
     """Absolute paths, Windows drive paths, backslashes or '..' components: they could leave the folder."""
     s = paths.astype(str)
@@ -87,14 +92,14 @@ def check_manifest(df: pd.DataFrame, meta: dict[str, Any], root: str | os.PathLi
     split_mode = (meta.get("split") or {}).get("mode")
     table = cell_table(df, affects)
     split_affect = pd.crosstab(df["split"], df["affect"]).reindex(
-        index=[s for s in SPLIT_NAMES if s in set(df["split"])], columns=list(affects), fill_value=0)
+        index=[s for s in SPLIT_NAMES if s in set(df["split"].unique())], columns=list(affects), fill_value=0)
     split_affect["total"] = split_affect.sum(axis=1)
     split_sizes = {s: int((df["split"] == s).sum()) for s in SPLIT_NAMES}
     folds = df["fold"].dropna() if "fold" in df else pd.Series([], dtype="Int32")
     fold_sizes = {int(k): int(v) for k, v in folds.value_counts().sort_index().items()}
     res = CheckResult(table, split_affect, split_sizes, fold_sizes)
 
-    bad_split = sorted(set(df["split"]) - set(SPLIT_NAMES))
+    bad_split = sorted(set(df["split"].unique().tolist()) - set(SPLIT_NAMES))
     if bad_split:
         res.problems.append(f"unknown split names {_listing(bad_split)}; expected {', '.join(SPLIT_NAMES)}")
     unsafe = unsafe_paths(df["image"])
@@ -106,14 +111,13 @@ def check_manifest(df: pd.DataFrame, meta: dict[str, Any], root: str | os.PathLi
         res.problems.append(f"{int(dup.sum())} rows share an image path: "
                             f"{_listing(sorted(set(df.loc[dup, 'image'])))}")
     if affects:
-        wrong = df["affect_index"].to_numpy() != df["affect"].map({a: i for i, a in enumerate(affects)}).to_numpy()
+        wrong = df["affect_index"].to_numpy() != codes(df["affect"], affects)
         if wrong.any():
             res.problems.append(f"{int(wrong.sum())} rows have an affect_index that disagrees with fex.affects "
                                 f"(or an affect not in it)")
     identities = meta.get("identities")
     if identities:
-        wrong = df["identity_index"].to_numpy() != df["identity"].map(
-            {a: i for i, a in enumerate(identities)}).to_numpy()
+        wrong = df["identity_index"].to_numpy() != codes(df["identity"], identities)
         if wrong.any():
             res.problems.append(f"{int(wrong.sum())} rows have an identity_index that disagrees with fex.identities")
     if "crop_size" in df and df["crop_size"].nunique() > 1:

@@ -126,10 +126,12 @@ def split_by_identity(df: pd.DataFrame, fractions: tuple[float, float, float], s
         s = next(s for s in ("test", "val", "train") if left[s] > 0)
         assigned[ident] = s
         left[s] -= 1
-    split = df["identity"].map(assigned).to_numpy(object)
+    names = sorted(assigned)
+    split = np.array([assigned[i] for i in names], dtype=object)[
+        pd.Categorical(df["identity"], categories=names).codes]
     warnings = []
     for s in positive:
-        present = set(df.loc[split == s, "affect"])
+        present = set(df.loc[split == s, "affect"].unique().tolist())
         missing = [a for a in affects if a not in present and has[a].any()]
         if missing:
             warnings.append(f"split {s} has no {', '.join(missing)}: too few identities show "
@@ -224,4 +226,5 @@ def assign_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
         f = int(np.argmin(load))
         fold_of[sizes.index[i]] = f
         load[f] += sizes.iloc[i]
-    return df["identity"].map(fold_of).to_numpy(np.int32)
+    names = sorted(fold_of)
+    return np.array([fold_of[i] for i in names], np.int32)[pd.Categorical(df["identity"], categories=names).codes]
