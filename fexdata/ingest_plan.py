@@ -37,7 +37,8 @@ class IngestOptions:
     max_pixels: int = 100_000_000    # larger stills are refused before decoding (decompression bombs)
     sequence_fps: float = 30.0       # playback rate of image sequences whose layout states none
     still_chunk: int = DEFAULT_STILL_CHUNK
-    png_compression: int = 3         # zlib level for crops (OpenCV's default; 0-9)
+    png_compression: int | None = None  # zlib level 0-9 for crops; None = OpenCV's fast default (~3 ms per
+                                        # 256 px crop; level 3 takes 12 ms for 8% smaller files)
 
     def fingerprint(self) -> dict:
         """The options that change outputs (everything; workers/strict are not options of this class)."""

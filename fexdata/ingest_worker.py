@@ -9,7 +9,9 @@ crops, then the rejects part, then the records part, each atomically; the record
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,7 +26,7 @@ from fexdata.align import Alignment, Smoother, alignment_for, crop, sharpness
 from fexdata.faces import Face, FaceFinder, FaceTracker
 from fexdata.images import ImageError, read_rgb
 from fexdata.ingest_plan import IngestOptions, Unit
-from fexdata.paths import UnsafePath, atomic_path, resolve_inside
+from fexdata.paths import UnsafePath, resolve_inside
 from fexdata.sources.base import Item
 from fexdata.video import DecodeReport, VideoError, iter_frames, keep_frame, probe
 
@@ -61,7 +63,7 @@ class UnitProcessor:
         self.options = options
         self.finder = finder or make_finder(options)
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="fex-crop-writer")
-        self._png = [cv2.IMWRITE_PNG_COMPRESSION, int(options.png_compression)]
+        self._png = [] if options.png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, int(options.png_compression)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -93,8 +95,10 @@ class UnitProcessor:
             except Exception as exc:  # never let one input stop the run; say what happened
                 rejects.append(self._reject(ctx, item.path, R.ERROR, f"{type(exc).__name__}: {exc}"))
         for fut in pending:
-            fut.result()  # every crop is on disk before the part that lists it
+            fut.result()  # every crop is written before the part that lists it ...
         pending.clear()
+        if hasattr(os, "sync"):
+            os.sync()  # ... and flushed: one sync per unit, instead of an fsync per crop (3 ms each)
         records_dir, rejects_dir = self.out / R.RECORDS_DIR, self.out / R.REJECTS_DIR
         if rejects:
             R.write_part(rejects_dir / R.part_name(unit.id), rejects, R.REJECT_SCHEMA)
@@ -217,12 +221,24 @@ class UnitProcessor:
             del pending[:32]
 
     def _write_png(self, dest: Path, rgb: np.ndarray) -> None:
+        """Encode and write one crop: a temp name in the same folder, then an atomic rename.
+
+        Unlike fexdata.paths.atomic_path there is no fsync per file (that cost more than the encoding);
+        a process killed at any moment still leaves either the whole crop or only a temp file, which the
+        next run sweeps. `run` syncs once per unit before writing the part that lists the crops.
+        """
         ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self._png)
         if not ok:
             raise RuntimeError(f"could not encode {dest}")
-        with atomic_path(dest) as tmp:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
             with open(tmp, "wb") as fh:
                 fh.write(buf.tobytes())
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
     def _reject(self, ctx: _Ctx, src: str, category: str, reason: str) -> dict[str, Any]:
         return R.reject_row(ctx.item.source, ctx.unit.source.given, src, ctx.item.key, category, reason)
