@@ -399,8 +399,8 @@ class _Run:
         if not self.channels_last:
             x = x.contiguous()
         x_src, x_tgt = augment_pairs(x[:B], x[B:], cfg.augment, self.aug_gen)
-        src_aff = self.affect_ids[torch.from_numpy(src).to(self.device)]
-        tgt_aff = torch.from_numpy(tgt_aff).to(self.device)
+        labels = torch.from_numpy(np.stack([src, tgt_aff])).to(self.device, non_blocking=True)  # one copy
+        src_aff, tgt_aff = self.affect_ids[labels[0]], labels[1]
         a_src = one_hot(src_aff, K)
         a_tgt = sample_target_affects(tgt_aff, K, cfg.target_law, cfg.target_sigma, self.aug_gen)
         return x_src, x_tgt, src_aff, tgt_aff, a_src, a_tgt
