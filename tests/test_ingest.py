@@ -132,3 +132,21 @@ def test_resume_skips_done_work_and_redoes_changed_inputs(tmp_path):
     assert not (out / "crops" / "256").exists()
     meta = json.loads((out / "ingest.json").read_text())
     assert meta["status"] == "finished" and meta["options"]["sizes"] == [128]
+
+
+def test_layout_rejects_and_duplicates_across_sources(tmp_path):
+    from fexdata.sample import sample_face
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        write_png(root / "kim" / "joy" / "0.png", sample_face(0, "joy", 200))
+    write_png(a / "kim" / "smirk" / "0.png", sample_face(0, "joy", 200))  # an affect nobody knows
+    sources = resolve_sources([str(a), str(b)], "folder", log=lambda _: None)
+    out = tmp_path / "out"
+    summary = ingest(sources, out, IngestOptions(), workers=1, progress=False, log=lambda _: None)
+    rej = pd.read_parquet(out / "rejects")
+    assert summary["records"] == 1
+    assert set(rej.category) == {"layout", "duplicate item"} and len(rej) == 2
+    assert "smirk" in rej[rej.category == "layout"].reason.iloc[0] + rej[rej.category == "layout"].source_path.iloc[0]
+    assert rej[rej.category == "duplicate item"].source_root.iloc[0] == str(b)
+    again = ingest(sources, out, IngestOptions(), workers=1, progress=False, log=lambda _: None)
+    assert len(pd.read_parquet(out / "rejects")) == 2 and again["run"]["units_processed"] == 0
