@@ -314,9 +314,10 @@ class _Run:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.G.to(self.device, memory_format=fmt)
         self.D.to(self.device, memory_format=fmt)
-        fused = self.device.type == "cuda"  # one kernel per optimiser step instead of one per tensor
-        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
-        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
+        # Default (foreach on CUDA) rather than fused=True: fused Adam rejects gradients whose strides
+        # differ from the parameters' (pytorch#110758, #126585), which channels_last and compile can produce.
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         if state is not None:
             self.G.load_state_dict(state["generator"])
             self.D.load_state_dict(state["discriminator"])
