@@ -22,7 +22,7 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, SequentialSampl
 
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import decode_crop, load_or_build
-from fexdata.paths import resolve_inside
+from fexdata.manifest_checks import unsafe_paths
 
 SPLITS = ("train", "val", "test")
 _COLUMNS = ["image", "identity", "identity_index", "affect", "affect_index", "split", "fold", "weight"]
@@ -65,8 +65,12 @@ class FaceDataset(Dataset):
         self.affect_ids = self.frame["affect_index"].to_numpy(np.int64, copy=True)
         self.identity_ids = self.frame["identity_index"].to_numpy(np.int64, copy=True)
         self.weights = self.frame["weight"].to_numpy(np.float64, copy=True)
-        root = self.manifest_path.resolve().parent
-        self.paths = [resolve_inside(p, root) for p in self.frame["image"].tolist()]
+        unsafe = unsafe_paths(self.frame["image"])
+        if unsafe.any():  # build-manifest never writes these; a hand-edited manifest might
+            raise ManifestError(f"{self.manifest_path}: image path {self.frame['image'][unsafe].iloc[0]!r} "
+                                f"leaves the manifest's folder; paths must be relative and without '..'")
+        root = str(self.manifest_path.resolve().parent)
+        self.paths = [os.path.join(root, p) for p in self.frame["image"].tolist()]
         self.packed = packed
         self._cache_args = (cache_dir, rebuild_cache, progress)
         self._cache_name = split if fold is None and exclude_fold is None else (

@@ -51,8 +51,8 @@ def _listing(names: list[str]) -> str:
 def existing_files(paths: pd.Series, root: Path) -> np.ndarray:
     """Mask of paths (relative to root) that are regular files, via one directory listing per folder.
 
-    A listing per folder costs far less than a stat per file; symlinks count only when they resolve
-    to a file inside `root`.
+    Symlinks count only when they resolve to a file inside `root`, so a link out of the dataset is
+    reported as missing rather than followed. (Measured here: as fast as one stat per file.)
     """
     root_r = root.resolve()
     dirs = paths.str.rpartition("/")[0]

@@ -157,3 +157,12 @@ def test_pair_dataset_plain_dataloader_and_batch_indexing(manifest):
     for k in plain:
         assert torch.equal(plain[k], fast[k]), k
     assert fast["source"].shape == (8, 3, 16, 16)
+
+
+def test_escaping_image_path_in_edited_manifest_is_refused(manifest, tmp_path):
+    from fexdata.manifest import write_manifest
+    df, meta = read_manifest(manifest)
+    df.loc[0, "image"] = "../outside.png"
+    bad = write_manifest(df, tmp_path / "bad.parquet", affects=meta["affects"])
+    with pytest.raises(ManifestError, match="leaves the manifest's folder"):
+        FaceDataset(bad, split=df.loc[0, "split"], size=16)
