@@ -6,8 +6,10 @@ records what the array was built from; the key is a hash of the manifest file's 
 the size, so any change to the manifest rebuilds the cache on next use and an unchanged one is reused.
 
 Layout (default folder `<manifest>.cache/` beside the manifest, overridable):
-    <split>-<size>.npy     the pixels, row i = i-th row of the split in manifest order
-    <split>-<size>.json    {"key", "manifest_sha256", "split", "size", "count", "version"}
+    <manifest stem>-<split>-<size>.npy    the pixels, row i = i-th row of the split in manifest order
+    <manifest stem>-<split>-<size>.json   {"key", "manifest_sha256", "split", "size", "count", "version"}
+The manifest's stem in the names lets several manifests share one cache folder without evicting
+each other; a changed manifest replaces its own files instead of piling up new ones.
 Both are written atomically and the sidecar last, so a crash mid-build leaves no cache that looks valid.
 """
 from __future__ import annotations
@@ -86,7 +88,7 @@ def load_or_build(manifest_path: str | os.PathLike, split: str, size: int, image
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(manifest_path)
     manifest_sha = file_sha256(manifest_path)
     key = cache_key(manifest_sha, split, size)
-    stem = f"{split}-{size}"
+    stem = f"{Path(manifest_path).stem}-{split}-{size}"
     npy, sidecar = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
     if not rebuild and npy.is_file() and sidecar.is_file():
         try:

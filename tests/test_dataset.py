@@ -55,13 +55,13 @@ def test_weighted_sampler_follows_weights(manifest):
 def test_cache_reused_and_rebuilt_when_manifest_changes(manifest, tmp_path):
     cache = manifest.with_name(manifest.name + ".cache")
     FaceDataset(manifest, split="train", size=16, progress=False)
-    npy, sidecar = cache / "train-16.npy", cache / "train-16.json"
+    npy, sidecar = cache / "m-train-16.npy", cache / "m-train-16.json"
     assert npy.is_file() and json.loads(sidecar.read_text())["count"] > 0
     mtime = npy.stat().st_mtime_ns
     FaceDataset(manifest, split="train", size=16, progress=False)
     assert npy.stat().st_mtime_ns == mtime                   # reused, not rebuilt
     FaceDataset(manifest, split="train", size=24, progress=False)
-    assert (cache / "train-24.npy").is_file() and npy.stat().st_mtime_ns == mtime
+    assert (cache / "m-train-24.npy").is_file() and npy.stat().st_mtime_ns == mtime
     # a different manifest at the same path (other seed) -> rebuilt with the new rows
     build_manifest([tmp_path / "a"], manifest, split="frame", guard="0", blocks=3, seed=9)
     ds = FaceDataset(manifest, split="train", size=16, progress=False)
@@ -74,10 +74,10 @@ def test_cache_reused_and_rebuilt_when_manifest_changes(manifest, tmp_path):
 def test_cache_dir_override_and_corrupt_sidecar(manifest, tmp_path):
     where = tmp_path / "elsewhere"
     FaceDataset(manifest, split="test", size=16, cache_dir=where, progress=False)
-    assert (where / "test-16.npy").is_file() and not manifest.with_name(manifest.name + ".cache").exists()
-    (where / "test-16.json").write_text("{not json")
+    assert (where / "m-test-16.npy").is_file() and not manifest.with_name(manifest.name + ".cache").exists()
+    (where / "m-test-16.json").write_text("{not json")
     ds = FaceDataset(manifest, split="test", size=16, cache_dir=where, progress=False)   # rebuilt, not crashed
-    assert json.loads((where / "test-16.json").read_text())["split"] == "test" and len(ds) > 0
+    assert json.loads((where / "m-test-16.json").read_text())["split"] == "test" and len(ds) > 0
 
 
 def test_missing_crop_while_packing_is_a_clear_error(manifest, tmp_path):
@@ -85,7 +85,7 @@ def test_missing_crop_while_packing_is_a_clear_error(manifest, tmp_path):
     os.remove(manifest.parent / df.loc[df.split == "train", "image"].iloc[0])
     with pytest.raises(RuntimeError, match="cannot decode crop.*manifest-info"):
         FaceDataset(manifest, split="train", size=16, progress=False)
-    assert not (manifest.with_name(manifest.name + ".cache") / "train-16.json").exists()
+    assert not (manifest.with_name(manifest.name + ".cache") / "m-train-16.json").exists()
 
 
 def test_bad_split_name_and_empty_split(manifest):
