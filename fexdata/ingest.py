@@ -91,7 +91,10 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
         _remove_temp_files(out)
 
-        plan = make_plan(((s, scan(s)) for s in sources), options)
+        try:
+            plan = make_plan(((s, scan(s)) for s in sources), options)
+        except ValueError as exc:  # a source that cannot be listed at all (e.g. a CSV without its columns)
+            raise IngestError(str(exc)) from None
         scan_part = _write_scan_rejects(out, plan)
         _remove_stale_parts(out, plan, scan_part)
         done = {p.name for p in (out / R.RECORDS_DIR).glob("part-*.parquet")}
@@ -118,7 +121,9 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
 def _scan(source: Source):
     from fexdata import sources
 
-    return sources.get(source.layout).scan(source.root)
+    # Adapters take the SRC as given: for the csv layout that is the table file itself, while
+    # source.root (the folder item paths are relative to) may hold other CSVs.
+    return sources.get(source.layout).scan(Path(source.given))
 
 
 def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: int | None,
