@@ -26,7 +26,9 @@ from fexdata.manifest_filters import FilterOptions, apply_filters, parse_gap
 from fexdata.manifest_splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
                                      split_by_identity)
 
+R_DUPLICATE = "duplicate record of the same crop"
 R_MISSING = "crop file missing (--drop-missing)"
+R_CAP = "over the cell cap (--balance cap)"
 R_GUARD = "inside a split guard gap (--guard)"
 ROW_ORDER = ["image"]  # unique per crop, so the file's row order depends on content only
 
@@ -154,7 +156,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
         raise ManifestError(f"--split {split!r}: use one of {', '.join(SPLIT_MODES)}")
     if cap is not None and (balance != "cap" or cap < 1):
         raise ManifestError("--cap needs --balance cap and a value of at least 1")
-    chosen = affects if isinstance(affects, tuple) else parse_affects(affects)
+    chosen = parse_affects(",".join(affects) if isinstance(affects, (tuple, list)) else affects)
     fr = parse_fractions(fractions, split)
     gap = parse_gap(min_gap)
     guard_gap = parse_gap(guard, "--guard") if split == "frame" else None
@@ -181,11 +183,15 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     crop_size = _choose_size(df, size)
     same = (df["crop_size"] == crop_size).to_numpy(bool)
     other_sizes = int((~same).sum())
-    df = df[same]
+    # Content order from here on: every later step, seeded draws included, then sees the same rows
+    # in the same order whatever the order of ingest folders and record parts.
+    df = df[same].sort_values("image", kind="stable")
+    dup = df["image"].duplicated().to_numpy()
+    df = df[~dup]
 
     df, dropped = apply_filters(df, rec.arrays["landmarks"], FilterOptions(
         chosen, min_score, min_sharpness, max_faces, landmark_check, gap))
-    dropped[R_MISSING] = 0
+    dropped = {R_DUPLICATE: int(dup.sum()), **dropped, R_MISSING: 0}
     if check_files and len(df):
         present = existing_files(df["image"], manifest_dir)
         if not present.all():
@@ -204,7 +210,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
 
     used_cap = None
     if balance == "cap":
+        before = len(df)
         df, used_cap = cap_cells(df, cap)
+        dropped[R_CAP] = before - len(df)
 
     warnings: list[str] = []
     block = np.full(len(df), -1, np.int64)

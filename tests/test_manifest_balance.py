@@ -23,6 +23,7 @@ def test_cap_default_median_and_even_spacing(tmp_path):
     r = build_manifest([src], tmp_path / "m.parquet", balance="cap", split="none")
     df, meta = read_manifest(tmp_path / "m.parquet")
     assert r.cap == 10 and meta["balance"] == {"mode": "cap", "cap": 10}
+    assert r.dropped["over the cell cap (--balance cap)"] == 7 * 10 and r.rows_out + sum(r.dropped.values()) == r.rows_in
     counts = df.groupby(["identity", "affect"]).size()
     assert counts.max() == 10 and (counts == 10).all()
     frames = sorted(df.loc[(df.identity == "studio:p00") & (df.affect == "anger"), "frame"].astype(int))

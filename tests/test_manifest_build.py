@@ -50,17 +50,27 @@ def test_same_inputs_and_seed_give_identical_bytes(tmp_path):
     assert not a["split"].equals(b["split"]) or not a["fold"].equals(b["fold"])
 
 
-def test_record_part_order_does_not_change_bytes(tmp_path):
-    src = write_ingest(tmp_path / "a", identities=3, frames=4)
-    build_manifest([src], tmp_path / "m1.parquet")
+@pytest.mark.parametrize("kind,split", [("video", "identity"), ("still", "frame"), ("video", "frame")])
+def test_record_part_order_does_not_change_bytes(tmp_path, kind, split):
+    src = write_ingest(tmp_path / "a", identities=3, frames=4, kind=kind, stills=4)
+    build_manifest([src], tmp_path / "m1.parquet", split=split, folds=3)
     part = src / "records" / "part-0000.parquet"
     rec = pd.read_parquet(part)
     part.unlink()
     half = len(rec) // 2  # same rows, reversed and spread over two parts
     rec.iloc[half:][::-1].to_parquet(src / "records" / "part-a.parquet", index=False)
     rec.iloc[:half][::-1].to_parquet(src / "records" / "part-b.parquet", index=False)
-    build_manifest([src], tmp_path / "m2.parquet")
+    build_manifest([src], tmp_path / "m2.parquet", split=split, folds=3)
     assert sha(tmp_path / "m1.parquet") == sha(tmp_path / "m2.parquet")
+
+
+def test_duplicate_records_are_counted_once(tmp_path):
+    src = write_ingest(tmp_path / "a", identities=3, frames=3)
+    rec = pd.read_parquet(src / "records")
+    rec.iloc[:5].to_parquet(src / "records" / "part-0001.parquet", index=False)  # e.g. a unit redone on resume
+    r = build_manifest([src], tmp_path / "m.parquet")
+    assert r.dropped["duplicate record of the same crop"] == 5 and r.rows_out == len(rec)
+    assert r.rows_in == len(rec) + 5
 
 
 def test_affects_option_and_contempt(tmp_path):
