@@ -201,7 +201,8 @@ def grid_sources(ds: FaceDataset, n: int) -> np.ndarray:
     order = np.lexsort((np.arange(len(ds)), affects != "neutral", ds.identity_ids))
     _, first = np.unique(ds.identity_ids[order], return_index=True)
     chosen = list(order[np.sort(first)][:n])
-    rest = [i for i in order if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in order if i not in taken]
     if len(chosen) < n and rest:
         chosen += [rest[int(j)] for j in np.linspace(0, len(rest) - 1, min(n - len(chosen), len(rest)))]
     return np.asarray(chosen[:n], dtype=np.int64)
