@@ -105,8 +105,8 @@ def _summary(distances: np.ndarray, source_found: np.ndarray, generated_found: n
     d = distances[measured]
     return {
         "pairs": int(len(distances)),
-        "source_face_not_found": int((~source_found).sum()),
-        "generated_face_not_found": int((source_found & ~generated_found).sum()),
+        "source_face_not_found": int((~source_found).sum()),  # pairs whose source had no detectable face
+        "generated_face_not_found": int((~generated_found).sum()),  # edits with no detectable face
         "measured": int(measured.sum()),
         "mean_distance": float(d.mean()) if len(d) else None,
         "median_distance": float(np.median(d)) if len(d) else None,
@@ -125,8 +125,8 @@ def identity_report(
 ) -> dict:
     """Distances between each pair (source[i], generated[i]): overall and per target affect.
 
-    A pair whose source face is not found is counted in `source_face_not_found` (the edit cannot be
-    judged); one whose generated face is not found in `generated_face_not_found`.
+    `source_face_not_found` counts pairs whose source has no detectable face (the edit cannot be
+    judged), `generated_face_not_found` edits with no detectable face; `measured` pairs have both.
     """
     dist = descriptor_distance(source.vectors, generated.vectors)
     target_affects = np.asarray(target_affects)

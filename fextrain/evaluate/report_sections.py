@@ -51,11 +51,12 @@ def report_sections(m: dict[str, Any]) -> list[tuple[str, str]]:
                  idn["mean_distance"], idn["share_under_threshold"]]]
         rows += [[a, s["pairs"], s["source_face_not_found"], s["generated_face_not_found"], s["measured"],
                   s["mean_distance"], s["share_under_threshold"]] for a, s in idn["per_affect"].items()]
-        body = table(["target affect", "pairs", "source: no face", "edit: no face", "measured", "mean distance",
+        body = table(["target affect", "pairs", "no face in source", "no face in edit", "measured", "mean distance",
                       f"share < {idn['threshold']}"], rows)
         body += _note(f"dlib 128-D descriptor distance between each test source and its edit ({idn['detector']}; "
                       f"{idn['landmarks']}-point landmarks). Under {idn['threshold']} counts as the same person. "
-                      "Pairs where no face was found are counted, not measured.")
+                      f"No face was found in {idn['sources_face_not_found']} of {idn['sources']} source images; "
+                      "pairs where either face is missing are counted, not measured.")
     else:
         body = _note(idn["reason"])
     out.append(("Identity preservation", body))
@@ -83,8 +84,9 @@ def summary_text(m: dict[str, Any]) -> str:
                   f"generated at target {fmt(g['accuracy'])} (n={g['count']})"]
     if idn.get("available", True):
         lines.append(f"identity        share < {idn['threshold']}: {fmt(idn['share_under_threshold'])}   "
-                     f"mean distance {fmt(idn['mean_distance'])}   measured {idn['measured']}/{idn['pairs']}   "
-                     f"no face: edits {idn['generated_face_not_found']}, sources {idn['source_face_not_found']}")
+                     f"mean distance {fmt(idn['mean_distance'])}   measured {idn['measured']}/{idn['pairs']} pairs")
+        lines.append(f"                no face found in {idn['generated_face_not_found']} of {idn['pairs']} edits "
+                     f"and in {idn['sources_face_not_found']} of {idn['sources']} sources")
     for name, e in fr.items():
         if isinstance(e, dict):
             lines.append(f"frechet {name:<16} {fmt(e['value'])}   (real n={e['real_count']}, "

@@ -229,6 +229,7 @@ def evaluate_run(
         gen_desc = describer.describe(generated, progress=o.progress)
         rep = identity_report(_repeat(src_desc, k), gen_desc, targets, affects, SAME_PERSON_THRESHOLD)
         identity_section = {"step": step, "split": "test", "sources": int(len(src_idx)),
+                            "sources_face_not_found": int((~src_desc.found).sum()),
                             "detector": f"dlib HOG on images upscaled to {o.detect_size}px, upsample 0",
                             "landmarks": o.landmarks, **rep}
     else:
