@@ -38,7 +38,7 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @click.option("--landmarks", type=click.Choice(["5", "68"]), default="5", show_default=True,
               help="dlib shape predictor for the descriptor (68 is trained on iBUG 300-W: non-commercial).")
 @click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Local TorchScript Inception file for an Inception FID (nothing is downloaded).")
+              help="Local Inception weights (TorchScript or Inception-v3 state dict) for an Inception FID; nothing is downloaded.")
 @click.option("--sweep-affect", default="joy", show_default=True, help="Affect of the intensity-sweep figure.")
 @click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=_floats,
               help="Weights of the intensity sweep.")

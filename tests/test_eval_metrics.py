@@ -96,8 +96,12 @@ def test_inception_fid_needs_a_real_torchscript_file(tmp_path):
         InceptionFeatures(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(InceptionWeightsError, match="TorchScript"):
+    with pytest.raises(InceptionWeightsError, match="neither a TorchScript module nor a state dict"):
         InceptionFeatures(junk)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(InceptionWeightsError, match="not an Inception-v3 state dict"):
+        InceptionFeatures(wrong)
 
     class Pool(torch.nn.Module):  # a stand-in feature extractor saved the way users would save one
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,6 +111,23 @@ def test_inception_fid_needs_a_real_torchscript_file(tmp_path):
     torch.jit.save(torch.jit.script(Pool()), str(path))
     feats = InceptionFeatures(path)(torch.rand(3, 3, 32, 32) * 2 - 1)
     assert feats.shape == (3, 12)
+
+
+def test_inception_state_dict_loads_into_the_fid_network(tmp_path):
+    from fextrain.evaluate.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3().eval()
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}  # as saved from DataParallel
+    state["fc.weight"] = torch.zeros(1008, 2048)  # classifier weights in the file are ignored
+    path = tmp_path / "inception.pth"
+    torch.save(state, path)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    feats = InceptionFeatures(path)(images)
+    assert feats.shape == (2, 2048) and np.isfinite(feats).all()
+    with torch.no_grad():
+        direct = net(torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False))
+    assert np.allclose(feats, direct.double().numpy(), atol=1e-4)
 
 
 def test_discriminator_scores_count_real_and_fake_separately():

@@ -7,16 +7,20 @@ compared with published Inception FIDs, so every value is reported under the nam
 
 Inception FID is computed only from a weights file the user already has (fex never downloads): either
 a TorchScript module (e.g. the `inception-2015-12-05.pt` detector used by stylegan2-ada-pytorch, which
-takes uint8 NCHW images and accepts `return_features=True`) or any TorchScript module mapping
-[N,3,299,299] float images to [N, D] features.
+takes uint8 NCHW images and accepts `return_features=True`, or any TorchScript module mapping
+[N,3,299,299] float images in [-1, 1] to [N, D] features), or an Inception-v3 state dict in the PyTorch
+layout (e.g. pytorch-fid's FID weights), loaded into `inception.FIDInceptionV3`.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fextrain.evaluate.inception import load_state_dict_model
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -80,22 +84,41 @@ class InceptionWeightsError(ValueError):
 
 
 class InceptionFeatures:
-    """Inception pool features from a user-given local TorchScript file; never downloads anything."""
+    """Inception pool features from a user-given local file; never downloads anything.
+
+    The file is either a TorchScript module or a state dict of Inception-v3 in the PyTorch layout
+    (loaded into `fextrain.evaluate.inception.FIDInceptionV3`, read with weights_only=True).
+    """
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         path = Path(path)
         if not path.is_file():
             raise InceptionWeightsError(f"Inception weights file not found: {path}")
-        try:
-            self.model = torch.jit.load(str(path), map_location=device).eval()
-        except Exception as exc:  # a state dict, a pickle or anything else torch.jit cannot read
-            raise InceptionWeightsError(
-                f"{path} is not a TorchScript Inception module ({type(exc).__name__}); pass a TorchScript "
-                "file such as stylegan2-ada-pytorch's inception-2015-12-05.pt (saved with torch.jit.save)"
-            ) from None
         self.device = device
-        # The NVIDIA detector takes uint8-range images of any size and a return_features flag.
-        self.nvidia_style = "return_features" in str(getattr(self.model.forward, "schema", ""))
+        self.nvidia_style = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still works
+                self.model = torch.jit.load(str(path), map_location=device).eval()
+            # The NVIDIA detector takes uint8-range images of any size and a return_features flag.
+            self.nvidia_style = "return_features" in str(getattr(self.model.forward, "schema", ""))
+            return
+        except Exception:
+            pass
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InceptionWeightsError(
+                f"{path}: neither a TorchScript module nor a state dict ({type(exc).__name__}); pass a TorchScript "
+                "Inception (e.g. stylegan2-ada-pytorch's inception-2015-12-05.pt) or an Inception-v3 state dict "
+                "(e.g. pytorch-fid's pt_inception-2015-12-05-6726825d.pth)"
+            ) from None
+        if not isinstance(state, dict):
+            raise InceptionWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict or TorchScript")
+        try:
+            self.model = load_state_dict_model(state, str(path)).to(device)
+        except ValueError as exc:
+            raise InceptionWeightsError(str(exc)) from None
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
