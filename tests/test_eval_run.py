@@ -130,3 +130,35 @@ def test_fails_clearly_when_affects_differ_from_the_run(trained, tmp_path):
     bad = write_manifest(df, manifest.parent / "other_affects.parquet", affects=swapped)
     with pytest.raises(EvalError, match="differ from the run's"):
         evaluate_run(run, bad, tmp_path / "eval", device="cpu", progress=False)
+
+
+class CopyGenerator(torch.nn.Module):
+    """An oracle 'generator' that returns its source unchanged, whatever the target affect."""
+
+    def encode(self, x: torch.Tensor, src_vec: torch.Tensor):
+        return x.flatten(1), torch.zeros(len(x), 1)
+
+    def decode(self, z: torch.Tensor, tgt_vec: torch.Tensor) -> torch.Tensor:
+        return z.view(len(z), 3, 64, 64).clamp(-1, 1)
+
+
+def test_known_answers_with_a_generator_that_copies_its_source(trained, tmp_path, monkeypatch):
+    import fextrain.evaluate.run as run_module
+    from fextrain.checkpoint import load_run
+
+    manifest, run = trained
+    cfg, _, disc, step = load_run(run)
+    monkeypatch.setattr(run_module, "load_run", lambda run_dir, device: (cfg, CopyGenerator(), disc, step))
+    m = evaluate_run(run, manifest, tmp_path / "eval", max_sources=4, max_table_images=4, judge_epochs=1,
+                     judge_min_steps=10, judge_size=32, figure_identities=1, device="cpu", progress=False)
+    # Each copy is judged as its source is, so exactly one of a source's 7 targets can match.
+    assert m["judge"]["generated"]["accuracy"] == pytest.approx(1 / 7)
+    # An unchanged face is the same person at distance 0, and dlib finds it exactly when it finds the source.
+    idn = m["identity"]
+    assert idn["generated_face_not_found"] == 7 * idn["sources_face_not_found"]
+    assert idn["measured"] == 28 - 7 * idn["sources_face_not_found"] > 0
+    assert idn["mean_distance"] == pytest.approx(0.0, abs=1e-9) and idn["share_under_threshold"] == 1.0
+    # Same descriptors on both sides, only repeated 7 times on the generated side: equal means, and
+    # covariances that differ by the factor c = 7(n-1)/(7n-1) of the unbiased estimate, so the distance
+    # is tr(S)(1 - sqrt(c))^2, about 0.014 tr(S) for n = 4 (tr(S) of dlib descriptors is well under 1).
+    assert m["frechet"]["dlib_descriptors"]["value"] < 0.01
