@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from fexdata import records as R
 from fexdata.ingest_plan import IngestOptions, Plan, Source, Unit, make_plan
-from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, preload, run_unit
+from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.paths import atomic_write_text
 from fexdata.sources.base import Item, Reject
 
@@ -152,12 +152,13 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
             finally:
                 processor.close()
         else:
-            # fork (Linux): workers inherit the models loaded here once. They die with this process
-            # (PR_SET_PDEATHSIG), so a killed run leaves no worker writing, nor holding the OUT lock.
+            # Not plain fork: a caller that already used OpenCV (fex demo renders its clips first) has
+            # a thread pool a forked child inherits half-dead, and the child hangs on its first cv2
+            # call. forkserver starts workers from a clean process; each loads the models once.
+            # Workers die with their parent (PR_SET_PDEATHSIG), and the fork server exits with this
+            # process, so a killed run leaves no worker writing, nor holding the OUT lock.
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            if ctx.get_start_method() == "fork":
-                preload(options)
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
                                      initargs=(str(out), options)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]

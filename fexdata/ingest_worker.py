@@ -256,22 +256,14 @@ def make_finder(options: IngestOptions) -> FaceFinder:
 # -- process-pool plumbing ----------------------------------------------------------------------------------
 
 _PROCESSOR: UnitProcessor | None = None
-_PRELOADED: FaceFinder | None = None
-
-
-def preload(options: IngestOptions) -> None:
-    """Load the models in the parent before forking workers: they share the pages instead of each
-    spending a second or two reading the 95 MB landmark model."""
-    global _PRELOADED
-    _PRELOADED = make_finder(options)
 
 
 def init_worker(out: str, options: IngestOptions) -> None:
-    """Pool initializer: models loaded once per worker (or inherited); die with the parent (SIGKILL)."""
+    """Pool initializer: models loaded once per worker; die with the parent (SIGKILL)."""
     global _PROCESSOR
     _die_with_parent()
     cv2.setNumThreads(1)  # one worker per core already; OpenCV's own threads would only contend
-    _PROCESSOR = UnitProcessor(Path(out), options, finder=_PRELOADED)
+    _PROCESSOR = UnitProcessor(Path(out), options)
 
 
 def run_unit(unit: Unit) -> UnitResult:
