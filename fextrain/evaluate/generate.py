@@ -18,7 +18,7 @@ def one_hot(indices: np.ndarray | list[int], num: int) -> torch.Tensor:
 
 def to_model_input(images: np.ndarray, size: int | None = None) -> torch.Tensor:
     """uint8 N x H x W x 3 -> float NCHW in [-1, 1], resized to the run's image size when given."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
     if size is not None and (x.shape[-1] != size or x.shape[-2] != size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x
