@@ -55,6 +55,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are meant to be shared and opened
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
