@@ -27,7 +27,7 @@ _SMALL_ARCH = ("arch.base_width=32", "arch.max_width=128", "arch.bottleneck=64",
 @click.option("--seconds", type=click.FloatRange(0.2), default=2.0, show_default=True,
               help="Length of each character x affect clip.")
 @click.option("--fps", type=click.FloatRange(1), default=15.0, show_default=True, help="Clip frame rate.")
-@click.option("--steps", type=click.IntRange(1), default=600, show_default=True, help="Training steps.")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Training steps.")
 @click.option("--batch", type=click.IntRange(2), default=16, show_default=True, help="Training batch size.")
 @click.option("--size", type=click.Choice(["64", "128"]), default="64", show_default=True,
               help="Training resolution.")
@@ -41,7 +41,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     """Run ingest -> build-manifest -> train -> eval on built-in sample characters.
 
     \b
-    fex demo                      # about 10 minutes on a 2-core CPU
+    fex demo                      # under 10 minutes on a 2-core CPU
     fex demo --smallest           # a smoke test of every stage
     fex demo --device cuda --steps 5000 --size 128 --full
     """
