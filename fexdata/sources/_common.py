@@ -207,3 +207,9 @@ def find_bases(root: Path, is_base, max_depth: int = 2, limit: int | None = None
 
     visit(Path(root), 0)
     return found
+
+
+def has_base(root: Path, is_base, max_depth: int = 1, limit: int = 64) -> bool:
+    """detect() for datasets recognised by a base folder (see find_bases), kept cheap by `limit`."""
+    root = Path(root)
+    return root.is_dir() and bool(find_bases(root, is_base, max_depth=max_depth, limit=limit))

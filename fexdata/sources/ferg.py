@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import Entry, find_bases, list_dir, names_of, require_dir, subdirs_of
+from fexdata.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
 from fexdata.sources.base import Item, Reject
 
 NAME = "ferg"
@@ -39,8 +39,7 @@ def _is_base(folder: Path) -> bool:
 
 
 def detect(root: Path) -> bool:
-    root = Path(root)
-    return root.is_dir() and bool(find_bases(root, _is_base, max_depth=1, limit=64))
+    return has_base(root, _is_base)
 
 
 def scan(root: Path) -> Iterator[Item | Reject]:

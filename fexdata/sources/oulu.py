@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.sources._common import (
-    Entry, find_bases, is_image, list_dir, names_of, rel_of, require_dir, subdirs_of,
+    Entry, find_bases, has_base, is_image, list_dir, names_of, rel_of, require_dir, subdirs_of,
 )
 from fexdata.sources.base import Item, Reject
 
@@ -50,8 +50,7 @@ def _is_base(folder: Path) -> bool:
 
 
 def detect(root: Path) -> bool:
-    root = Path(root)
-    return root.is_dir() and bool(find_bases(root, _is_base, max_depth=4, limit=16))
+    return has_base(root, _is_base, max_depth=4, limit=16)
 
 
 def scan(root: Path, peak_frames: int = PEAK_FRAMES, neutral_frames: int = NEUTRAL_FRAMES) -> Iterator[Item | Reject]:
