@@ -1,4 +1,5 @@
-"""Safe still-image reading: any file a dataset may hold becomes an RGB uint8 array or one clear error.
+"""Safe still-image reading (any file a dataset may hold becomes an RGB uint8 array or one clear error),
+and the one atomic PNG writer for fex's own outputs.
 
 Public datasets arrive as TIFF (JAFFE), PNG (CK+, CK+48), JPEG (KDEF, RaFD, Oulu-CASIA) and render-queue
 PNGs with alpha or 16 bits per channel. Whatever goes wrong - the file is missing, empty, cut short, not an
@@ -105,3 +106,16 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG, atomically (whole or not at all); returns the path."""
+    import cv2
+
+    from fexdata.paths import atomic_write_bytes
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path} as PNG")
+    atomic_write_bytes(path, buf.tobytes())
+    return Path(path)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from fexdata.affects import AFFECTS
+from fexdata.images import write_png
 from fexdata.paths import atomic_path
 
 CHARACTERS: tuple[str, ...] = ("ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana", "ivo", "juno")
@@ -279,14 +280,6 @@ def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray
     yield from rest
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-
-
 def write_studio_tree(root: str | Path, identities: int = 2, affects: Sequence[str] = AFFECTS,
                       seconds: float = 0.5, fps: float = 30, size: int = 256, layout: str = "clips",
                       ext: str = ".mp4") -> Path:
@@ -306,7 +299,7 @@ def write_studio_tree(root: str | Path, identities: int = 2, affects: Sequence[s
         elif layout == "sequences":
             for affect in affects:
                 for i, frame in enumerate(clip_frames(identity, affect, seconds, fps, size), start=1):
-                    _write_png(root / name / affect / f"frame.{i:04d}.png", frame)
+                    write_png(root / name / affect / f"frame.{i:04d}.png", frame)
         elif layout == "takes":
             take = (f for affect in affects for f in clip_frames(identity, affect, seconds, fps, size))
             write_clip(root / f"{name}{ext}", take, fps)
@@ -328,5 +321,5 @@ def write_image_tree(root: str | Path, identities: int = 2, affects: Sequence[st
         for affect in affects:
             for k in range(per_affect):
                 face = sample_face(identity, affect, size, intensity=1.0 - 0.15 * k, seed=7 + k, time=0.3 * k)
-                _write_png(root / name / affect / f"{k:03d}.png", face)
+                write_png(root / name / affect / f"{k:03d}.png", face)
     return root

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from fexdata.dataset import FaceDataset, PairSampler
+from fexdata.images import write_png
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.paths import resolve_inside
 from fextrain import distributed as dd
@@ -456,9 +456,7 @@ class _Run:
         if not self.main:
             return
         grid = render_grid(self.G, self.grid_images, self.grid_affects, self.K, self.device, self.amp)
-        out = self.run_dir / "samples" / f"step_{step:07d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        write_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
         self.writer.add_image("samples", grid, step, dataformats="HWC")
 
     def _open_logs(self) -> None:

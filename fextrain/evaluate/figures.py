@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from fexdata.paths import atomic_write_bytes
+from fexdata.images import write_png  # noqa: F401  (re-exported for the figure modules)
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BG = 255  # white paper behind cells and labels
@@ -85,12 +85,3 @@ def grid_from_flat(images: np.ndarray | torch.Tensor, ncols: int, **labels) -> n
     arr = as_uint8_images(images)
     rows = [list(arr[i : i + ncols]) for i in range(0, len(arr), ncols)]
     return image_grid(rows, **labels)
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write an RGB image as PNG (atomically), returning the path."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode {path} as PNG")
-    atomic_write_bytes(path, buf.tobytes())
-    return Path(path)
