@@ -32,8 +32,8 @@ LAYOUT_CHOICES = ("auto", "studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "
 @click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Videos: temporal smoothing of the alignment (Gaussian sigma in frames; 0 = off).")
 @click.option("--fallback", type=click.Choice(["auto", "frame", "reject"]), default="auto", show_default=True,
-              help="When no face is found: frame = take the whole image as the face (pre-cropped datasets "
-                   "such as FERG); auto = only for images up to 128 px (CK+48); reject = never.")
+              help="When no face is found: frame = take the whole image as the face; auto = only for images "
+                   "up to 128 px and datasets that ship face crops (FERG, CK+48); reject = never.")
 @click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
               help="Refuse larger stills before decoding (decompression bombs).")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,

@@ -189,15 +189,18 @@ class FaceFinder:
                 return [(tuple(v / s for v in box), score) for box, score in found]
         return []
 
-    def find(self, image: np.ndarray, gray: np.ndarray | None = None) -> Face | None:
-        """The largest face, or the whole frame per the fallback rule, or None."""
+    def find(self, image: np.ndarray, gray: np.ndarray | None = None, precropped: bool = False) -> Face | None:
+        """The largest face, or the whole frame per the fallback rule, or None.
+
+        `precropped`: the dataset ships face crops (FERG, CK+48), so `auto` takes the whole frame too.
+        """
         gray = _gray(image) if gray is None else gray
         found = self.detect_all(image, gray)
         if found:
             box, score = max(found, key=lambda f: _area(f[0]))
             return Face(box, self.landmarker(image, gray, box), score, len(found), self.detector.kind)
         h, w = gray.shape[:2]
-        if self.fallback == "frame" or (self.fallback == "auto" and max(h, w) <= FRAME_FALLBACK_MAX_SIDE):
+        if self.fallback == "frame" or (self.fallback == "auto" and (precropped or max(h, w) <= FRAME_FALLBACK_MAX_SIDE)):
             box = (0.0, 0.0, float(w), float(h))
             return Face(box, self.landmarker(image, gray, box), float("nan"), 0, "frame")
         return None

@@ -8,6 +8,7 @@ crops, then the rejects part, then the records part, each atomically; the record
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from fexdata import records as R
-from fexdata.align import Alignment, Smoother, alignment_for, crop, sharpness
+from fexdata.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, sharpness
 from fexdata.faces import Face, FaceFinder, FaceTracker
 from fexdata.images import ImageError, read_rgb
 from fexdata.ingest_plan import IngestOptions, Unit
@@ -113,12 +114,20 @@ class UnitProcessor:
     def _still(self, ctx: _Ctx, rows, rejects, pending, result: UnitResult) -> None:
         path = resolve_inside(ctx.item.path, ctx.root)
         image = read_rgb(path, max_pixels=self.options.max_pixels)
-        face = self.finder.find(image)
+        face = self.finder.find(image, precropped=ctx.item.precropped)
         if face is None:
+            hint = "; if the images are face crops already, use --fallback frame" \
+                if self.options.fallback != "frame" else ""
             rejects.append(self._reject(ctx, ctx.item.path, R.NO_FACE,
-                                        f"no face found ({self.options.detector} detector)"))
+                                        f"no face found ({self.options.detector} detector){hint}"))
             return
-        al = alignment_for(self.options.align, face.landmarks, face.box)  # type: ignore[arg-type]
+        if face.detector == "frame":
+            # The whole image is the face (a dataset of crops): keep it as it is, and record no landmarks,
+            # since the predictor's guess inside a box nobody detected is not a measurement.
+            face = dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan))
+            al = bbox_alignment(face.box, margin=0.0)
+        else:
+            al = alignment_for(self.options.align, face.landmarks, face.box)  # type: ignore[arg-type]
         self._emit(ctx, ctx.item.path, None, float("nan"), image, face, al, rows, pending)
         result.frames += 1
 
@@ -213,7 +222,8 @@ class UnitProcessor:
                          "frame": frame, "time": time, "bbox": [float(v) for v in face.box],
                          "det_score": face.score, "face_count": face.face_count, "landmarks": landmarks,
                          "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img),
-                         "align": self.options.align, "detector": face.detector,
+                         "align": "frame" if face.detector == "frame" else self.options.align,
+                         "detector": face.detector,
                          "frame_width": w, "frame_height": h})
         if len(pending) > 64:  # bound the crops waiting in memory
             for fut in pending[:32]:

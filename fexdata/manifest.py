@@ -66,7 +66,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
     Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),
     Column("crop_size", pa.int32(), False, "crop side in pixels; one value per manifest"),
-    Column("align", pa.string(), True, "`ffhq` (landmarks) or `bbox`"),
+    Column("align", pa.string(), True, "`ffhq` (landmarks), `bbox`, or `frame` (the whole image is the face)"),
     Column("detector", pa.string(), True, "`hog`, `cnn`, `track` or `frame`"),
     Column("landmarks", pa.list_(pa.float32(), 2 * N_LANDMARKS), True,
            "68 points x0,y0,x1,y1,... in **crop** pixels; null when the crop has no landmarks"),

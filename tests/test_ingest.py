@@ -150,3 +150,22 @@ def test_layout_rejects_and_duplicates_across_sources(tmp_path):
     assert rej[rej.category == "duplicate item"].source_root.iloc[0] == str(b)
     again = ingest(sources, out, IngestOptions(), workers=1, progress=False, log=lambda _: None)
     assert len(pd.read_parquet(out / "rejects")) == 2 and again["run"]["units_processed"] == 0
+
+
+def test_datasets_of_face_crops_fall_back_to_the_whole_image(tmp_path):
+    """FERG's cartoon faces defeat dlib; the dataset ships crops, so `auto` takes the whole image,
+    while the same picture in a generic folder is rejected with a hint."""
+    from tests._ingest_fixtures import no_face_image
+
+    ferg = tmp_path / "FERG_DB_256" / "aia" / "aia_joy"
+    write_png(ferg / "aia_joy_1.png", no_face_image(256))
+    src = [Source(tmp_path.resolve(), str(tmp_path), "ferg")]
+    ingest(src, tmp_path / "out", IngestOptions(), workers=1, progress=False, log=lambda _: None)
+    records = pd.read_parquet(tmp_path / "out" / "records")
+    assert list(records["detector"]) == ["frame"] and list(records["identity"]) == ["ferg:aia"]
+
+    folder = tmp_path / "plain"
+    write_png(folder / "kim" / "joy" / "0.png", no_face_image(256))
+    _run(folder, tmp_path / "out2")
+    reasons = list(pd.read_parquet(tmp_path / "out2" / "rejects")["reason"])
+    assert len(reasons) == 1 and "no face found" in reasons[0] and "--fallback frame" in reasons[0]

@@ -28,6 +28,8 @@ class Item:
     frames: tuple[str, ...] = ()  # sequence members, relative to the root, in playback order
     fps: float | None = None    # playback rate of a sequence, when the layout states one
     intensity: float | None = None
+    precropped: bool = False    # the still is already a face crop (FERG, CK+48): with --fallback auto the
+                                # whole image is taken as the face when the detector finds none
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # layout-specific facts (pose, session, ...)
 
     @property

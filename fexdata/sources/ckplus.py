@@ -206,4 +206,5 @@ def _scan_ck48(base: Path, root: Path) -> Iterator[Item | Reject]:
                 yield Reject(f.rel, "name does not follow CK+'s S010_004_00000017.png", NAME)
                 continue
             yield Item(NAME, f.rel, f"{NAME}:{m['subject'].upper()}", affect, folder.name, kind="image",
-                       extra=(("sequence", f"{m['subject'].upper()}/{m['seq']}"), ("variant", "CK+48")))
+                       extra=(("sequence", f"{m['subject'].upper()}/{m['seq']}"), ("variant", "CK+48")),
+                       precropped=True)

@@ -73,4 +73,5 @@ def _scan_character(char: Entry, root: Path) -> Iterator[Item | Reject]:
             if fm is None or fm["character"].lower() != char.name.lower() or fm["expression"].lower() != expression:
                 yield Reject(f.rel, f"name does not match its folder: expected {folder.name}_<n>.png", NAME)
                 continue
-            yield Item(NAME, f.rel, identity, EXPRESSIONS[expression], m["expression"], kind="image")
+            yield Item(NAME, f.rel, identity, EXPRESSIONS[expression], m["expression"], kind="image",
+                       precropped=True)  # cartoon faces dlib cannot detect, cropped by the dataset
