@@ -155,12 +155,12 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
             # Not plain fork: a caller that already used OpenCV (fex demo renders its clips first) has
             # a thread pool a forked child inherits half-dead, and the child hangs on its first cv2
             # call. forkserver starts workers from a clean process; each loads the models once.
-            # Workers die with their parent (PR_SET_PDEATHSIG), and the fork server exits with this
-            # process, so a killed run leaves no worker writing, nor holding the OUT lock.
+            # Workers end themselves when this process is gone (see init_worker), and the fork server
+            # then exits, so a killed run leaves no worker writing, nor holding the OUT lock.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                     initargs=(str(out), options)) as pool:
+                                     initargs=(str(out), options, os.getpid())) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]
                 for fut in as_completed(futures):
                     advance(fut.result())

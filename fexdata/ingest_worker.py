@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -268,10 +269,11 @@ def make_finder(options: IngestOptions) -> FaceFinder:
 _PROCESSOR: UnitProcessor | None = None
 
 
-def init_worker(out: str, options: IngestOptions) -> None:
-    """Pool initializer: models loaded once per worker; die with the parent (SIGKILL)."""
+def init_worker(out: str, options: IngestOptions, owner_pid: int) -> None:
+    """Pool initializer: models loaded once per worker; the worker exits when the ingest process that
+    owns the pool is gone (a SIGKILL leaves no worker writing into OUT, nor a fork server waiting on it)."""
     global _PROCESSOR
-    _die_with_parent()
+    _exit_when_gone(owner_pid)
     cv2.setNumThreads(1)  # one worker per core already; OpenCV's own threads would only contend
     _PROCESSOR = UnitProcessor(Path(out), options)
 
@@ -281,14 +283,29 @@ def run_unit(unit: Unit) -> UnitResult:
     return _PROCESSOR.run(unit)
 
 
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
+def _exit_when_gone(pid: int, poll_s: float = 0.2) -> None:
+    """Watch `pid` from a daemon thread and end this process at once when it has exited.
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    Workers are forked by multiprocessing's fork server, not by the ingest process, so the kernel's
+    parent-death signal would watch the wrong process; polling the owner works for every start method.
+    A zombie (killed, not yet reaped) counts as gone.
+    """
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except OSError:
+            return True  # no procfs (macOS): os.kill alone
+
+    def watch() -> None:
+        while alive():
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fex-owner-watch", daemon=True).start()

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from cli.ingest import ingest as ingest_cmd
@@ -77,3 +78,21 @@ def test_help_lists_options():
     for opt in ("--layout", "--size", "--align", "--detector", "--fps", "--every", "--workers", "--strict",
                 "--redetect-every"):
         assert opt in result.output
+
+
+def test_pool_workers_end_when_the_ingest_process_is_killed():
+    """Workers come from multiprocessing's fork server, not from the ingest process, so they watch
+    their owner themselves: once it is killed they exit (and the fork server with them)."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    worker = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from fexdata.ingest_worker import _exit_when_gone; "
+                               f"_exit_when_gone({owner.pid}, poll_s=0.05); time.sleep(600)"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            worker.wait(timeout=1)  # alive while its owner is
+        owner.kill()  # not reaped yet: a zombie counts as gone
+        assert worker.wait(timeout=60) == 1
+    finally:
+        for p in (owner, worker):
+            p.kill()
+            p.wait()
