@@ -8,6 +8,8 @@ redoes what is missing.
 """
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -46,6 +48,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     fex demo --device cuda --steps 5000 --size 128 --full
     """
     from cli.main import main as fex
+    from fexdata.paths import atomic_write_text
     from fexdata.sample import write_studio_tree
 
     if smallest:
@@ -59,12 +62,19 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
         click.secho(f"\n== {title}: fex {' '.join(args)}", bold=True)
         fex.main(args, standalone_mode=False, prog_name="fex")
 
-    done_marker = captures / ".complete"
-    if not done_marker.exists():
+    # Every stage resumes, so an OUT made with other data or model settings would mix two demos: refuse
+    # it. More --steps is fine: training resumes up to the new total.
+    settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full}
+    settings_file = root / "demo.json"
+    if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
+        raise click.ClickException(f"{root} holds a demo made with other settings ({settings_file}); "
+                                   "use another --out or delete it")
+    if not settings_file.exists():
         click.secho(f"== writing {characters} sample characters x 7 affects ({seconds:g} s clips at {fps:g} fps) "
                     f"to {captures}", bold=True)
+        shutil.rmtree(captures, ignore_errors=True)  # a run killed while writing them left them partial
         write_studio_tree(captures, identities=characters, seconds=seconds, fps=fps, size=256, layout="clips")
-        done_marker.write_text("ok\n")
+        atomic_write_text(settings_file, json.dumps(settings, indent=2) + "\n")
     stage("ingest", ["ingest", str(captures), "--out", str(ingested), "--size", "128"])
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
                              "--blocks", "4", "--guard", "0"])

@@ -34,3 +34,11 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "0 units processed, 21 already done" in second.stdout
     assert len(pd.read_parquet(out / "ingest" / "records")) == len(records)
+
+
+def test_demo_refuses_an_out_made_with_other_settings(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo.json").write_text(json.dumps({"characters": 9}))
+    result = _fex("demo", "--smallest", "--out", str(out))
+    assert result.returncode == 1 and "holds a demo made with other settings" in result.stderr
