@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fexdata.align import crop, ffhq_alignment  # noqa: E402
 from fexdata.faces import DlibLandmarker, Detector  # noqa: E402

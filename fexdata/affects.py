@@ -45,10 +45,6 @@ def canonical_affect(label: str) -> str:
     )
 
 
-def is_affect(label: str) -> bool:
-    return _key(label) in ALIASES
-
-
 def affect_index(name: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> int:
     """Position of a canonical affect in an affect list (the default seven unless given)."""
     return list(affects).index(canonical_affect(name))

@@ -70,6 +70,7 @@ class RunInfo:
     units_run: int
     seconds: float
     frames: int
+    no_face_frames: int  # video/sequence frames skipped for want of a face (not rejects)
     tracker: dict[str, int]
 
 
@@ -111,7 +112,7 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         for r in results:
             tracker.update(r.tracker)
         run = RunInfo(len(plan.units), len(plan.units) - len(pending), len(results), seconds,
-                      sum(r.frames for r in results), dict(tracker))
+                      sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker))
         summary = summarize(out, run)
         atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "finished",
                                                           "summary": summary}, indent=2, default=str))
@@ -193,7 +194,7 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
     if run is not None:
         summary["run"] = {"units": run.units_total, "units_resumed": run.units_done_before,
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
-                          "frames_processed": run.frames,
+                          "frames_processed": run.frames, "frames_without_face": run.no_face_frames,
                           "frames_per_second": round(run.frames / run.seconds, 1) if run.seconds > 0 else None,
                           "tracker": run.tracker}
     return summary
@@ -209,6 +210,8 @@ def format_summary(summary: dict) -> str:
         fps = f", {run['frames_per_second']} frames/s" if run.get("frames_per_second") else ""
         lines.append(f"this run: {run['units_processed']} units processed, {run['units_resumed']} already done"
                      f" ({run['seconds']} s{fps})")
+        if run.get("frames_without_face"):
+            lines.append(f"video frames without a face (skipped): {run['frames_without_face']}")
     if summary["rejects"]:
         lines.append(f"{summary['rejects']} rejected:")
         for cat, n in summary["rejects_by_category"].items():

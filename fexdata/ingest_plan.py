@@ -70,10 +70,6 @@ class Plan:
     scan_rejects: list[tuple[Source, Reject]] = field(default_factory=list)
     duplicates: list[tuple[Source, Item]] = field(default_factory=list)
 
-    @property
-    def item_count(self) -> int:
-        return sum(len(u.items) for u in self.units)
-
 
 def make_plan(scanned: Iterable[tuple[Source, Iterable[Item | Reject]]], options: IngestOptions) -> Plan:
     """Group scanned items into units with stable ids; the same inputs and options give the same plan."""

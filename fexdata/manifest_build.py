@@ -18,7 +18,7 @@ import pandas as pd
 
 from fexdata import __version__
 from fexdata.affects import KNOWN_AFFECTS, parse_affects
-from fexdata.manifest import (ManifestError, N_LANDMARKS, Records, manifest_image_prefix, read_records,
+from fexdata.manifest import (ManifestError, Records, manifest_image_prefix, read_records,
                               write_manifest)
 from fexdata.manifest_balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
 from fexdata.manifest_checks import CheckResult, check_manifest, codes, existing_files, unsafe_paths

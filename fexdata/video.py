@@ -23,8 +23,6 @@ from typing import Iterator
 
 import numpy as np
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-
 
 class VideoError(ValueError):
     """A video that cannot be probed or decoded; str(error) is the reason shown in the reject row."""

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fextrain.evaluate.figures import as_uint8_images, grid_from_flat, image_grid, write_png
+from fexdata.images import write_png
+from fextrain.evaluate.figures import as_uint8_images, grid_from_flat, image_grid
 from fextrain.evaluate.report import table, write_report
 
 

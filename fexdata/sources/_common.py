@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from fexdata.affects import UnknownAffect, canonical_affect
 from fexdata.paths import UnsafePath, relative_inside
@@ -59,10 +59,6 @@ def natural_key(name: str) -> tuple:
     """Sort key that orders 'frame2' before 'frame10'; the raw name breaks ties deterministically."""
     parts = _DIGITS.split(name.lower())
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p != "") + ((2, 0, name),)
-
-
-def natural_sorted(names: Iterable[str]) -> list[str]:
-    return sorted(names, key=natural_key)
 
 
 @dataclass(frozen=True)

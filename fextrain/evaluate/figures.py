@@ -5,14 +5,12 @@ column labels and a left column of row labels, so a figure says what it shows wi
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 
-from fexdata.images import write_png  # noqa: F401  (re-exported for the figure modules)
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BG = 255  # white paper behind cells and labels

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from fextrain.evaluate.figures import as_uint8_images, image_grid, write_png
+from fexdata.images import write_png
+from fextrain.evaluate.figures import as_uint8_images, image_grid
 from fextrain.evaluate.generate import edit, one_hot
 
 MIXED_PAIRS: tuple[tuple[str, str], ...] = (("anger", "sadness"), ("joy", "disgust"), ("fear", "surprise"))
