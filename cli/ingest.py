@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-LAYOUT_CHOICES = ("auto", "studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "folder", "csv")
+from fexdata.sources import LAYOUTS
+
+LAYOUT_CHOICES = ("auto", *LAYOUTS)
 
 
 @click.command("ingest", context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.sources import ckplus, ferg, jaffe, kdef, oulu, rafd
+from fexdata.sources import ckplus, ferg, jaffe, kdef, mug, oulu, rafd
 from tests._sources_fixtures import reasons, split, touch, write
 
 # ---------------------------------------------------------------- JAFFE
@@ -191,7 +191,30 @@ def test_ferg(tmp_path):
                                      "FERG_DB_256/ray/mery_joy"}
 
 
-@pytest.mark.parametrize("module", [jaffe, ckplus, kdef, rafd, oulu, ferg])
+# ---------------------------------------------------------------- MUG
+
+
+def test_mug(tmp_path):
+    touch(tmp_path, *[f"subjects3/001/anger/take000/img_{i:04d}.jpg" for i in range(9)],
+          *[f"subjects3/001/neutral/take001/img_{i:04d}.jpg" for i in range(2)],
+          *[f"subjects3/002/session1/happiness/take003/img_{i:04d}.jpg" for i in range(3)],
+          "subjects3/002/boredom/take000/img_0000.jpg", "subjects3/abc/anger/take000/img_0000.jpg",
+          "subjects3/001/anger/take000/notes.txt", "subjects3/ReadMe.pdf")
+    (tmp_path / "subjects3" / "001" / "fear" / "take000").mkdir(parents=True)
+    assert mug.detect(tmp_path) and mug.detect(tmp_path / "subjects3")
+    items, rejects = split(mug.scan(tmp_path))
+    anger = [(i.path.split("/")[-1], i.affect, dict(i.extra)["role"]) for i in items if "/anger/" in i.path]
+    # 9 frames: the first as neutral onset, the middle third (frames 3-5) as the apex
+    assert anger == [("img_0000.jpg", "neutral", "onset"), ("img_0003.jpg", "anger", "apex"),
+                     ("img_0004.jpg", "anger", "apex"), ("img_0005.jpg", "anger", "apex")]
+    assert [i.affect for i in items if "/neutral/" in i.path] == ["neutral", "neutral"]
+    assert [(i.identity, i.affect) for i in items if "session1" in i.path] == [("mug:002", "neutral"), ("mug:002", "joy")]
+    why = reasons(rejects)
+    assert set(why) == {"subjects3/002/boredom", "subjects3/abc", "subjects3/001/fear/take000"}  # notes: ignored
+    assert "no frames" in why["subjects3/001/fear/take000"]
+
+
+@pytest.mark.parametrize("module", [jaffe, ckplus, kdef, rafd, oulu, ferg, mug])
 def test_detect_is_false_on_other_trees(tmp_path, module):
     touch(tmp_path, "alice/joy/a.png", "ada/joy.mp4", "notes.txt")
     assert not module.detect(tmp_path)

@@ -16,6 +16,7 @@ TREES: dict[str, tuple[str, ...]] = {
     "rafd": ("Rafd090_01_Caucasian_female_angry_frontal.jpg",),
     "oulu": ("OriginalImg/VL/Strong/P001/Anger/000.jpeg", "OriginalImg/VL/Strong/P001/Anger/001.jpeg"),
     "ferg": ("FERG_DB_256/aia/aia_anger/aia_anger_1.png",),
+    "mug": ("subjects3/001/anger/take000/img_0000.jpg", "subjects3/001/anger/take000/img_0001.jpg"),
     "folder": ("alice/joy/IMG_0001.jpg", "alice/sad/beach.png"),
 }
 
@@ -72,8 +73,8 @@ def test_unrecognised_tree_lists_every_layout(tmp_path):
 
 
 def test_get_unknown_layout():
-    with pytest.raises(ValueError, match="unknown layout 'mug'.*studio, jaffe"):
-        sources.get("mug")
+    with pytest.raises(ValueError, match="unknown layout 'mmi'.*studio, jaffe"):
+        sources.get("mmi")
 
 
 def test_every_adapter_follows_the_contract(tmp_path):

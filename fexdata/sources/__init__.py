@@ -20,8 +20,8 @@ from types import ModuleType
 # first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
 # table (a CSV with path,identity,affect states its labels outright, so it beats folder names), and
 # last the generic folder tree, which would otherwise match almost anything.
-LAYOUTS: tuple[str, ...] = ("studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "folder", "csv")
-_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "studio", "csv", "folder")
+LAYOUTS: tuple[str, ...] = ("studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "mug", "folder", "csv")
+_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "mug", "studio", "csv", "folder")
 _MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
 
 
