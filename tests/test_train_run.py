@@ -54,7 +54,8 @@ def test_cli_run_writes_the_run_directory(manifest, tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["size"] == 64 and cfg["steps"] == 3 and cfg["affects"][0] == "anger" and cfg["arch"]["latent_dim"] == 16
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert state["step"] == 3 and {"generator", "discriminator", "g_opt", "d_opt", "rng", "config"} <= set(state)
+    assert state["step"] == 3 and {"nets", "optimizers", "schedulers", "rng", "config"} <= set(state)
+    assert set(state["nets"]) == set(state["optimizers"]) == {"generator", "discriminator"}
     assert (run / "generator.safetensors").is_file() and json.loads((run / "generator.json").read_text())["step"] == 3
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert [r["step"] for r in _rows(run)] == [1, 2, 3]
@@ -125,7 +126,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(manifest, tmp_path):
 
 
 def test_nan_stops_and_keeps_the_last_good_checkpoint(manifest, tmp_path, monkeypatch):
-    import fextrain.train as train_module
+    import fextrain.models.fexgan as train_module
 
     real = train_module.generator_loss
     calls = {"n": 0}
@@ -144,7 +145,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(manifest, tmp_path, monkey
         train(tiny_config(manifest, run, steps=6, ckpt_every=2), progress=False)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] == 2
-    assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
+    assert all(torch.isfinite(t).all() for t in state["nets"]["generator"].values() if t.is_floating_point())
     assert not (run / "generator.safetensors").exists()
 
 
@@ -213,7 +214,7 @@ def test_bf16_autocast_and_channels_last_on_cpu(manifest, tmp_path):
     assert "bf16, channels_last" in messages[0]
     assert all(np.isfinite(v) for v in result.metrics.values())
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert all(t.dtype == torch.float32 for t in state["generator"].values() if t.is_floating_point())
+    assert all(t.dtype == torch.float32 for t in state["nets"]["generator"].values() if t.is_floating_point())
 
 
 @pytest.mark.cuda
