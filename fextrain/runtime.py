@@ -76,17 +76,19 @@ class Runtime:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return net.to(self.device, memory_format=fmt)
 
-    def wrap(self, net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    def wrap(self, net: nn.Module, find_unused: bool = False) -> tuple[nn.Module, nn.Module]:
         """(for training: DDP under torchrun, then compiled; plain: compiled only) views of `net`.
 
         The plain view serves forwards that only pass gradients through a frozen network: a DDP
         forward whose parameters get no gradient would leave its gradient reduction waiting.
+        `find_unused`: some steps leave part of `net` without gradient (GANModel.sometimes_unused).
         """
         trained: nn.Module = net
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            trained = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            trained = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                          find_unused_parameters=find_unused)
         if self.compile:
             return torch.compile(trained), torch.compile(net)
         return trained, net

@@ -16,6 +16,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,7 @@ import torch
 
 from fexdata.dataset import FaceDataset
 from fexdata.manifest import ManifestError, read_manifest
+from fexdata.packed_cache import default_cache_dir
 from fexdata.paths import resolve_inside
 from fextrain import distributed as dd
 from fextrain.batches import BatchSource, train_intensities
@@ -138,6 +140,13 @@ class Session:
                                 channels_last=self.rt.channels_last, intensity=train_intensities(cfg.manifest))
         cfg.identities = list(self.data.identities)
         self.model: GANModel = build_from_config(to_dict(cfg))
+        # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
+        helpers = Path(cache) if cache else default_cache_dir(cfg.manifest)
+        if self.main:
+            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=self.progress)
+        dd.barrier(info)
+        if not self.main:
+            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=False)
         skip = {"size", "num_affects", "num_identities"}
         cfg.arch = json.loads(json.dumps({k: v for k, v in asdict(self.model.arch).items() if k not in skip}))
         self.start = 0
@@ -157,7 +166,7 @@ class Session:
         self.rng.manual_seed(cfg.seed + 104_729 * (info.rank + 1))
         if state is not None:
             self._restore_rng(state.get("rng") or [])
-        wrapped = {name: self.rt.wrap(net) for name, net in self.raw.items()}
+        wrapped = {name: self.rt.wrap(net, name in self.model.sometimes_unused) for name, net in self.raw.items()}
         self.nets = {name: w[0] for name, w in wrapped.items()}
         self.plain = {name: w[1] for name, w in wrapped.items()}
         idx = self.data.grid_sources(cfg.num_samples)
@@ -296,9 +305,12 @@ class Session:
             data_time = time.perf_counter() - t0
             # 2. D and G updates: the model's own step through the wrapped networks
             scalars = self.model.train_step(batch, self.context(step))
-            # 3. learning-rate schedules
-            for sched in self.scheds.values():
-                sched.step()
+            # 3. learning-rate schedules (functions of the step; a network idle in some stages, such as
+            # ExprGAN's D_z, makes torch warn that its schedule moved before its optimiser: harmless here)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+                for sched in self.scheds.values():
+                    sched.step()
             # 4. logs, checkpoints, samples; Ctrl-C (every rank must agree before stopping, so under
             # torchrun the flag is only read at logging steps: one small all-reduce)
             self.meter.add(scalars, data_time)

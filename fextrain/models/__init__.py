@@ -68,6 +68,7 @@ def build_from_config(config: Mapping[str, Any]) -> GANModel:
 
 # Registered models: each module's @register runs on import.
 from . import fexgan  # noqa: E402,F401
+from . import degan, exprgan  # noqa: E402,F401
 from .editor import Editor, load_editor  # noqa: E402
 
 __all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "build_from_config",
