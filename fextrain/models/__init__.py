@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
-from .base import Batch, GANModel, Optim, StepContext, one_hot
+from .base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot
 
 MODELS: dict[str, type[GANModel]] = {}
 
@@ -67,8 +67,8 @@ def build_from_config(config: Mapping[str, Any]) -> GANModel:
 
 
 # Registered models: each module's @register runs on import.
-from . import fexgan  # noqa: E402,F401
+from . import fexgan, stargan  # noqa: E402,F401
 from .editor import Editor, load_editor  # noqa: E402
 
-__all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "build_from_config",
+__all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "affect_vector", "build_from_config",
            "build_model", "load_editor", "model_class", "one_hot", "register"]
