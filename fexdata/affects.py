@@ -6,6 +6,8 @@ out unless asked for, so it is not part of the default seven.
 """
 from __future__ import annotations
 
+from fexdata.errors import FexError
+
 AFFECTS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 EXTRA_AFFECTS: tuple[str, ...] = ("contempt",)
 KNOWN_AFFECTS: tuple[str, ...] = AFFECTS + EXTRA_AFFECTS
@@ -26,7 +28,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 ALIASES: dict[str, str] = {alias: name for name, spellings in _ALIASES.items() for alias in spellings}
 
 
-class UnknownAffect(ValueError):
+class UnknownAffect(FexError):
     """A label that maps to no canonical affect. Never guessed: the item is rejected."""
 
 

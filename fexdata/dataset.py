@@ -22,7 +22,7 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, SequentialSampl
 
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import decode_crop, load_or_build
-from fexdata.manifest_checks import unsafe_paths
+from fexdata.paths import unsafe_paths
 
 SPLITS = ("train", "val", "test")
 _COLUMNS = ["image", "identity", "identity_index", "affect", "affect_index", "split", "fold", "weight"]

@@ -25,12 +25,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fexdata.errors import ManifestError
 from fexdata.paths import atomic_path, atomic_write_text
 
 CACHE_VERSION = 1  # bump when the decoding/resizing below changes, so old caches are rebuilt
 
 
-class CacheError(RuntimeError):
+class CacheError(ManifestError):
     """A crop that cannot be decoded while building the cache."""
 
 

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import TINY_ARCH  # noqa: E402
+from _train_fixtures import TINY_ARCH
 
-from fextrain.checkpoint import (CheckpointError, FORMAT, export_generator, load_checkpoint,  # noqa: E402
+from fextrain.checkpoint import (CheckpointError, FORMAT, export_generator, load_checkpoint,
                                  load_run, save_checkpoint)
-from fextrain.config import TrainConfig, save_json, to_dict  # noqa: E402
-from fextrain.models import build_model, load_editor  # noqa: E402
-from fextrain.models.fexgan import one_hot  # noqa: E402
+from fextrain.config import TrainConfig, save_json, to_dict
+from fextrain.models import build_model, load_editor
+from fextrain.models.fexgan import one_hot
 
 AFFECTS = ["anger", "joy", "neutral"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -10,12 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _eval_fixtures import train_tiny_run, write_face_manifest  # noqa: E402
+from _eval_fixtures import train_tiny_run, write_face_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fexdata.manifest import read_manifest, write_manifest  # noqa: E402
-from fextrain.evaluate.run import EvalError, evaluate_run  # noqa: E402
+from cli.main import main as fex
+from fexdata.manifest import read_manifest, write_manifest
+from fextrain.evaluate.run import EvalError, evaluate_run
 
 SMALL = ["--max-sources", "4", "--max-table-images", "8", "--judge-epochs", "2", "--judge-min-steps", "30",
          "--judge-size", "32", "--figure-identities", "2", "--device", "cpu", "--no-progress"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fexdata.ingest import IngestError, ingest, resolve_sources
-from fexdata.ingest_plan import IngestOptions, Source
+from fexdata.ingest.plan import IngestOptions, Source
 from fexdata.sample import write_studio_tree
 from tests._ingest_fixtures import bad_input_corpus, write_png
 

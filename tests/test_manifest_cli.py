@@ -48,10 +48,10 @@ def test_build_then_info_then_break_it(tmp_path):
 def test_bad_input_is_one_clear_line(tmp_path):
     (tmp_path / "empty").mkdir()
     r = run("build-manifest", tmp_path / "empty", "--out", tmp_path / "m.parquet")
-    assert r.exit_code == 1 and r.output.startswith("Error: ") and "fex ingest" in r.output
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "fex ingest" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "m.parquet").exists()
     r = run("manifest-info", tmp_path / "nope.parquet")
-    assert r.exit_code == 1 and "no such manifest" in r.output
+    assert r.exit_code == 2 and "no such manifest" in r.output
 
 
 def test_docs_describe_every_column():

@@ -7,7 +7,7 @@ import pytest
 
 from _manifest_fixtures import write_ingest
 from fexdata.manifest import ManifestError, build_manifest, read_manifest
-from fexdata.manifest_filters import Gap, landmark_reasons, parse_gap, thin_by_gap
+from fexdata.manifest.filters import Gap, landmark_reasons, parse_gap, thin_by_gap
 
 
 def _build(tmp_path, mutate=None, **kw):

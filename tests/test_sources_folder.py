@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from fexdata.sources import folder
+from fexdata.ingest.sources import folder
 from tests._sources_fixtures import reasons, split, touch
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fexdata.sources import studio
+from fexdata.ingest.sources import studio
 from tests._sources_fixtures import reasons, split, touch, write
 
 

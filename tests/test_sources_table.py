@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.sources import item_root, table
+from fexdata.ingest.sources import item_root, table
 from tests._sources_fixtures import reasons, split, touch, write
 
 

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import TINY_ARCH, write_tiny_manifest  # noqa: E402
+from _train_fixtures import TINY_ARCH, write_tiny_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fextrain.config import ConfigError, from_dict, load_file, parse_set, resolve, save_json, to_dict  # noqa: E402
+from cli.main import main as fex
+from fextrain.config import ConfigError, from_dict, load_file, parse_set, resolve, save_json, to_dict
 
 
 def test_strict_keys_and_types():

@@ -13,14 +13,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import TINY_ARCH, tiny_config, write_tiny_manifest  # noqa: E402
+from _train_fixtures import TINY_ARCH, tiny_config, write_tiny_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fexdata.manifest import ManifestError, read_manifest, write_manifest  # noqa: E402
-from fextrain.checkpoint import load_checkpoint, load_run  # noqa: E402
-from fextrain.models.fexgan import affect_vector, one_hot  # noqa: E402
-from fextrain.train import NonFiniteLoss, TrainingError, train  # noqa: E402
+from cli.main import main as fex
+from fexdata.manifest import ManifestError, read_manifest, write_manifest
+from fextrain.checkpoint import load_checkpoint, load_run
+from fextrain.models.fexgan import affect_vector, one_hot
+from fextrain.train import NonFiniteLoss, TrainingError, train
 
 PER_STEP = ("g_total", "g_adv_bin", "g_adv_cls", "g_kl", "g_l1", "d_total", "acc_real_cls", "binary_weight")
 

@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import find_bases, has_base, list_dir, names_of, require_dir
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "jaffe"
 EXPECTS = "a flat folder (jaffe/ or jaffedbase/) of KA.AN1.39.tiff stills: subject.expression+index.imageid"

@@ -25,10 +25,10 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import (
+from fexdata.ingest.sources._common import (
     Entry, find_bases, has_base, is_image, list_dir, names_of, rel_of, require_dir, subdirs_of,
 )
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "oulu"
 EXPECTS = "OriginalImg/VL/Strong/P001/Anger/000.jpeg (also NI, Weak/Dark, Cropped/): P###/<Expression>/<frame>"

@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import (
+from fexdata.ingest.sources._common import (
     Entry, affect_of, is_image, is_video, list_dir, names_of, require_dir, subdirs_of,
 )
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "folder"
 EXPECTS = "ROOT/<identity>/<affect>/*.png|jpg|... (stills, or clips) — affect folders named anger, joy, sad, ..."

@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import Entry, find_bases, has_base, is_image, list_dir, require_dir, subdirs_of
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import Entry, find_bases, has_base, is_image, list_dir, require_dir, subdirs_of
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "mug"
 EXPECTS = "subjects3/001/anger/take000/img_0000.jpg: <subject ###>/[session#/]<expression>/<take>/<frame>.jpg"

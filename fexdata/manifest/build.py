@@ -18,13 +18,14 @@ import pandas as pd
 
 from fexdata import __version__
 from fexdata.affects import KNOWN_AFFECTS, parse_affects
-from fexdata.manifest import (ManifestError, Records, manifest_image_prefix, read_records,
-                              write_manifest)
-from fexdata.manifest_balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
-from fexdata.manifest_checks import CheckResult, check_manifest, codes, existing_files, unsafe_paths
-from fexdata.manifest_filters import FilterOptions, apply_filters, parse_gap
-from fexdata.manifest_splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
+from fexdata.errors import ManifestError
+from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
+from fexdata.manifest.checks import CheckResult, check_manifest, codes
+from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
+from fexdata.manifest.io import Records, manifest_image_prefix, read_records, write_manifest
+from fexdata.manifest.splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
                                      split_by_identity)
+from fexdata.paths import existing_files, unsafe_paths
 
 R_DUPLICATE = "duplicate record of the same crop"
 R_MISSING = "crop file missing (--drop-missing)"

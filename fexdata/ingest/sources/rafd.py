@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "rafd"
 EXPECTS = "Rafd090_01_Caucasian_female_angry_frontal.jpg: Rafd<angle>_<model>_<ethnicity>_<gender>_<emotion>_<gaze>"

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.paths import UnsafePath, resolve_inside
-from fexdata.sources._common import affect_of, is_image, is_video, natural_key
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import affect_of, is_image, is_video, natural_key
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "csv"
 EXPECTS = "a CSV file (or a folder with exactly one) with columns path,identity,affect[,intensity]"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fexdata.errors import ManifestError
+
 BALANCE_MODES = ("cap", "weight", "none")
 SORT_IN_CELL = ["identity", "affect", "ingest", "item", "time", "frame", "image"]
 
@@ -36,7 +38,7 @@ def cap_cells(df: pd.DataFrame, cap: int | None = None) -> tuple[pd.DataFrame, i
     if cap is None:
         cap = median_cell(df)
     if cap < 1:
-        raise ValueError("--cap must be at least 1")
+        raise ManifestError("--cap must be at least 1")
     ordered = df.sort_values([c for c in SORT_IN_CELL if c in df], kind="stable", na_position="last")
     grouped = ordered.groupby(["identity", "affect"], sort=False, observed=True)
     rank = grouped.cumcount().to_numpy(np.int64)

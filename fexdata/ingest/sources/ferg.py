@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "ferg"
 EXPECTS = "FERG_DB_256/<character>/<character>_<expression>/<character>_<expression>_<n>.png (aia, bonnie, ...)"

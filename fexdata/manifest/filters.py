@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fexdata.manifest import ManifestError, N_LANDMARKS
+from fexdata.errors import ManifestError
+from fexdata.manifest.schema import N_LANDMARKS
 
 # Reason labels, in the order they are applied (also the row order of the build report).
 R_AFFECT = "affect not selected"

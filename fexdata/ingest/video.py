@@ -23,8 +23,10 @@ from typing import Iterator
 
 import numpy as np
 
+from fexdata.errors import IngestError
 
-class VideoError(ValueError):
+
+class VideoError(IngestError):
     """A video that cannot be probed or decoded; str(error) is the reason shown in the reject row."""
 
 

@@ -27,10 +27,10 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import (
+from fexdata.ingest.sources._common import (
     Entry, affect_of, is_image, is_video, list_dir, names_of, natural_key, rel_of, require_dir, subdirs_of,
 )
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "studio"
 EXPECTS = ("ROOT/<identity>/<affect>.mp4 clips, ROOT/<identity>/<affect>/frame.0001.png sequences, "

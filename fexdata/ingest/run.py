@@ -6,9 +6,9 @@
     OUT/rejects/part-<unit>.parquet one row per rejected input
 
 The run: lock OUT, check it was made with the same options (else refuse: mixing would corrupt it), clear
-temp files a killed run left, scan the sources into a plan of units (fexdata.ingest_plan), drop parts no
+temp files a killed run left, scan the sources into a plan of units (fexdata.ingest.plan), drop parts no
 unit of the plan owns (inputs that changed or vanished), run the units that have no records part yet on
-`workers` processes (fexdata.ingest_worker), delete crops no record lists, and summarise from the tables.
+`workers` processes (fexdata.ingest.worker), delete crops no record lists, and summarise from the tables.
 Every file appears atomically, so a run killed at any moment and run again ends exactly like one that was
 never interrupted.
 """
@@ -27,25 +27,22 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from fexdata import records as R
-from fexdata.ingest_plan import IngestOptions, Plan, Source, Unit, make_plan
-from fexdata.ingest_worker import UnitProcessor, UnitResult, init_worker, run_unit
+from fexdata.errors import IngestError
+from fexdata.ingest import records as R
+from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
+from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.paths import atomic_write_text
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
 LOCK_NAME = ".ingest.lock"
 FORMAT_VERSION = 1
 
 
-class IngestError(RuntimeError):
-    """A problem with the run as a whole (bad SRC, OUT in use or made with other options)."""
-
-
 def resolve_sources(srcs: Sequence[str | os.PathLike], layout: str = "auto",
                     log: Callable[[str], None] = print) -> list[Source]:
     """One Source per SRC argument; `auto` detects each layout and says what it found."""
-    from fexdata import sources
+    from fexdata.ingest import sources
 
     out = []
     for src in srcs:
@@ -120,7 +117,7 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
 
 
 def _scan(source: Source):
-    from fexdata import sources
+    from fexdata.ingest import sources
 
     # Adapters take the SRC as given: for the csv layout that is the table file itself, while
     # source.root (the folder item paths are relative to) may hold other CSVs.

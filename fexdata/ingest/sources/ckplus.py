@@ -29,10 +29,10 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import (
+from fexdata.ingest.sources._common import (
     Entry, affect_of, find_bases, list_dir, names_of, natural_key, rel_of, require_dir, subdirs_of,
 )
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "ckplus"
 EXPECTS = ("CK+ release: cohn-kanade-images/S005/001/S005_001_00000011.png with "

@@ -22,14 +22,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fexdata import records as R
-from fexdata.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, sharpness
-from fexdata.faces import Face, FaceFinder, FaceTracker
+from fexdata.ingest import records as R
+from fexdata.ingest.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, sharpness
+from fexdata.ingest.faces import Face, FaceFinder, FaceTracker
 from fexdata.images import ImageError, read_rgb
-from fexdata.ingest_plan import IngestOptions, Unit
+from fexdata.ingest.plan import IngestOptions, Unit
 from fexdata.paths import UnsafePath, resolve_inside
-from fexdata.sources.base import Item
-from fexdata.video import DecodeReport, VideoError, iter_frames, keep_frame, probe
+from fexdata.ingest.sources.base import Item
+from fexdata.ingest.video import DecodeReport, VideoError, iter_frames, keep_frame, probe
 
 
 @dataclass

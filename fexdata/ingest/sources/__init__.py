@@ -29,7 +29,7 @@ def get(name: str) -> ModuleType:
     """The adapter module for a layout name; ValueError listing the layouts if there is none."""
     if name not in _MODULES:
         raise ValueError(f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}")
-    return importlib.import_module(f"fexdata.sources.{_MODULES[name]}")
+    return importlib.import_module(f"fexdata.ingest.sources.{_MODULES[name]}")
 
 
 def item_root(src: str | Path) -> Path:

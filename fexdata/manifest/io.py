@@ -1,13 +1,9 @@
-"""The manifest: its versioned schema, reading ingest records, and reading/writing the Parquet file.
+"""Reading ingest records, and reading/writing the manifest Parquet file (schema in `schema.py`).
 
-A manifest is one Parquet file with one row per face crop. `SCHEMA` below is the schema of record
-(docs/manifest.md is generated from the same facts and a test keeps the two in step). Image paths
+A manifest is one Parquet file with one row per face crop. Image paths
 are relative to the manifest's folder and never point outside it. The file's key-value metadata
 carries `fex.schema_version`, `fex.affects` (the affect index order) and the options it was built
 with, and never a timestamp: the same inputs and seed give a byte-identical file.
-
-Building (filters, balance, splits, checks) lives in `manifest_build.py` and its helpers;
-`build_manifest` here is a thin entry point so callers need one import.
 """
 from __future__ import annotations
 
@@ -24,73 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fexdata.errors import ManifestError
+from fexdata.manifest.schema import (ARRAY_COLUMNS, COLUMNS, META_PREFIX, NULLABLE_INTS, REQUIRED_RECORD_COLUMNS,
+                                     SCHEMA, SCHEMA_VERSION, LIST_DTYPES, RECORD_LISTS, RECORD_TYPES)
 from fexdata.paths import atomic_path
-
-SCHEMA_VERSION = 1
-META_PREFIX = "fex."
-N_LANDMARKS = 68
-
-
-class ManifestError(ValueError):
-    """Bad input or an unsatisfiable request; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: pa.DataType
-    nullable: bool
-    doc: str
-
-
-# The schema of record, in file order. Nullable integer columns are read back as pandas Int64/Int32.
-COLUMNS: tuple[Column, ...] = (
-    Column("image", pa.string(), False, "crop path, POSIX, relative to the manifest's folder"),
-    Column("identity", pa.string(), False, "namespaced identity, e.g. `jaffe:KA`, `studio:ada`"),
-    Column("identity_index", pa.int32(), False, "position of `identity` in metadata `fex.identities` (sorted)"),
-    Column("affect", pa.string(), False, "canonical affect name"),
-    Column("affect_index", pa.int32(), False, "position of `affect` in metadata `fex.affects`"),
-    Column("split", pa.string(), False, "`train`, `val` or `test`"),
-    Column("fold", pa.int32(), True, "identity-disjoint fold 0..K-1 (`--folds K`), null without folds"),
-    Column("block", pa.int32(), True, "time block of a video item under `--split frame`, else null"),
-    Column("weight", pa.float64(), False, "sampling weight (`--balance weight`; 1.0 otherwise); mean 1 per split"),
-    Column("source", pa.string(), False, "input layout that produced the record (`studio`, `jaffe`, ...)"),
-    Column("source_path", pa.string(), False, "input path relative to its dataset root"),
-    Column("item", pa.string(), False, "unit of ingest work; all frames of one clip or segment share it"),
-    Column("ingest", pa.string(), False, "the ingest output folder, relative to the manifest's folder"),
-    Column("frame", pa.int64(), True, "frame number within the video, null for stills"),
-    Column("time", pa.float64(), True, "seconds from the start of the video, NaN for stills"),
-    Column("affect_raw", pa.string(), True, "the label as the dataset spells it"),
-    Column("intensity", pa.float64(), True, "expression intensity when the dataset gives one, else NaN"),
-    Column("det_score", pa.float64(), True, "face detector score (NaN when the detector gives none)"),
-    Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
-    Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),
-    Column("crop_size", pa.int32(), False, "crop side in pixels; one value per manifest"),
-    Column("align", pa.string(), True, "`ffhq` (landmarks), `bbox`, or `frame` (the whole image is the face)"),
-    Column("detector", pa.string(), True, "`hog`, `cnn`, `track` or `frame`"),
-    Column("landmarks", pa.list_(pa.float32(), 2 * N_LANDMARKS), True,
-           "68 points x0,y0,x1,y1,... in **crop** pixels; null when the crop has no landmarks"),
-    Column("transform", pa.list_(pa.float64(), 6), True, "2x3 affine frame -> crop, row-major"),
-)
-SCHEMA = pa.schema([pa.field(c.name, c.type, c.nullable) for c in COLUMNS])
-COLUMN_NAMES = tuple(c.name for c in COLUMNS)
-ARRAY_COLUMNS = ("landmarks", "transform")  # fixed-size lists, carried as 2-D numpy arrays while building
-NULLABLE_INTS = {c.name: c.type for c in COLUMNS if c.nullable and pa.types.is_integer(c.type)}
-
-# Record columns a manifest cannot be built without (docs/design.md "Ingest output").
-REQUIRED_RECORD_COLUMNS = ("image", "crop_size", "source", "source_path", "item", "frame", "time",
-                           "identity", "affect", "affect_raw")
-_RECORD_TYPES: dict[str, pa.DataType] = {
-    "image": pa.string(), "crop_size": pa.int32(), "source": pa.string(), "source_path": pa.string(),
-    "item": pa.string(), "frame": pa.int64(), "time": pa.float64(), "identity": pa.string(),
-    "affect": pa.string(), "affect_raw": pa.string(), "intensity": pa.float64(),
-    "det_score": pa.float64(), "face_count": pa.int32(), "sharpness": pa.float64(),
-    "align": pa.string(), "detector": pa.string(), "frame_width": pa.float64(),
-    "frame_height": pa.float64(),
-}
-_RECORD_LISTS = {"landmarks": 2 * N_LANDMARKS, "transform": 6}
-# Landmarks are pixel coordinates: float32 is exact enough and halves the memory of a 1M-row build.
-_LIST_DTYPES = {"landmarks": np.float32, "transform": np.float64}
 
 
 @dataclass
@@ -159,11 +92,11 @@ def read_records(ingest_dir: str | os.PathLike) -> Records:
         tables.append(_normalise_record_table(t, f))
     table = pa.concat_tables(tables, promote_options="permissive")
     arrays = {}
-    for name, width in _RECORD_LISTS.items():
-        dtype = _LIST_DTYPES[name]
+    for name, width in RECORD_LISTS.items():
+        dtype = LIST_DTYPES[name]
         arrays[name] = (_list_column_to_array(table.column(name), width, dtype) if name in table.column_names
                         else np.full((table.num_rows, width), np.nan, dtype))
-    scalar = table.select([c for c in table.column_names if c not in _RECORD_LISTS and c in _RECORD_TYPES])
+    scalar = table.select([c for c in table.column_names if c not in RECORD_LISTS and c in RECORD_TYPES])
     df = scalar.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get)
     df["_row"] = np.arange(len(df), dtype=np.int64)
     return Records(df, arrays)
@@ -174,8 +107,8 @@ def _normalise_record_table(t: pa.Table, origin: Path) -> pa.Table:
     cols, names = [], []
     for name in t.column_names:
         col = t.column(name)
-        target = _RECORD_TYPES.get(name)
-        if name in _RECORD_LISTS:
+        target = RECORD_TYPES.get(name)
+        if name in RECORD_LISTS:
             if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
                     or pa.types.is_large_list(col.type) or pa.types.is_null(col.type)):
                 raise ManifestError(f"{origin}: column {name!r} should be a list of floats, found {col.type}; "
@@ -312,9 +245,3 @@ def manifest_image_prefix(ingest_dir: str | os.PathLike, manifest_dir: str | os.
             f"paths may never point outside it; write the manifest into a folder that contains every "
             f"ingest output, e.g. --out {posixpath.join(common, 'manifest.parquet')}") from None
     return "" if rel == "." else rel
-
-
-def build_manifest(ingest_dirs: list[str | os.PathLike], out: str | os.PathLike, **options: Any):
-    """Merge, filter, balance, split and check ingest outputs, then write `out`. See manifest_build."""
-    from fexdata.manifest_build import build_manifest as _build
-    return _build(ingest_dirs, out, **options)

@@ -30,6 +30,8 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from fexdata.errors import IngestError
+
 DetectorKind = Literal["hog", "cnn"]
 Fallback = Literal["auto", "frame", "reject"]
 
@@ -40,7 +42,7 @@ TRACK_FACE_PX = 110          # region re-detection scales the face to about this
 FRAME_FALLBACK_MAX_SIDE = 128  # fallback="auto": frames up to this size are taken as pre-cropped faces
 
 
-class FaceError(RuntimeError):
+class FaceError(IngestError):
     """A backend that cannot run (missing model file, missing optional package); a setup problem."""
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from fexdata.records import stable_hash
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.records import stable_hash
+from fexdata.ingest.sources.base import Item, Reject
 
 DEFAULT_STILL_CHUNK = 256
 

@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.sources._common import find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
-from fexdata.sources.base import Item, Reject
+from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
+from fexdata.ingest.sources.base import Item, Reject
 
 NAME = "kdef"
 EXPECTS = "KDEF/AF01/AF01ANS.JPG: <session A|B><gender F|M><id><AF|AN|DI|HA|NE|SA|SU><FL|HL|S|HR|FR>.JPG"

@@ -14,7 +14,7 @@ from typing import Callable
 
 from fexdata.affects import UnknownAffect, canonical_affect
 from fexdata.paths import UnsafePath, relative_inside
-from fexdata.sources.base import Reject
+from fexdata.ingest.sources.base import Reject
 
 IMAGE_EXTS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fexdata.manifest import ManifestError
-from fexdata.manifest_filters import Gap
+from fexdata.errors import ManifestError
+from fexdata.manifest.filters import Gap
 
 SPLIT_MODES = ("identity", "frame", "none")
 SPLIT_NAMES = ("train", "val", "test")
