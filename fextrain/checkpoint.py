@@ -22,6 +22,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
+from fexdata.errors import TrainingError
 from fexdata.paths import atomic_path, atomic_write_text
 
 FORMAT = 2
@@ -30,7 +31,7 @@ GENERATOR = "generator.safetensors"
 GENERATOR_META = "generator.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TrainingError):
     """A checkpoint or export that is missing, unreadable or from an incompatible fex."""
 
 

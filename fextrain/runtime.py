@@ -12,11 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fexdata.errors import TrainingError
 from fextrain import distributed as dd
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot start or continue; the message says why and what to do."""
 
 
 def resolve_device(spec: str, info: dd.DistInfo) -> torch.device:

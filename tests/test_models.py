@@ -8,19 +8,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest  # noqa: E402
+from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fextrain.models import MODELS, affect_vector, build_model, load_editor, one_hot  # noqa: E402
-from fextrain.train import train  # noqa: E402
+from cli.main import main as fex
+from fextrain.models import MODELS, affect_vector, build_model, load_editor, one_hot
+from fextrain.train import train
 
 ALL = sorted(MODELS)
 

@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import tiny_config, write_tiny_manifest  # noqa: E402
+from _train_fixtures import tiny_config, write_tiny_manifest
 
-from fextrain.batches import UnpairedSampler  # noqa: E402
-from fextrain.losses import gradient_penalty  # noqa: E402
-from fextrain.models import build_model  # noqa: E402
-from fextrain.train import train  # noqa: E402
+from fextrain.batches import UnpairedSampler
+from fextrain.losses import gradient_penalty
+from fextrain.models import build_model
+from fextrain.train import train
 
 
 def test_official_architecture_at_128():

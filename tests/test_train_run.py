@@ -189,7 +189,7 @@ def test_missing_crop_and_run_dir_misuse(manifest, tmp_path):
     with pytest.raises(TrainingError, match="arch changed"):
         train(cfg, resume=True, progress=False)
     result = CliRunner().invoke(fex, ["train", "--out", str(tmp_path / "nothing"), "--resume"])
-    assert result.exit_code == 1 and "Error: --resume: no checkpoint" in result.output
+    assert result.exit_code == 2 and "error: --resume: no checkpoint" in result.output
 
 
 def test_mixed_affects_at_inference(manifest, tmp_path):
