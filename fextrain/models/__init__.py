@@ -21,12 +21,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
-from .base import Batch, GANModel, Optim, StepContext, one_hot
+from fexdata.errors import TrainingError
+
+from .base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot
 
 MODELS: dict[str, type[GANModel]] = {}
 
 
-class UnknownModel(ValueError):
+class UnknownModel(TrainingError):
     """A model name that is not in the registry."""
 
 
@@ -43,7 +45,8 @@ def register(name: str) -> Callable[[type[GANModel]], type[GANModel]]:
 
 def model_class(name: str) -> type[GANModel]:
     if name not in MODELS:
-        raise UnknownModel(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+        raise UnknownModel(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}",
+                           "`fex train --help` lists the models and docs/models.md describes them")
     return MODELS[name]
 
 
@@ -53,9 +56,12 @@ def build_model(name: str, *, size: int, num_affects: int, num_identities: int =
     cls = model_class(name)
     known = {f.name for f in fields(cls.Arch)}
     given = {"size": size, "num_affects": num_affects, "num_identities": num_identities}
-    arch_cfg = cls.Arch(**{k: v for k, v in given.items() if k in known}, **arch)
-    if loss is None or isinstance(loss, Mapping):
-        loss = cls.Loss(**(loss or {}))
+    try:
+        arch_cfg = cls.Arch(**{k: v for k, v in given.items() if k in known}, **arch)
+        if loss is None or isinstance(loss, Mapping):
+            loss = cls.Loss(**(loss or {}))
+    except (TypeError, ValueError) as exc:  # an unknown key or a value the model refuses
+        raise TrainingError(f"{name}: {exc}", f"see the {name} settings in docs/models.md") from None
     return cls(arch_cfg, loss)
 
 
@@ -67,8 +73,8 @@ def build_from_config(config: Mapping[str, Any]) -> GANModel:
 
 
 # Registered models: each module's @register runs on import.
-from . import fexgan  # noqa: E402,F401
+from . import fexgan, stargan  # noqa: E402,F401
 from .editor import Editor, load_editor  # noqa: E402
 
-__all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "build_from_config",
+__all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "affect_vector", "build_from_config",
            "build_model", "load_editor", "model_class", "one_hot", "register"]

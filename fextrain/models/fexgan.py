@@ -319,6 +319,7 @@ class FExGAN(GANModel):
                "d_total", "d_real_bin", "d_real_cls", "d_fake_bin", "d_fake_cls",
                "acc_real_bin", "acc_real_cls", "acc_fake_bin", "acc_fake_cls")
     progress = ("g_l1", "d_total")
+    reconstruction = "g_l1"
 
     def __init__(self, arch: FExGANConfig, loss: FExGANLoss) -> None:
         super().__init__(arch, loss)
