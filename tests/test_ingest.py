@@ -8,12 +8,10 @@ import pytest
 
 from fexdata.ingest import IngestError, ingest, resolve_sources
 from fexdata.ingest.plan import IngestOptions, Source
+from fexdata.ingest.records import RECORDS, REJECTS
 from fexdata.sample import write_studio_tree
 from tests._ingest_fixtures import bad_input_corpus, write_png
 
-CONTRACT_COLUMNS = {"image", "crop_size", "source", "source_path", "item", "frame", "time", "identity", "affect",
-                    "affect_raw", "intensity", "bbox", "det_score", "face_count", "landmarks", "transform",
-                    "sharpness", "align", "detector", "frame_width", "frame_height"}
 
 
 def _run(root, out, items=None, **kw):
@@ -50,7 +48,8 @@ def test_bad_inputs_each_get_one_reject_and_good_inputs_land(corpus):
 def test_records_follow_the_contract(corpus):
     _, _, _, out, _ = corpus
     rec = pd.read_parquet(out / "records")
-    assert CONTRACT_COLUMNS <= set(rec.columns)
+    assert tuple(rec.columns) == RECORDS.names
+    assert tuple(pd.read_parquet(out / "rejects").columns) == REJECTS.names
     still = rec[rec.source_path == "good/a.png"].iloc[0]
     assert pd.isna(still.frame) and np.isnan(still.time) and still["item"] == "good/a.png"
     assert still.identity == "folder:test" and still.affect == "joy" and still.crop_size == 256

@@ -81,9 +81,9 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
     clips = write_ingest(data / "clips", identities=3, frames=10, items_per_cell=2)
     build_manifest([clips], data / "manifest-frame.parquet", split="frame", blocks=3, guard="1f", balance="cap",
                    seed=2)
-    R.write_part(data / "records.parquet", record_rows(), R.RECORD_SCHEMA)
+    R.write_part(data / "records.parquet", record_rows(), R.RECORDS)
     R.write_part(data / "rejects.parquet", [R.reject_row("studio", "caps", "ada/bad.mp4", "ada/bad.mp4",
-                                                         R.BAD_VIDEO, "file is empty (0 bytes)")], R.REJECT_SCHEMA)
+                                                         R.BAD_VIDEO, "file is empty (0 bytes)")], R.REJECTS)
     return {name: data / f"{name}.parquet" for name in DIGESTS}
 
 
