@@ -16,6 +16,8 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+from fexdata.errors import LayoutError
+
 # Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
 # first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
 # table (a CSV with path,identity,affect states its labels outright, so it beats folder names), and
@@ -26,9 +28,9 @@ _MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
 
 
 def get(name: str) -> ModuleType:
-    """The adapter module for a layout name; ValueError listing the layouts if there is none."""
+    """The adapter module for a layout name; LayoutError listing the layouts if there is none."""
     if name not in _MODULES:
-        raise ValueError(f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}")
+        raise LayoutError(f"unknown layout {name!r}", hint=f"choose one of: {', '.join(LAYOUTS)}")
     return importlib.import_module(f"fexdata.ingest.sources.{_MODULES[name]}")
 
 
@@ -44,13 +46,12 @@ def describe_layouts() -> str:
 
 
 def detect_layout(root: str | Path) -> str:
-    """The single best layout for `root`, or ValueError naming every layout and what it expects."""
+    """The single best layout for `root`, or LayoutError naming every layout and what it expects."""
     root = Path(root)
     if not root.exists():
-        raise ValueError(f"{root}: no such file or folder")
+        raise LayoutError(f"{root}: no such file or folder", hint="check the path")
     for name in _DETECT_ORDER:
         if get(name).detect(root):
             return name
-    raise ValueError(
-        f"could not recognise the layout of {root}; pass --layout with one of these:\n{describe_layouts()}"
-    )
+    raise LayoutError(f"could not recognise the layout of {root}",
+                      hint=f"pass --layout with one of these (see docs/layouts.md):\n{describe_layouts()}")
