@@ -148,7 +148,8 @@ class FanLandmarker:
     def __call__(self, image: np.ndarray, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         found = self._fa.get_landmarks_from_image(_rgb(image), detected_faces=[np.array(box, dtype=np.float32)])
         if not found:
-            raise FaceError("face-alignment returned no landmarks for a detected face")
+            raise FaceError("face-alignment returned no landmarks for a detected face",
+                            hint="try --landmarks dlib for this input")
         return np.asarray(found[0][:, :2], dtype=np.float32)
 
 
