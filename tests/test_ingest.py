@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fexdata.ingest import IngestError, ingest, resolve_sources
-from fexdata.ingest.plan import IngestOptions, Source
-from fexdata.ingest.records import RECORDS, REJECTS
+from fexdata.ingest import RECORDS, REJECTS, IngestError, IngestOptions, Source, ingest, resolve_sources
 from fexdata.sample import write_studio_tree
 from tests._ingest_fixtures import bad_input_corpus, write_png
 

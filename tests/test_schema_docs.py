@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from fexdata.ingest.records import RECORDS, REJECTS
+from fexdata.ingest import RECORDS, REJECTS
 from fexdata.manifest import MANIFEST
 from fexdata.schema import DOCS, Column, Table, all_tables, doc_problems, render_docs, to_markdown, type_name
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.errors import LayoutError
 from fexdata.ingest import sources
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources import Item, LayoutError, Reject
 from tests._sources_fixtures import touch, write
 
 TREES: dict[str, tuple[str, ...]] = {

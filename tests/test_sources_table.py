@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.errors import LayoutError
-from fexdata.ingest.sources import item_root, table
+from fexdata.ingest.sources import LayoutError, item_root, table
 from tests._sources_fixtures import reasons, split, touch, write
 
 

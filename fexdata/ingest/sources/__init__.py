@@ -1,5 +1,8 @@
 """Input-layout adapters: one module per layout, a registry, and `--layout auto` detection.
 
+Public API: `LAYOUTS`, `get(name)`, `detect_layout(root)`, `describe_layouts()`, `item_root(src)`, and what
+adapters yield, `Item` and `Reject` (`base`). A tree or table no layout can read raises `LayoutError`.
+
 Every adapter module exposes
   NAME: str                       the layout's name on the command line;
   EXPECTS: str                    one line saying what tree it expects (used in error messages);
@@ -17,6 +20,9 @@ from pathlib import Path
 from types import ModuleType
 
 from fexdata.errors import LayoutError
+from fexdata.ingest.sources.base import Item, Reject
+
+__all__ = ["LAYOUTS", "Item", "LayoutError", "Reject", "describe_layouts", "detect_layout", "get", "item_root"]
 
 # Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
 # first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
