@@ -8,7 +8,7 @@ import pytest
 
 from fexdata.ingest import RECORDS, REJECTS, IngestError, IngestOptions, Source, ingest, resolve_sources
 from fexdata.sample import write_studio_tree
-from tests._ingest_fixtures import bad_input_corpus, write_png
+from _ingest_fixtures import bad_input_corpus, write_png
 
 
 
@@ -152,7 +152,7 @@ def test_layout_rejects_and_duplicates_across_sources(tmp_path):
 def test_datasets_of_face_crops_fall_back_to_the_whole_image(tmp_path):
     """FERG's cartoon faces defeat dlib; the dataset ships crops, so `auto` takes the whole image,
     while the same picture in a generic folder is rejected with a hint."""
-    from tests._ingest_fixtures import no_face_image
+    from _ingest_fixtures import no_face_image
 
     ferg = tmp_path / "FERG_DB_256" / "aia" / "aia_joy"
     write_png(ferg / "aia_joy_1.png", no_face_image(256))

@@ -5,7 +5,7 @@ import pytest
 
 from fexdata.ingest import sources
 from fexdata.ingest.sources import Item, LayoutError, Reject
-from tests._sources_fixtures import touch, write
+from _sources_fixtures import touch, write
 
 TREES: dict[str, tuple[str, ...]] = {
     "studio": ("ada/joy.mp4", "ada/anger.mov"),

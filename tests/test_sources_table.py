@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fexdata.ingest.sources import LayoutError, item_root, table
-from tests._sources_fixtures import reasons, split, touch, write
+from _sources_fixtures import reasons, split, touch, write
 
 
 def test_rows_become_items_and_rejects(tmp_path):
