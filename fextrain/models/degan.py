@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fextrain.losses import cross_entropy, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext
 
 LEAKY_SLOPE = 0.2
@@ -235,6 +235,7 @@ class DEGAN(GANModel):
     metrics = ("g_total", "g_expr", "g_id", "g_rec", "d_total", "d_real_expr", "d_real_id", "d_fake",
                "acc_real_expr", "acc_real_id", "acc_fake", "r_total", "r_final", "acc_recognition")
     progress = ("g_rec", "d_total", "acc_recognition")
+    reconstruction = "g_rec"
 
     def __init__(self, arch: DEGANConfig, loss: DEGANLoss) -> None:
         super().__init__(arch, loss)

@@ -50,7 +50,7 @@ from torch import nn
 
 from fextrain.identity_net import IdentityNet, IdentityNetSettings, feature_distance, load_or_train_identity_net
 from fextrain.losses import bce_with_logits, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot
 from fextrain.runtime import TrainingError
 
@@ -66,8 +66,9 @@ class ExprGANConfig:
     num_affects: int = 7
     code_dim: int = 5  # d: intensity dimensions per class
     id_dim: int = 50  # g(x)
-    enc_base: int = 64  # channels of the first encoder block
+    enc_base: int = 64  # channels of the first encoder block, doubled per block
     enc_max: int = 1024
+    dec_base: int = 32  # channels of the last up-sampling decoder block, doubled towards the 4x4 map
     d_widths: tuple[int, ...] = (16, 32, 64, 128)  # shared D_img/Q trunk
     d_fc: int = 1024  # the trunk's FC representation
     q_hidden: int = 64  # each Q_i: FC q_hidden, FC d
@@ -89,8 +90,9 @@ class ExprGANConfig:
     @property
     def dec_widths(self) -> list[int]:
         """Decoder channels: the up-sampling blocks (512 ... 32 at 128), then one stride-1 block (16)."""
-        ups = [w // 2 for w in reversed(self.enc_widths)]
-        return ups + [max(1, ups[-1] // 2)]
+        n = len(self.enc_widths)
+        ups = [min(self.enc_max // 2, self.dec_base * 2 ** (n - 1 - i)) for i in range(n)]
+        return ups + [max(1, self.dec_base // 2)]
 
     @property
     def code_width(self) -> int:
@@ -171,6 +173,7 @@ class Generator(nn.Module):
         self.decoder = nn.ModuleList(ups)
         self.to_image = nn.Sequential(nn.Conv2d(cin + code, 3, 3, 1, 1), nn.Tanh())
         init_weights(self, self.encoder[-2], self.to_image[0])
+        nn.init.normal_(self.to_image[0].weight, 0.0, 0.02)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -299,7 +302,8 @@ class ExprGAN(GANModel):
     paired = False  # it learns by reconstructing x from its own label's code
     metrics = ("g_total", "g_pixel", "g_id", "g_q", "g_adv_img", "g_adv_z", "g_tv",
                "d_img", "d_q", "d_z", "acc_real", "acc_fake")
-    progress = ("stage", "g_pixel", "g_q")
+    progress = ("g_pixel", "g_q")
+    reconstruction = "g_pixel"
     # Stage 1 leaves the encoder idle; stage 2 trains Q's head without D_img's.
     sometimes_unused = frozenset({"generator", "discriminator"})
 
