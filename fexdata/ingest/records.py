@@ -39,6 +39,7 @@ RECORD_SCHEMA = pa.schema([
     ("landmarks", pa.list_(pa.float32(), 136)),  # x0, y0, x1, y1, ... frame pixels
     ("transform", pa.list_(pa.float64(), 6)),    # 2x3 affine frame -> crop, row-major
     ("sharpness", pa.float64()),
+    ("pad_share", pa.float64()),       # fraction of the crop's area outside the frame (padded)
     ("align", pa.string()),
     ("detector", pa.string()),         # hog | cnn | track | frame
     ("frame_width", pa.int32()),

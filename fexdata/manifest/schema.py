@@ -45,6 +45,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("det_score", pa.float64(), True, "face detector score (NaN when the detector gives none)"),
     Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
     Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),
+    Column("pad_share", pa.float64(), True, "fraction of the crop outside the source frame (padded); NaN if unknown"),
     Column("crop_size", pa.int32(), False, "crop side in pixels; one value per manifest"),
     Column("align", pa.string(), True, "`ffhq` (landmarks), `bbox`, or `frame` (the whole image is the face)"),
     Column("detector", pa.string(), True, "`hog`, `cnn`, `track` or `frame`"),
@@ -65,7 +66,7 @@ RECORD_TYPES: dict[str, pa.DataType] = {
     "item": pa.string(), "frame": pa.int64(), "time": pa.float64(), "identity": pa.string(),
     "affect": pa.string(), "affect_raw": pa.string(), "intensity": pa.float64(),
     "det_score": pa.float64(), "face_count": pa.int32(), "sharpness": pa.float64(),
-    "align": pa.string(), "detector": pa.string(), "frame_width": pa.float64(),
+    "pad_share": pa.float64(), "align": pa.string(), "detector": pa.string(), "frame_width": pa.float64(),
     "frame_height": pa.float64(),
 }
 RECORD_LISTS = {"landmarks": 2 * N_LANDMARKS, "transform": 6}
