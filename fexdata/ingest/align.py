@@ -160,7 +160,7 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
     img = cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[pad],
                          borderValue=fill)
     if pad == "blur":
-        img = _soften_outside(img, _outside_distance(m, w, h, big), fill)
+        img = _soften_outside(img, outside_distance(m, w, h, big), fill)
     out = {big: (img, m)}
     for size in sizes[1:]:
         s = size / big
@@ -176,7 +176,7 @@ def _mean_colour(image: np.ndarray) -> tuple[float, float, float]:
     return (mean[0], mean[1], mean[2])
 
 
-def _outside_distance(transform: np.ndarray, width: int, height: int, size: int) -> np.ndarray | None:
+def outside_distance(transform: np.ndarray, width: int, height: int, size: int) -> np.ndarray | None:
     """Per crop pixel, its distance outside the frame in crop pixels (0 inside); None if none is outside."""
     inv = cv2.invertAffineTransform(np.asarray(transform, np.float64))
     corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
