@@ -27,10 +27,15 @@ W = H = 200
 
 
 @pytest.fixture(scope="module")
-def face():
+def finder():
+    return FaceFinder()
+
+
+@pytest.fixture(scope="module")
+def face(finder):
     """A real sample face (dlib landmarks), whose FFHQ quad zoomed out 0.6x is about half outside."""
     img = sample_face(2, "surprise", 256)
-    al = ffhq_alignment(FaceFinder().find(img).landmarks)
+    al = ffhq_alignment(finder.find(img).landmarks)
     return img, al.zoomed(0.6)
 
 
@@ -93,9 +98,9 @@ def test_blur_padding_keeps_sizes_consistent_and_skips_unpadded_crops(face):
     assert np.array_equal(crop(img, inside, (128,), "blur")[128][0], crop(img, inside, (128,), "reflect")[128][0])
 
 
-def test_zoom_scales_the_quad_about_its_centre(face):
+def test_zoom_scales_the_quad_about_its_centre(face, finder):
     img, _ = face
-    lm = FaceFinder().find(img).landmarks
+    lm = finder.find(img).landmarks
     box = (60.0, 60.0, 180.0, 200.0)
     for mode in ("ffhq", "bbox"):
         base, tight = alignment_for(mode, lm, box), alignment_for(mode, lm, box, zoom=2.0)
@@ -119,10 +124,10 @@ def test_options_are_checked():
         IngestOptions(zoom=0)
 
 
-def test_ingest_records_pad_share_and_the_recipe(tmp_path):
+def test_ingest_records_pad_share_and_the_recipe(tmp_path, finder):
     """A tightly framed face is padded at FFHQ framing; --zoom pulls the crop in; ingest.json keeps both."""
     full = sample_face(1, "joy", 512)
-    x0, y0, x1, y1 = FaceFinder().find(full).box
+    x0, y0, x1, y1 = finder.find(full).box
     side, cx, cy = 1.3 * max(x1 - x0, y1 - y0), (x0 + x1) / 2, (y0 + y1) / 2
     tight = full[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)]
     write_png(tmp_path / "data" / "kim" / "joy" / "0.png", cv2.resize(tight, (200, 200)))
