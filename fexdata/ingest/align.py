@@ -31,6 +31,8 @@ from typing import Generic, Literal, TypeVar
 import cv2
 import numpy as np
 
+from fexdata.errors import IngestError
+
 AlignMode = Literal["ffhq", "bbox"]
 PadMode = Literal["blur", "reflect", "edge", "constant"]
 PAD_MODES: tuple[str, ...] = ("blur", "reflect", "edge", "constant")
@@ -107,7 +109,7 @@ def alignment_for(mode: AlignMode, landmarks: np.ndarray, box: tuple[float, floa
     elif mode == "bbox":
         al = bbox_alignment(box)
     else:
-        raise ValueError(f"unknown alignment {mode!r}; use ffhq or bbox")
+        raise IngestError(f"unknown alignment {mode!r}", hint="use ffhq or bbox")
     return al if zoom == 1.0 else al.zoomed(zoom)
 
 
@@ -140,7 +142,7 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
     Pixels inside the frame are the same in every mode.
     """
     if pad not in _BORDERS:
-        raise ValueError(f"unknown padding {pad!r}; use one of {', '.join(PAD_MODES)}")
+        raise IngestError(f"unknown padding {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
     sizes = sorted(set(int(s) for s in sizes), reverse=True)
     big = sizes[0]
     m = alignment.transform(big)

@@ -46,9 +46,9 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.pad not in PAD_MODES:
-            raise IngestError(f"unknown padding {self.pad!r}; use one of {', '.join(PAD_MODES)}")
+            raise IngestError(f"unknown padding {self.pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
         if not self.zoom > 0:
-            raise IngestError(f"zoom must be positive (1 = FFHQ framing, >1 tighter), got {self.zoom}")
+            raise IngestError(f"zoom {self.zoom} is not positive", hint="1 is FFHQ framing, above 1 tighter")
 
     def fingerprint(self) -> dict:
         """The options that change outputs (everything; workers/strict are not options of this class)."""
