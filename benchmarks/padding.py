@@ -14,10 +14,11 @@ For every set, pad mode and zoom, on 256 px crops:
     band      mean gradient magnitude (Sobel) of the padded band, at least 2 px out, over that of the
               in-frame part: 1 means the band is as busy as the face image, 0 flat
     seam      the same within 1.5 px of the frame's edge: above 1, padding leaves a visible border
+    ms/crop   wall time of `crop` for one 256 px crop (warp + padding), to compare modes within one run
 
     .venv/bin/python benchmarks/padding.py [--per-set 35] [--figures docs/figures]
 
-With --figures it also writes one crop grid per set (reflect vs the default, zoom 1 vs --grid-zoom).
+With --figures it also writes one crop grid per set (reflect vs the default, zoom 1 vs GRID_ZOOM).
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fexdata.affects import AFFECTS  # noqa: E402
-from fexdata.images import write_png  # noqa: E402
 from fexdata.ingest.align import (DEFAULT_PAD, PAD_MODES, crop, ffhq_alignment, outside_distance,  # noqa: E402
                                   pad_share)
 from fexdata.ingest.faces import FaceFinder  # noqa: E402
@@ -41,6 +41,7 @@ from fexdata.sample import CHARACTERS, clip_intensity, sample_face  # noqa: E402
 CROP = 256
 GHOST_MATCH = 0.7   # normalised correlation of a ghost eye with the real one
 SETS = {"studio": None, "tight256": (1.6, 256), "tight48": (1.2, 48)}  # (cut / dlib box side, output side)
+GRID_ZOOM = {"studio": 1.25, "tight256": 1.25, "tight48": 1.5}            # the tighter column of each figure
 
 
 def make_set(name: str, n: int, finder: FaceFinder) -> list[np.ndarray]:
@@ -116,9 +117,11 @@ def measure(frames: list[np.ndarray], finder: FaceFinder, zooms: list[float],
         als = [(img, f, ffhq_alignment(f.landmarks).zoomed(zoom)) for img, f in faces]
         shares = [pad_share(al, img.shape[1], img.shape[0]) for img, _, al in als]
         for mode in modes:
-            g, e, seam = [], [], []
+            g, e, seam, seconds = [], [], [], 0.0
             for img, f, al in als:
+                started = time.perf_counter()
                 c, m = crop(img, al, (CROP,), mode)[CROP]  # type: ignore[arg-type]
+                seconds += time.perf_counter() - started
                 dist = outside_distance(m, img.shape[1], img.shape[0], CROP)
                 g.append(ghost_eyes(c, m, f.landmarks, dist))
                 band, edge = band_energy(c, dist)
@@ -126,7 +129,7 @@ def measure(frames: list[np.ndarray], finder: FaceFinder, zooms: list[float],
                 seam.append(edge)
             rows.append({"zoom": zoom, "mode": mode, "faces": len(als), "padded": float(np.median(shares)),
                          "ghosts": float(np.mean(g)), "with_ghost": float(np.mean(np.array(g) > 0)),
-                         "band": _nanmean(e), "seam": _nanmean(seam)})
+                         "band": _nanmean(e), "seam": _nanmean(seam), "ms": 1000 * seconds / max(1, len(als))})
     return rows
 
 
@@ -152,25 +155,25 @@ def grid(frames: list[np.ndarray], finder: FaceFinder, zoom: float, tile: int, r
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-set", type=int, default=35, help="faces per set")
-    ap.add_argument("--zooms", default="1,1.25,1.5", help="zooms to measure")
+    ap.add_argument("--per-set", type=int, default=70, help="faces per set")
+    ap.add_argument("--zooms", default="1,1.25,1.5,2", help="zooms to measure")
     ap.add_argument("--figures", type=Path, default=None, help="write pad_<set>.png crop grids here")
-    ap.add_argument("--grid-zoom", type=float, default=1.5)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     finder = FaceFinder()
     zooms = [float(z) for z in args.zooms.split(",")]
-    print(f"{'set':9} {'zoom':>5} {'pad':9} {'faces':>5} {'padded':>7} {'ghosts':>7} {'w/ghost':>8} {'band':>6} {'seam':>6}")
+    print(f"{'set':9} {'zoom':>5} {'pad':9} {'faces':>5} {'padded':>7} {'ghosts':>7} {'w/ghost':>8} {'band':>6} {'seam':>6} {'ms/crop':>8}")
     for name in SETS:
         started = time.perf_counter()
         frames = make_set(name, args.per_set, finder)
         for r in measure(frames, finder, zooms, PAD_MODES):
             print(f"{name:9} {r['zoom']:5.2f} {r['mode']:9} {r['faces']:5d} {r['padded']:7.3f} {r['ghosts']:7.2f} "
-                  f"{r['with_ghost']:8.2f} {r['band']:6.2f} {r['seam']:6.2f}")
+                  f"{r['with_ghost']:8.2f} {r['band']:6.2f} {r['seam']:6.2f} {r['ms']:8.2f}")
         print(f"  ({time.perf_counter() - started:.0f} s)")
         if args.figures is not None:
             args.figures.mkdir(parents=True, exist_ok=True)
-            write_png(args.figures / f"pad_{name}.png", grid(frames, finder, args.grid_zoom, 96, 3))
+            figure = cv2.cvtColor(grid(frames, finder, GRID_ZOOM[name], 96, 3), cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(args.figures / f"pad_{name}.png"), figure, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 if __name__ == "__main__":

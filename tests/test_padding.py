@@ -15,8 +15,8 @@ from _manifest_fixtures import write_ingest
 from cli.main import main
 from fexdata.errors import IngestError
 from fexdata.ingest import ingest
-from fexdata.ingest.align import (FADE_LENGTH, PAD_MODES, Alignment, alignment_for, crop, ffhq_alignment,
-                                  outside_distance, pad_share)
+from fexdata.ingest.align import (FADE_LENGTH, PAD_MODES, Alignment, alignment_for, bbox_alignment, crop,
+                                  ffhq_alignment, outside_distance, pad_share)
 from fexdata.ingest.faces import FaceFinder
 from fexdata.ingest.plan import IngestOptions, Source
 from fexdata.manifest import ManifestError, build_manifest
@@ -46,10 +46,10 @@ def _gradient(img: np.ndarray, mask: np.ndarray) -> float:
 
 def test_pad_share_known_answers():
     assert pad_share(Alignment(100, 100, 40, 0), W, H) == 0.0                      # well inside
-    assert pad_share(Alignment(99.5, 99.5, 100, 0), W, H) == pytest.approx(0.0)    # exactly the frame
-    assert pad_share(Alignment(-0.5, 100, 30, 0), W, H) == pytest.approx(0.5)      # centre on the left edge
-    assert pad_share(Alignment(-0.5, 100, 20, 20), W, H) == pytest.approx(0.5)     # the same, turned 45 degrees
-    assert pad_share(Alignment(-0.5, -0.5, 30, 0), W, H) == pytest.approx(0.75)    # on a corner
+    assert pad_share(bbox_alignment((0, 0, W, H), margin=0), W, H) == 0.0          # exactly the frame
+    assert pad_share(Alignment(0, 100, 30, 0), W, H) == pytest.approx(0.5)         # centre on the left edge
+    assert pad_share(Alignment(0, 100, 20, 20), W, H) == pytest.approx(0.5)        # the same, turned 45 degrees
+    assert pad_share(Alignment(0, 0, 30, 0), W, H) == pytest.approx(0.75)          # on a corner
     assert pad_share(Alignment(500, 500, 30, 0), W, H) == 1.0                      # nowhere near
     # the per-pixel map agrees with the exact area
     for al in (Alignment(10, 150, 60, 15), Alignment(180, 20, 50, -30)):

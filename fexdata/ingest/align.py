@@ -116,16 +116,15 @@ def alignment_for(mode: AlignMode, landmarks: np.ndarray, box: tuple[float, floa
 def pad_share(alignment: Alignment, width: int, height: int) -> float:
     """Fraction of the crop's area that lies outside a `width` x `height` frame (0: no padding).
 
-    Exact: the area of the quad minus its intersection with the frame, whose pixels span
-    [-0.5, width - 0.5] x [-0.5, height - 0.5] in the pixel-centre coordinates of the transforms.
+    Exact: the area of the quad outside the frame, both in the alignment's coordinates, where the frame
+    spans [0, width] x [0, height] (a whole-frame box (0, 0, width, height) is a quad with no padding).
     """
-    quad = alignment.quad().astype(np.float32)
-    area = 4.0 * (alignment.xx ** 2 + alignment.xy ** 2)
-    lo_x, lo_y, hi_x, hi_y = -0.5, -0.5, width - 0.5, height - 0.5
-    if quad[:, 0].min() >= lo_x and quad[:, 1].min() >= lo_y and quad[:, 0].max() <= hi_x and quad[:, 1].max() <= hi_y:
+    quad = alignment.quad()
+    if quad[:, 0].min() >= 0 and quad[:, 1].min() >= 0 and quad[:, 0].max() <= width and quad[:, 1].max() <= height:
         return 0.0
-    frame = np.array([[lo_x, lo_y], [lo_x, hi_y], [hi_x, hi_y], [hi_x, lo_y]], np.float32)
-    inside, _ = cv2.intersectConvexConvex(quad, frame)
+    area = 4.0 * (alignment.xx ** 2 + alignment.xy ** 2)
+    frame = np.array([[0, 0], [0, height], [width, height], [width, 0]], np.float32)
+    inside, _ = cv2.intersectConvexConvex(quad.astype(np.float32), frame)
     return float(min(1.0, max(0.0, 1.0 - inside / area))) if area > 0 else 1.0
 
 
@@ -204,8 +203,15 @@ def _soften_outside(img: np.ndarray, dist: np.ndarray | None, fill: tuple[float,
     """
     if dist is None:
         return img
+    flat = np.flatnonzero(dist > 0)          # only the padded pixels are computed
+    if not flat.size:
+        return img
     size = img.shape[0]
-    n_levels = 1 + max(0, int(math.log2(size / 8)))          # down to 8-16 pixels
+    d = dist.reshape(-1)[flat]
+    sigma = BLUR_SLOPE * d
+    # level k has sigma ~2^k: go as far as the widest blur asked for, and no coarser than 8-16 pixels
+    widest = math.ceil(math.log2(max(float(sigma.max()), 2.0)))
+    n_levels = 1 + max(1, min(int(math.log2(size / 8)), widest))
     levels = np.empty((n_levels,) + img.shape, np.uint8)
     levels[0] = img
     down, shapes = img, []
@@ -216,9 +222,6 @@ def _soften_outside(img: np.ndarray, dist: np.ndarray | None, fill: tuple[float,
         for shape in reversed(shapes[1:]):
             up = cv2.pyrUp(up, dstsize=shape)
         cv2.pyrUp(up, dst=levels[k], dstsize=shapes[0])
-    flat = np.flatnonzero(dist > 0)          # only the padded pixels are computed
-    d = dist.reshape(-1)[flat]
-    sigma = BLUR_SLOPE * d
     # level position: 0 -> 1 while sigma grows to 2, then log2(sigma) (level k has sigma 2^k)
     pos = np.where(sigma < 2.0, sigma / 2.0, np.log2(np.maximum(sigma, 2.0))).clip(0, n_levels - 1)
     below = np.minimum(pos.astype(np.intp), n_levels - 2)
