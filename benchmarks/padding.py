@@ -18,12 +18,17 @@ For every set, pad mode and zoom, on 256 px crops:
 
     .venv/bin/python benchmarks/padding.py [--per-set 35] [--figures docs/figures]
 
-With --figures it also writes one crop grid per set (reflect vs the default, zoom 1 vs GRID_ZOOM).
+With --figures it also writes one crop grid per set (reflect vs the default, zoom 1 vs GRID_ZOOM). With
+--ingest S it also times `fex ingest` (one worker, 256 px crops) on an S-second 512x512 60 fps studio
+clip once per pad mode, in CPU time per frame (less sensitive than wall time to other work on the machine).
 """
 from __future__ import annotations
 
 import argparse
+import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +40,9 @@ import numpy as np  # noqa: E402
 from fexdata.affects import AFFECTS  # noqa: E402
 from fexdata.ingest.align import (DEFAULT_PAD, PAD_MODES, crop, ffhq_alignment, outside_distance,  # noqa: E402
                                   pad_share)
+from fexdata.ingest import IngestOptions, Source, ingest  # noqa: E402
 from fexdata.ingest.faces import FaceFinder  # noqa: E402
-from fexdata.sample import CHARACTERS, clip_intensity, sample_face  # noqa: E402
+from fexdata.sample import CHARACTERS, clip_intensity, sample_face, write_clip  # noqa: E402
 
 CROP = 256
 GHOST_MATCH = 0.7   # normalised correlation of a ghost eye with the real one
@@ -153,11 +159,39 @@ def grid(frames: list[np.ndarray], finder: FaceFinder, zoom: float, tile: int, r
     return np.vstack(lines)
 
 
+def ingest_cost(seconds: float, modes: tuple[str, ...]) -> None:
+    """CPU ms per frame of `fex ingest` on one studio clip, per pad mode (the first mode run twice, the
+    first time to warm caches)."""
+    work = Path(tempfile.mkdtemp(prefix="fex-bench-pad-"))
+    try:
+        n = int(seconds * 60)
+        frames = (sample_face(3, "surprise", 512, clip_intensity(i / 60, seconds), seed=i + 1, time=i / 60)
+                  for i in range(n))
+        write_clip(work / "studio" / "cleo" / "surprise.mp4", frames, 60)
+        base = None
+        for k, mode in enumerate((modes[0],) + modes):
+            usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            summary = ingest([Source((work / "studio").resolve(), str(work / "studio"), "studio")], work / f"out{k}",
+                             IngestOptions(sizes=(256,), pad=mode), workers=1, progress=False, log=lambda _: None)
+            after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, usage))
+            ms = 1000 * cpu / summary["frames"]
+            if k == 0:
+                continue
+            base = base or ms
+            share = summary["padding"].get("studio", {}).get("median", 0.0)
+            print(f"ingest --pad {mode:9}: {summary['frames']} frames, median padded share {share:.2f}, "
+                  f"{ms:.1f} CPU ms/frame ({ms / base:.2f}x {modes[0]})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-set", type=int, default=70, help="faces per set")
     ap.add_argument("--zooms", default="1,1.25,1.5,2", help="zooms to measure")
     ap.add_argument("--figures", type=Path, default=None, help="write pad_<set>.png crop grids here")
+    ap.add_argument("--ingest", type=float, default=0, help="also time fex ingest on a clip this many seconds long")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     finder = FaceFinder()
@@ -174,6 +208,8 @@ def main() -> None:
             args.figures.mkdir(parents=True, exist_ok=True)
             figure = cv2.cvtColor(grid(frames, finder, GRID_ZOOM[name], 96, 3), cv2.COLOR_RGB2BGR)
             cv2.imwrite(str(args.figures / f"pad_{name}.png"), figure, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if args.ingest:
+        ingest_cost(args.ingest, ("reflect", DEFAULT_PAD) * 2)
 
 
 if __name__ == "__main__":
