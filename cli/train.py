@@ -75,22 +75,16 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
     Models (--model):
     MODELS_HELP
     """
-    from fexdata.manifest import ManifestError
-    from fexdata.packed_cache import CacheError
-    from fextrain.checkpoint import CheckpointError
-    from fextrain.config import ConfigError, resolve
-    from fextrain.models import UnknownModel
-    from fextrain.train import TrainingError, train as run_training
+    from fextrain.config import resolve
+    from fextrain.train import train as run_training
 
     explicit = {}
     for key in _OPTIONS:
         if ctx.get_parameter_source(key) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             explicit[key] = int(options[key]) if key == "size" else options[key]
-    try:
-        cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit)
-        result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
-    except (TrainingError, ManifestError, ConfigError, CheckpointError, CacheError, UnknownModel, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    # Errors a user can fix are FexErrors, reported once by cli.main.
+    cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit)
+    result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
     if result.status == "up-to-date" or not result.is_main:
         return
     m = result.metrics

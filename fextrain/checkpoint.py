@@ -1,8 +1,8 @@
 """Checkpoints and exports of a run directory, written atomically and read without arbitrary pickle.
 
 * `RUN/checkpoints/last.pt`: one dict - format, step, config (the run's TrainConfig as a dict),
-  `nets` / `optimizers` / `schedulers` ({name: state_dict} for every network of the model, its
-  optimisers and learning-rate schedules) and `rng` (every random stream of every rank). Written to a
+  `nets` / `optimizers` ({name: state_dict} for every network of the model and its optimisers; a
+  learning-rate schedule is a function of the step) and `rng` (every random stream of every rank). Written to a
   temporary file and renamed, so a crash mid-write leaves the previous checkpoint intact. Read with
   `torch.load(weights_only=True)`: tensors, numbers, strings and containers only, so a checkpoint
   from elsewhere cannot run code.
@@ -22,6 +22,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
+from fexdata.errors import TrainingError
 from fexdata.paths import atomic_path, atomic_write_text
 
 FORMAT = 2
@@ -30,7 +31,7 @@ GENERATOR = "generator.safetensors"
 GENERATOR_META = "generator.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TrainingError):
     """A checkpoint or export that is missing, unreadable or from an incompatible fex."""
 
 
@@ -50,7 +51,7 @@ def _from_format_1(state: dict[str, Any]) -> dict[str, Any]:
     if "target_law" in config:  # these moved into the model's loss settings
         config["loss"] = {**config.get("loss", {}), "target_law": config.pop("target_law"),
                           "target_sigma": config.pop("target_sigma", 0.25)}
-    return {**state, "format": FORMAT, "config": config, "nets": nets, "optimizers": opts, "schedulers": {}}
+    return {**state, "format": FORMAT, "config": config, "nets": nets, "optimizers": opts}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -101,20 +102,3 @@ def read_export(weights: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     else:
         raise CheckpointError(f"{weights}: no {beside.name} beside it and no fex metadata inside")
     return tensors, meta
-
-
-def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(TrainConfig, generator, discriminator or None, step) of a run, in eval mode on `device`.
-
-    Kept for callers written before `fextrain.models.load_editor`, which new code should use.
-    """
-    from fextrain.config import from_dict
-    from fextrain.models import load_editor
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).is_file() and not (run_dir / GENERATOR).is_file():
-        raise CheckpointError(f"{run_dir}: not a fex run directory (no {CHECKPOINT} or {GENERATOR})")
-    ed = load_editor(run_dir, device)
-    nets = ed.gan.networks()
-    return (from_dict(ed.config), nets["generator"], nets["discriminator"] if ed.has_discriminator else None,
-            ed.step)

@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
+from fexdata.errors import TrainingError
 from fexdata.paths import atomic_write_text
 
 from fextrain.augment import AugmentConfig
-from fextrain.models import UnknownModel, model_class
+from fextrain.models.registry import UnknownModel, model_class
 
 
-class ConfigError(ValueError):
+class ConfigError(TrainingError):
     """A config file or override that cannot be used; the message names the key."""
 
 
@@ -58,7 +59,7 @@ class TrainConfig:
         try:
             cls = model_class(self.model)
         except UnknownModel as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc), exc.hint) from None
         paper = cls.defaults
         self.steps = paper.steps if self.steps is None else self.steps
         self.batch = paper.batch if self.batch is None else self.batch

@@ -12,11 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fexdata.errors import TrainingError
 from fextrain import distributed as dd
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot start or continue; the message says why and what to do."""
 
 
 def resolve_device(spec: str, info: dd.DistInfo) -> torch.device:
@@ -76,20 +73,23 @@ class Runtime:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return net.to(self.device, memory_format=fmt)
 
-    def wrap(self, net: nn.Module) -> tuple[nn.Module, nn.Module]:
-        """(for training: DDP under torchrun, then compiled; plain: compiled only) views of `net`.
+    def wrap(self, net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """Three views of `net`: (trained, plain, eager).
 
-        The plain view serves forwards that only pass gradients through a frozen network: a DDP
-        forward whose parameters get no gradient would leave its gradient reduction waiting.
+        trained: DDP under torchrun, then compiled when asked - every forward whose output is
+        back-propagated into the network's parameters. plain: compiled, not DDP - forwards that only
+        pass gradients through a frozen network (a DDP forward whose parameters get no gradient would
+        leave its gradient reduction waiting). eager: DDP, not compiled - forwards differentiated
+        twice (gradient penalties), which compiled graphs do not support.
         """
-        trained: nn.Module = net
+        ddp: nn.Module = net
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            trained = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.compile:
-            return torch.compile(trained), torch.compile(net)
-        return trained, net
+            return torch.compile(ddp), torch.compile(net), ddp
+        return ddp, net, ddp
 
     def describe(self) -> str:
         parts = ["bf16" if self.amp else "fp32"]

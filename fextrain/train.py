@@ -1,9 +1,9 @@
 """The one training loop: any registered model (`fextrain.models`) on a manifest's train split, resumable exactly.
 
 Each iteration: 1. the data part draws a batch shaped for the model (`fextrain.batches`); 2. the
-model's own step runs its discriminator and generator updates through the wrapped networks
-(`GANModel.train_step`); 3. learning-rate schedules advance; 4. logs, checkpoints and sample grids at
-their cadences. Everything but step 2 is the same for every model.
+learning rate follows the model's schedule; 3. the model's own step runs its discriminator and
+generator updates through the wrapped networks (`GANModel.train_step`); 4. logs, checkpoints and
+sample grids at their cadences. Everything but step 3 is the same for every model.
 
 Run directory (docs/train.md): config.json, checkpoints/last.pt (atomic, every `ckpt_every` steps,
 at the end and on Ctrl-C), generator.safetensors + generator.json, samples/step_<n>.png, tb/ and
@@ -147,9 +147,6 @@ class Session:
 
         self.raw = {name: self.rt.place(net) for name, net in self.model.networks().items()}
         self.opts = self.model.optimizers(cfg.lr, cfg.betas)
-        total = cfg.steps
-        self.scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda done: self.model.lr_factor(done, total))
-                       for name, opt in self.opts.items()}
         if state is not None:
             self._restore(state)
         # Random streams: the global one (latent noise, dropout) and the device one (augmentation, conditions).
@@ -160,6 +157,7 @@ class Session:
         wrapped = {name: self.rt.wrap(net) for name, net in self.raw.items()}
         self.nets = {name: w[0] for name, w in wrapped.items()}
         self.plain = {name: w[1] for name, w in wrapped.items()}
+        self.eager = {name: w[2] for name, w in wrapped.items()}
         idx = self.data.grid_sources(cfg.num_samples)
         self.grid_images, self.grid_affects = np.asarray(ds.images[idx]), ds.affect_ids[idx]
 
@@ -197,14 +195,16 @@ class Session:
             net.load_state_dict(state["nets"][name])
         for name, opt in self.opts.items():
             opt.load_state_dict(state["optimizers"][name])
-            sched = self.scheds[name]
-            if name in state.get("schedulers", {}):
-                sched.load_state_dict(state["schedulers"][name])
-            # A changed --lr or --steps applies from here on.
-            sched.base_lrs = [cfg.lr] * len(opt.param_groups)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * self.model.lr_factor(self.start, cfg.steps)
+            for group in opt.param_groups:  # a changed --betas applies from here on (--lr: set_lr)
                 group["betas"] = tuple(cfg.betas)
+
+    def set_lr(self, done: int) -> None:
+        """The model's learning-rate schedule after `done` iterations: a pure function of the step count,
+        so a resumed run follows it exactly (and a changed --lr or --steps applies from there)."""
+        lr = self.cfg.lr * self.model.lr_factor(done, self.cfg.steps)
+        for opt in self.opts.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def _rng_state(self) -> dict[str, Any]:
         dev = self.rt.device
@@ -230,8 +230,8 @@ class Session:
                      "augmentation random stream restarts")
 
     def context(self, step: int) -> StepContext:
-        return StepContext(step=step, total=self.cfg.steps, nets=self.nets, plain=self.plain, raw=self.raw,
-                           optimizers=self.opts, autocast=self.rt.autocast, rng=self.rng)
+        return StepContext(step=step, total=self.cfg.steps, nets=self.nets, plain=self.plain, eager=self.eager,
+                           raw=self.raw, optimizers=self.opts, autocast=self.rt.autocast, rng=self.rng)
 
     # .. outputs ...........................................................................................
 
@@ -241,8 +241,7 @@ class Session:
             save_checkpoint(self.ckpt_path, {
                 "format": FORMAT, "step": step, "config": to_dict(self.cfg),
                 "nets": {n: net.state_dict() for n, net in self.raw.items()},
-                "optimizers": {n: o.state_dict() for n, o in self.opts.items()},
-                "schedulers": {n: s.state_dict() for n, s in self.scheds.items()}, "rng": states})
+                "optimizers": {n: o.state_dict() for n, o in self.opts.items()}, "rng": states})
 
     def samples(self, step: int) -> None:
         if self.main:
@@ -294,11 +293,10 @@ class Session:
             t0 = time.perf_counter()
             batch = self.data.next()
             data_time = time.perf_counter() - t0
-            # 2. D and G updates: the model's own step through the wrapped networks
+            # 2. learning rate of this iteration (the model's schedule)
+            self.set_lr(step - 1)
+            # 3. D and G updates: the model's own step through the wrapped networks
             scalars = self.model.train_step(batch, self.context(step))
-            # 3. learning-rate schedules
-            for sched in self.scheds.values():
-                sched.step()
             # 4. logs, checkpoints, samples; Ctrl-C (every rank must agree before stopping, so under
             # torchrun the flag is only read at logging steps: one small all-reduce)
             self.meter.add(scalars, data_time)

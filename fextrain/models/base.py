@@ -11,8 +11,9 @@ A model is one file in `fextrain/models/` holding a `GANModel` subclass register
                 run's config leaves them unset;
 * `paired`    - True when a step needs, per source, a real image of the same identity showing the
                 target affect (`Batch.target`); False for unpaired models (targets are affect ids only);
-* `metrics`   - the names of the scalars `train_step` returns, in log order, and `progress`: the few
-                shown on the progress bar.
+* `metrics`   - the names of the scalars `train_step` returns, in log order; `progress`: the few
+                shown on the progress bar; `reconstruction`: the one measuring reconstruction;
+* `summary`   - one line for `fex train --help`.
 
 and implements:
 
@@ -75,15 +76,20 @@ class StepContext:
 
     `nets` are the networks wrapped for training (DDP under torchrun, then torch.compile when on):
     every forward whose output is back-propagated into a network's own parameters goes through
-    them, a second generator forward (a cycle) included. `frozen(name)` gives the same network
-    unwrapped with its parameters frozen, for forwards that only pass gradients through it (D in
-    the generator update); the backward must happen inside the `with` block.
+    them, a second generator forward (a cycle) included. `eager` are the same without compile, for
+    forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP
+    and with its parameters frozen, for forwards that only pass gradients through it (D in the
+    generator update); the backward must happen inside the `with` block. `plain` are the networks
+    without DDP, for forwards under torch.no_grad(). Under DDP every parameter of a network that is
+    updated must take part in that update's loss (DDP reduces gradients bucket by bucket, and stops
+    the run at the next forward when one never arrives).
     """
 
     step: int  # 1-based index of this iteration
     total: int  # the run's total iterations
     nets: dict[str, nn.Module]
     plain: dict[str, nn.Module]  # not DDP-wrapped (compiled when compile is on)
+    eager: dict[str, nn.Module]  # DDP-wrapped, never compiled (double backward)
     optimizers: dict[str, torch.optim.Optimizer]
     autocast: Callable[[], AbstractContextManager]  # bf16 autocast when on, else a no-op
     rng: torch.Generator  # device random stream for the model's own draws (conditions, GP mixing)
@@ -116,6 +122,7 @@ class GANModel(nn.Module):
     paired: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = ()
     progress: ClassVar[tuple[str, ...]] = ()
+    reconstruction: ClassVar[str] = ""  # the metric measuring reconstruction (L1 to a target, or a cycle)
     summary: ClassVar[str] = ""  # one line for `fex train --help`
 
     def __init__(self, arch: Any, loss: Any) -> None:

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot  # noqa: F401
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
@@ -319,6 +319,7 @@ class FExGAN(GANModel):
                "d_total", "d_real_bin", "d_real_cls", "d_fake_bin", "d_fake_cls",
                "acc_real_bin", "acc_real_cls", "acc_fake_bin", "acc_fake_cls")
     progress = ("g_l1", "d_total")
+    reconstruction = "g_l1"
 
     def __init__(self, arch: FExGANConfig, loss: FExGANLoss) -> None:
         super().__init__(arch, loss)
