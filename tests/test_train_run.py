@@ -17,9 +17,12 @@ from _train_fixtures import TINY_ARCH, tiny_config, write_tiny_manifest
 
 from cli.main import main as fex
 from fexdata.manifest import ManifestError, read_manifest, write_manifest
-from fextrain.checkpoint import load_checkpoint, load_run
+from fextrain.checkpoint import load_checkpoint
+from fextrain.models import load_run
 from fextrain.models.fexgan import affect_vector, one_hot
 from fextrain.train import NonFiniteLoss, TrainingError, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 PER_STEP = ("g_total", "g_adv_bin", "g_adv_cls", "g_kl", "g_l1", "d_total", "acc_real_cls", "binary_weight")
 
@@ -27,15 +30,6 @@ PER_STEP = ("g_total", "g_adv_bin", "g_adv_cls", "g_kl", "g_l1", "d_total", "acc
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
     return write_tiny_manifest(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from threads, and other test processes share these two cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _rows(run: Path) -> list[dict]:
