@@ -16,11 +16,12 @@ For every set, pad mode and zoom, on 256 px crops:
     seam      the same within 1.5 px of the frame's edge: above 1, padding leaves a visible border
     ms/crop   wall time of `crop` for one 256 px crop (warp + padding), to compare modes within one run
 
-    .venv/bin/python benchmarks/padding.py [--per-set 35] [--figures docs/figures]
+    .venv/bin/python benchmarks/padding.py [--per-set 70] [--figures docs/figures] [--ingest 6]
 
 With --figures it also writes one crop grid per set (reflect vs the default, zoom 1 vs GRID_ZOOM). With
 --ingest S it also times `fex ingest` (one worker, 256 px crops) on an S-second 512x512 60 fps studio
-clip once per pad mode, in CPU time per frame (less sensitive than wall time to other work on the machine).
+clip with reflect and the default padding alternately, twice each, in CPU time per frame (less sensitive
+than wall time to other work on the machine).
 """
 from __future__ import annotations
 
@@ -155,13 +156,14 @@ def grid(frames: list[np.ndarray], finder: FaceFinder, zoom: float, tile: int, r
     lines = [head]
     for img in picked:
         al = ffhq_alignment(finder.find(img).landmarks)
-        lines.append(np.hstack([crop(img, al.zoomed(z), (tile,), mode)[tile][0] for mode, z in columns]))  # type: ignore[arg-type]
+        tiles = [crop(img, al.zoomed(z), (tile,), mode)[tile][0] for mode, z in columns]  # type: ignore[arg-type]
+        lines.append(np.hstack(tiles))
     return np.vstack(lines)
 
 
 def ingest_cost(seconds: float, modes: tuple[str, ...]) -> None:
-    """CPU ms per frame of `fex ingest` on one studio clip, per pad mode (the first mode run twice, the
-    first time to warm caches)."""
+    """CPU ms per frame of `fex ingest` on one studio clip for each of `modes` in turn, after a first,
+    untimed run of modes[0] that warms the caches; ratios are to the first timed run."""
     work = Path(tempfile.mkdtemp(prefix="fex-bench-pad-"))
     try:
         n = int(seconds * 60)
@@ -196,7 +198,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     finder = FaceFinder()
     zooms = [float(z) for z in args.zooms.split(",")]
-    print(f"{'set':9} {'zoom':>5} {'pad':9} {'faces':>5} {'padded':>7} {'ghosts':>7} {'w/ghost':>8} {'band':>6} {'seam':>6} {'ms/crop':>8}")
+    print(f"{'set':9} {'zoom':>5} {'pad':9} {'faces':>5} {'padded':>7} {'ghosts':>7} {'w/ghost':>8} {'band':>6} "
+          f"{'seam':>6} {'ms/crop':>8}")
     for name in SETS:
         started = time.perf_counter()
         frames = make_set(name, args.per_set, finder)

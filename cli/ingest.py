@@ -51,8 +51,8 @@ LAYOUT_CHOICES = ("auto", *LAYOUTS)
 @click.option("--strict", is_flag=True, help="Exit with status 1 if anything was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made with different options or sources.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_weights, fps, every, redetect_every,
-           smooth, fallback, max_megapixels, workers, strict, overwrite, quiet) -> None:
+def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_weights, fps, every,
+           redetect_every, smooth, fallback, max_megapixels, workers, strict, overwrite, quiet) -> None:
     """Detect, align and crop the faces in SRC (dataset folders, studio recordings, a CSV list).
 
     \b
@@ -65,8 +65,8 @@ def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_w
     from fexdata.ingest import IngestOptions, format_summary, ingest as run_ingest, resolve_sources
 
     options = IngestOptions(
-        sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, zoom=zoom, pad=pad, detector=detector,
-        landmarks=landmarks, fan_weights=fan_weights, fps=fps, every=every, redetect_every=redetect_every,
+        sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, zoom=zoom, pad=pad,
+        detector=detector, landmarks=landmarks, fan_weights=fan_weights, fps=fps, every=every, redetect_every=redetect_every,
         smooth=smooth, fallback=fallback, max_pixels=int(max_megapixels * 1e6))
     sources = resolve_sources(src, layout, log=click.echo)
     if landmarks == "fan":

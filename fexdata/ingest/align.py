@@ -16,7 +16,7 @@ Where the quad leaves the frame the crop has to be padded (`PAD_MODES`). Plain r
 with, mirrors the face's own features into the crop (ghost eyes, ears and shoulders that a generator then
 learns to draw), so the default `blur` goes on as FFHQ's recipe does: the reflected band is blurred more the
 further it lies from the frame, and fades towards the frame's mean colour. `pad_share` says how much of a
-crop was padded (docs/ingest.md "Padding" has the measurements behind the default).
+crop was padded (docs/ingest.md "Padding and zoom" has the measurements behind the default).
 
 `Smoother` is a centred Gaussian filter over a clip's alignments, so consecutive crops do not jitter with
 the landmark noise; it never blends across a cut (a new track).
@@ -147,16 +147,15 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
     m = alignment.transform(big)
     k = math.hypot(m[0, 0], m[0, 1])
     src, pre = frame, np.eye(3)
+    h, w = frame.shape[:2]
     if k < 0.5:
         # A large shrink by bilinear warping aliases; area-average the frame first so the warp scales ~0.8.
         r = min(1.0, k * 1.25)
-        h, w = frame.shape[:2]
         nw, nh = max(1, round(w * r)), max(1, round(h * r))
         src = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
         rx, ry = nw / w, nh / h
         pre = np.array([[rx, 0, 0.5 * rx - 0.5], [0, ry, 0.5 * ry - 0.5], [0, 0, 1]])  # frame -> shrunk, pixel centres
     m_src = m @ np.linalg.inv(pre)
-    h, w = frame.shape[:2]
     fill = _mean_colour(src) if pad in ("constant", "blur") else (0.0, 0.0, 0.0)
     img = cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[pad],
                          borderValue=fill)

@@ -216,7 +216,8 @@ class UnitProcessor:
         base = ctx.base()
         landmarks = face.landmarks.reshape(-1).astype(np.float32).tolist()
         padded = pad_share(al, w, h)
-        for size, (img, m) in sorted(crop(image, al, self.options.sizes, self.options.pad).items()):  # type: ignore[arg-type]
+        crops = crop(image, al, self.options.sizes, self.options.pad)  # type: ignore[arg-type]
+        for size, (img, m) in sorted(crops.items()):
             rel = R.crop_relpath(size, ctx.item.source, ctx.item.identity, ctx.item.key, frame)
             pending.append(self._pool.submit(self._write_png, self.out / rel, img))
             rows.append({**base, "image": rel, "crop_size": size, "source_path": src,
