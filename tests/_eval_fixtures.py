@@ -50,3 +50,22 @@ def train_tiny_run(manifest: Path, out: Path, steps: int = 3, resume: bool = Fal
                       cache_dir=str(out.parent / "cache"))
     train(cfg, resume=resume, progress=False, log=lambda msg: None)
     return out
+
+
+class FunctionEditor:
+    """A stand-in model behind the uniform editor interface: `edit` applies `fn(x, source_vec, target_vec)`.
+
+    Known-answer tests use it for oracle 'generators' (a copy, a blurred copy, one face for everyone) whose
+    metrics are known exactly; it has no discriminator, so `classify` returns None.
+    """
+
+    def __init__(self, fn, affects, size: int = 64, step: int = 0, model: str = "oracle") -> None:
+        self.fn, self.affects, self.size, self.step, self.model = fn, tuple(affects), size, step, model
+        self.config = {"model": model, "size": size}
+        self.identities = ()
+
+    def edit(self, x, source_vec, target_vec):
+        return self.fn(x, source_vec, target_vec)
+
+    def classify(self, x):
+        return None

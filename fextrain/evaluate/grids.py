@@ -1,4 +1,4 @@
-"""Labelled image grids written as PNG with OpenCV: the papers' figures for a run.
+"""Labelled image grids (uint8 RGB), the canvas of every figure `fex eval` writes.
 
 A grid is a list of rows of uint8 RGB images (all resized to one cell size), with a header row of
 column labels and a left column of row labels, so a figure says what it shows without a caption.
