@@ -128,7 +128,7 @@ class EvalContext:
         idx = subset(len(self.test), o.max_sources, o.seed)
         sources, src_aff = self.test.image_array(idx), self.test.affect_ids[idx]
         self.say(f"generating {len(idx)} test sources x {k} affects = {len(idx) * k} images")
-        chunk = max(1, o.batch_size // k) * 8  # sources per progress tick
+        chunk = o.batch_size  # sources per progress tick (k edits each)
         images = [
             self.edit(np.repeat(sources[i : i + chunk], k, axis=0), one_hot(np.repeat(src_aff[i : i + chunk], k), k),
                       one_hot(np.tile(np.arange(k), len(sources[i : i + chunk])), k))
