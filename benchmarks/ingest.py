@@ -27,12 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from fexdata.align import crop, ffhq_alignment  # noqa: E402
-from fexdata.faces import DlibLandmarker, Detector  # noqa: E402
-from fexdata.ingest import ingest  # noqa: E402
-from fexdata.ingest_plan import IngestOptions, Source  # noqa: E402
+from fexdata.ingest.align import crop, ffhq_alignment  # noqa: E402
+from fexdata.ingest.faces import DlibLandmarker, Detector  # noqa: E402
+from fexdata.ingest import IngestOptions, Source, ingest  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
-from fexdata.video import iter_frames  # noqa: E402
+from fexdata.ingest.video import iter_frames  # noqa: E402
 
 
 def make_clip(path: Path, seconds: float, fps: int = 60, size: int = 512) -> Path:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _manifest_fixtures import template_landmarks  # noqa: E402
 from fexdata.affects import AFFECTS  # noqa: E402
 from fexdata.manifest import build_manifest  # noqa: E402
-from fexdata.manifest_checks import existing_files  # noqa: E402
+from fexdata.paths import existing_files  # noqa: E402
 
 
 def write_records(root: Path, n: int, frames_per_clip: int = 2000) -> None:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fexdata import sources
+from fexdata.ingest import sources
 
 KDEF_CODES = ("AF", "AN", "DI", "HA", "NE", "SA", "SU")
 KDEF_ANGLES = ("FL", "HL", "S", "HR", "FR")

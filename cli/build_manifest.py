@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fexdata.manifest import ManifestError, build_manifest as build
+from fexdata.manifest import build_manifest as build
 
 
 @click.command("build-manifest", context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,13 +51,10 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
 
     The same inputs and options give a byte-identical file. See docs/manifest.md.
     """
-    try:
-        result = build(list(ingest_dirs), out, size=size, affects=affects, min_score=min_score,
-                       min_sharpness=min_sharpness, max_faces=max_faces, landmark_check=landmark_check,
-                       min_gap=min_gap, balance=balance, cap=cap, split=split_mode, fractions=fractions,
-                       blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing)
-    except (ManifestError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    result = build(list(ingest_dirs), out, size=size, affects=affects, min_score=min_score,
+                   min_sharpness=min_sharpness, max_faces=max_faces, landmark_check=landmark_check,
+                   min_gap=min_gap, balance=balance, cap=cap, split=split_mode, fractions=fractions,
+                   blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing)
     text = result.to_text()
     click.echo(text.splitlines()[0] if quiet else text)
     if report is not None:

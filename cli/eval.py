@@ -67,19 +67,12 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
     OUT/report.html (self-contained, headline on top) and OUT/figures/*.png.
     """
-    from fexdata.manifest import ManifestError
-    from fexdata.packed_cache import CacheError
-    from fextrain.checkpoint import CheckpointError
-    from fextrain.evaluate.frechet import InceptionWeightsError
-    from fextrain.evaluate.run import EvalError, evaluate_run
+    from fextrain.evaluate.run import evaluate_run
 
     out_dir = Path(out) if out else Path(run_dir) / "eval"
     if all_sources:
         opts["max_sources"] = None
-    try:
-        evaluation = evaluate_run(run_dir, manifest, out_dir, log=click.echo, landmarks=int(landmarks), **opts)
-    except (EvalError, ManifestError, CheckpointError, CacheError, InceptionWeightsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    evaluation = evaluate_run(run_dir, manifest, out_dir, log=click.echo, landmarks=int(landmarks), **opts)
     click.echo("")
     click.echo(evaluation.summary)
     click.echo("")

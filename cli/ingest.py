@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fexdata.sources import LAYOUTS
+from fexdata.ingest.sources import LAYOUTS
 
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
 
@@ -54,24 +54,19 @@ def ingest(src, out, layout, sizes, align, detector, landmarks, fan_weights, fps
 
     Re-running the same command resumes: finished work is skipped. See docs/ingest.md.
     """
-    from fexdata.faces import FaceError
-    from fexdata.ingest import IngestError, format_summary, ingest as run_ingest, resolve_sources
-    from fexdata.ingest_plan import IngestOptions
+    from fexdata.ingest import IngestOptions, format_summary, ingest as run_ingest, resolve_sources
 
     options = IngestOptions(
         sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, detector=detector,
         landmarks=landmarks, fan_weights=fan_weights, fps=fps, every=every, redetect_every=redetect_every,
         smooth=smooth, fallback=fallback, max_pixels=int(max_megapixels * 1e6))
-    try:
-        sources = resolve_sources(src, layout, log=click.echo)
-        if landmarks == "fan":
-            from fexdata.faces import FanLandmarker
+    sources = resolve_sources(src, layout, log=click.echo)
+    if landmarks == "fan":
+        from fexdata.ingest.faces import FanLandmarker
 
-            FanLandmarker(fan_weights)  # fail now, with the reason, rather than once per input
-        summary = run_ingest(sources, out, options, workers=workers, overwrite=overwrite, progress=not quiet,
-                             log=click.echo)
-    except (IngestError, FaceError) as exc:
-        raise click.ClickException(str(exc)) from None
+        FanLandmarker(fan_weights)  # fail now, with the reason, rather than once per input
+    summary = run_ingest(sources, out, options, workers=workers, overwrite=overwrite, progress=not quiet,
+                         log=click.echo)
     click.echo(format_summary(summary))
     click.echo(f"wrote {out}/records, {out}/rejects, {out}/crops and {out}/ingest.json")
     if strict and summary["rejects"]:

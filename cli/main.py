@@ -18,6 +18,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        # The one place user errors are caught: `error: ...`, the hint, exit status 2. Anything that
+        # is not a FexError is a bug in fex and keeps its traceback.
+        from fexdata.errors import FexError
+
+        try:
+            return super().invoke(ctx)
+        except FexError as exc:
+            click.echo(f"error: {exc}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            ctx.exit(2)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

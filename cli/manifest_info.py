@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from fexdata.manifest import ManifestError, read_manifest
-from fexdata.manifest_checks import check_manifest
+from fexdata.manifest import check_manifest, read_manifest
 
 _COLUMNS = ["image", "identity", "identity_index", "affect", "affect_index", "split", "fold", "block",
             "source", "item", "ingest", "frame", "time", "crop_size", "weight"]
@@ -24,10 +23,7 @@ def manifest_info(manifest: Path, files: bool, as_json: bool) -> None:
     Exits with status 1 when files are missing or a split leaks (an identity in two splits under
     --split identity, overlapping time blocks under --split frame, an identity in two folds).
     """
-    try:
-        df, meta = read_manifest(manifest, columns=_COLUMNS)
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from None
+    df, meta = read_manifest(manifest, columns=_COLUMNS)
     res = check_manifest(df, meta, manifest.resolve().parent, check_files=files)
     if as_json:
         click.echo(json.dumps({"manifest": str(manifest), "rows": len(df), "meta": meta, **res.to_dict()},

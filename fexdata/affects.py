@@ -6,6 +6,8 @@ out unless asked for, so it is not part of the default seven.
 """
 from __future__ import annotations
 
+from fexdata.errors import FexError
+
 AFFECTS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 EXTRA_AFFECTS: tuple[str, ...] = ("contempt",)
 KNOWN_AFFECTS: tuple[str, ...] = AFFECTS + EXTRA_AFFECTS
@@ -26,7 +28,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 ALIASES: dict[str, str] = {alias: name for name, spellings in _ALIASES.items() for alias in spellings}
 
 
-class UnknownAffect(ValueError):
+class UnknownAffect(FexError):
     """A label that maps to no canonical affect. Never guessed: the item is rejected."""
 
 
@@ -39,10 +41,9 @@ def canonical_affect(label: str) -> str:
     key = _key(label)
     if key in ALIASES:
         return ALIASES[key]
-    raise UnknownAffect(
-        f"unknown affect label {label!r}; known: {', '.join(KNOWN_AFFECTS)} "
-        f"(and aliases such as AN, happy, surprised)"
-    )
+    raise UnknownAffect(f"unknown affect label {label!r}; known: {', '.join(KNOWN_AFFECTS)} "
+                        f"(and aliases such as AN, happy, surprised)",
+                        hint="use a canonical name or a spelling fexdata.affects knows (docs/layouts.md)")
 
 
 def affect_index(name: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> int:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fexdata.errors import IngestError
+
 # Pillow's own bomb check only warns up to 2x its limit and raises past it; fex applies its own limit
 # (configurable per call) from the header, so turn Pillow's off to have one clear rule.
 Image.MAX_IMAGE_PIXELS = None
@@ -25,7 +27,7 @@ Image.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: 10x a 4K frame, far above any face dataset
 
 
-class ImageError(ValueError):
+class ImageError(IngestError):
     """A still that cannot be read; str(error) is the reason shown in the reject row."""
 
 

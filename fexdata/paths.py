@@ -7,13 +7,19 @@ so a run killed at any moment leaves nothing half-written.
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+import pandas as pd
 
-class UnsafePath(ValueError):
+from fexdata.errors import FexError
+
+
+class UnsafePath(FexError):
     """A path that escapes the folder it must stay inside."""
 
 
@@ -28,13 +34,15 @@ def relative_inside(path: str | os.PathLike, root: str | os.PathLike) -> str:
     try:
         return full.relative_to(root_r).as_posix()
     except ValueError:
-        raise UnsafePath(f"path {str(path)!r} is outside {str(root_r)!r}") from None
+        raise UnsafePath(f"path {str(path)!r} is outside {str(root_r)!r}",
+                         hint="keep data inside the folder (copy it in rather than linking out)") from None
 
 
 def resolve_inside(rel: str, root: str | os.PathLike) -> Path:
     """Absolute path of `rel` under root, refusing absolute paths and '..' escapes."""
     if os.path.isabs(rel):
-        raise UnsafePath(f"absolute path {rel!r} not allowed; paths must be relative to {str(root)!r}")
+        raise UnsafePath(f"absolute path {rel!r} not allowed",
+                         hint=f"give paths relative to {str(root)!r}")
     relative_inside(rel, root)
     return Path(root).resolve() / rel
 
@@ -69,3 +77,38 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+# --- vectorised forms, for whole columns of relative paths (manifests, records) ---
+
+
+def unsafe_paths(paths: pd.Series) -> np.ndarray:
+    """Absolute paths, Windows drive paths, backslashes or '..' components: they could leave the folder."""
+    s = paths.astype(str)
+    return (s.str.startswith("/") | s.str.contains(r"\\", regex=True) | s.str.match(r"^[A-Za-z]:")
+            | s.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)).to_numpy()
+
+
+def existing_files(paths: pd.Series, root: Path) -> np.ndarray:
+    """Mask of paths (relative to root) that are regular files, via one directory listing per folder.
+
+    Symlinks count only when they resolve to a file inside `root`, so a link out of the dataset is
+    reported as missing rather than followed. (Measured here: as fast as one stat per file.)
+    """
+    root_r = root.resolve()
+    dirs = paths.str.rpartition("/")[0]
+    present: set[str] = set()
+    for d in sorted(set(dirs)):
+        folder = root / d
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_file(follow_symlinks=False):
+                present.add(posixpath.join(d, e.name) if d else e.name)
+            elif e.is_symlink():
+                target = Path(e.path).resolve()
+                if target.is_file() and target.is_relative_to(root_r):
+                    present.add(posixpath.join(d, e.name) if d else e.name)
+    return paths.isin(present).to_numpy()

@@ -71,7 +71,7 @@ def _base() -> tuple[np.ndarray, np.ndarray]:
     import dlib
     from skimage import data
 
-    from fexdata.faces import model_file
+    from fexdata.ingest.faces import model_file
 
     photo = data.astronaut()
     # Face box from dlib on the full photo is about (179, 83)-(266, 170); keep the head with a margin

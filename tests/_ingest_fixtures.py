@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from fexdata.sample import sample_face, write_clip
-from fexdata.sources.base import Item
-from fexdata.video import ffmpeg_exe
+from fexdata.ingest.sources import Item
+from fexdata.ingest.video import ffmpeg_exe
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

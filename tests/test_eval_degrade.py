@@ -13,12 +13,7 @@ from fextrain.evaluate.sections.collapse import mean_pairwise_distance
 from fextrain.evaluate.sections.sharpness import equivalent_sigma, laplacian_variance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; other tests share the cores
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _photo(size: int = 64) -> np.ndarray:

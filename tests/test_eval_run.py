@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -10,12 +9,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _eval_fixtures import FunctionEditor, train_tiny_run, write_face_manifest  # noqa: E402
+from _eval_fixtures import FunctionEditor, train_tiny_run, write_face_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fexdata.manifest import read_manifest, write_manifest  # noqa: E402
-from fextrain.evaluate.run import EvalError, evaluate_run  # noqa: E402
+from cli.main import main as fex
+from fexdata.errors import EvalError
+from fexdata.manifest import read_manifest, write_manifest
+from fextrain.evaluate.run import evaluate_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 SMALL = ["--max-sources", "4", "--max-table-images", "8", "--judge-epochs", "2", "--judge-min-steps", "30",
          "--judge-size", "32", "--figure-identities", "2", "--device", "cpu", "--no-progress"]
@@ -27,14 +28,6 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     manifest = write_face_manifest(root / "data")
     run = train_tiny_run(manifest, root / "run", steps=2)
     return manifest, run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from threads; other tests share the cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _pool_torchscript(path: Path) -> Path:
@@ -66,9 +59,9 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     assert set(m["headline"]) == {"expression", "sharpness", "identity", "collapse"}
     for section in ("discriminator", "judge", "sharpness", "identity", "collapse", "frechet", "figures"):
         assert m[section]["step"] == step
-    # Discriminator table for every split present, with counts.
+    # Discriminator table (the model can classify) for every split present, with counts.
     assert set(m["discriminator"]["splits"]) == {"train", "val", "test"}
-    assert m["discriminator"]["splits"]["test"]["real"]["binary"]["count"] == 8
+    assert m["discriminator"]["splits"]["test"]["real"]["multi"]["count"] == 8
     # Judge: trained on the 3 train identities (42 images: one batch, so 30 epochs reach the 30 minimum
     # steps), scored on all 28 test images, then on 4 sources x 7 affects generated images.
     judge = m["judge"]
@@ -123,7 +116,8 @@ def test_fails_clearly_without_a_checkpoint(trained, tmp_path):
     empty.mkdir()
     (empty / "config.json").write_text("{}")
     res = CliRunner().invoke(fex, ["eval", str(empty), "--manifest", str(manifest), *SMALL])
-    assert res.exit_code == 1 and "no checkpoint yet" in res.output
+    assert res.exit_code == 2 and "error: " in res.output and "no checkpoint yet" in res.output
+    assert "hint: a run writes its first one" in res.output
 
 
 def test_fails_clearly_on_a_manifest_without_test_split(trained, tmp_path):
@@ -132,7 +126,7 @@ def test_fails_clearly_on_a_manifest_without_test_split(trained, tmp_path):
     df["split"] = df["split"].replace({"test": "val"})
     bad = write_manifest(df, manifest.parent / "no_test.parquet", affects=meta["affects"])
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(bad), "--out", str(tmp_path), *SMALL])
-    assert res.exit_code == 1 and "no test split" in res.output
+    assert res.exit_code == 2 and "no test split" in res.output and "hint: rebuild it with a test share" in res.output
 
 
 def test_fails_clearly_when_affects_differ_from_the_run(trained, tmp_path):
@@ -209,13 +203,31 @@ def test_sections_subset_and_unknown_names(trained, tmp_path):
     manifest, run = trained
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
                                    "--sections", "judge,nonsense", *SMALL])
-    assert res.exit_code == 1 and "unknown section(s) nonsense" in res.output and "sharpness" in res.output
+    assert res.exit_code == 2 and "error: unknown section(s) nonsense" in res.output
+    assert "hint: choose from: judge, sharpness" in res.output
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
                                    "--sections", "sharpness", *SMALL])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert [k for k in m if k not in ("schema_version", "headline", "run")] == ["sharpness"]
     assert list(m["headline"]) == ["sharpness"] and not (tmp_path / "judge").exists()
+
+
+def test_every_registered_model_is_evaluated_through_its_editor(trained, tmp_path):
+    """A StarGAN run goes through the same sections; Table 1 appears because its critic classifies."""
+    from fextrain.models import MODELS
+
+    manifest, _ = trained
+    for model in sorted(set(MODELS) - {"fexgan"}):  # fexgan: the CLI test above
+        run = train_tiny_run(manifest, tmp_path / model, steps=2, model=model)
+        m = evaluate_run(run, manifest, tmp_path / f"{model}-eval", sections=["judge", "discriminator", "figures"],
+                         max_sources=2, max_table_images=4, judge_epochs=1, judge_min_steps=10, judge_size=32,
+                         figure_identities=1, device="cpu", progress=False)
+        assert m.metrics["run"]["model"] == model and m.metrics["run"]["config"]["model"] == model
+        assert m.metrics["judge"]["generated"]["count"] == 2 * 7
+        table = m.metrics["discriminator"]["splits"]["test"]
+        assert table["real"]["multi"]["count"] == 4 and table["fake"]["multi"]["count"] == 4
+        assert f"({model}) at step 2" in (tmp_path / f"{model}-eval" / "report.html").read_text()
 
 
 def test_help_lists_every_registered_section():

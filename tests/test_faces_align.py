@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from fexdata.align import (Smoother, bbox_alignment, crop, crop_to_frame, ffhq_alignment, frame_to_crop,
+from fexdata.ingest.align import (Smoother, bbox_alignment, crop, crop_to_frame, ffhq_alignment, frame_to_crop,
                            sharpness)
-from fexdata.faces import FaceError, FaceFinder, FaceTracker, FanLandmarker
+from fexdata.ingest.faces import FaceError, FaceFinder, FaceTracker, FanLandmarker
 from fexdata.sample import sample_face
-from tests._ingest_fixtures import no_face_image
+from _ingest_fixtures import no_face_image
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_smoothing_reduces_jitter_and_respects_cuts(finder):
     assert jitter(smoothed) < 0.6 * jitter(raw)
 
     sm = Smoother(sigma=2.0)
-    from fexdata.align import Alignment
+    from fexdata.ingest.align import Alignment
     a, b = Alignment(0, 0, 10, 0), Alignment(100, 0, 10, 0)
     out = []
     for i in range(5):

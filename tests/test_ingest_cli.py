@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.ingest import ingest as ingest_cmd
+from cli.main import main
 from fexdata.sample import write_studio_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,8 +68,8 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(tmp_path):
 
 def test_unrecognised_tree_lists_layouts(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(ingest_cmd, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
     assert "could not recognise the layout" in result.output and "studio" in result.output
 
 
@@ -85,7 +86,7 @@ def test_pool_workers_end_when_the_ingest_process_is_killed():
     their owner themselves: once it is killed they exit (and the fork server with them)."""
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     worker = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from fexdata.ingest_worker import _exit_when_gone; "
+                               "import sys, time; from fexdata.ingest.worker import _exit_when_gone; "
                                f"_exit_when_gone({owner.pid}, poll_s=0.05); time.sleep(600)"])
     try:
         with pytest.raises(subprocess.TimeoutExpired):

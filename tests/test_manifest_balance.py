@@ -6,7 +6,7 @@ import pandas as pd
 
 from _manifest_fixtures import write_ingest
 from fexdata.manifest import build_manifest, read_manifest
-from fexdata.manifest_balance import balance_weights, cap_cells, ipf_cell_masses
+from fexdata.manifest.balance import balance_weights, cap_cells, ipf_cell_masses
 
 
 def _uneven(tmp_path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.sources import ckplus, ferg, jaffe, kdef, mug, oulu, rafd
-from tests._sources_fixtures import reasons, split, touch, write
+from fexdata.ingest.sources import ckplus, ferg, jaffe, kdef, mug, oulu, rafd
+from _sources_fixtures import reasons, split, touch, write
 
 # ---------------------------------------------------------------- JAFFE
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from fexdata.sources import studio
-from tests._sources_fixtures import reasons, split, touch, write
+from fexdata.ingest.sources import studio
+from _sources_fixtures import reasons, split, touch, write
 
 
 @pytest.fixture

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import TINY_ARCH, write_tiny_manifest  # noqa: E402
+from _train_fixtures import TINY_ARCH, write_tiny_manifest
 
-from cli.main import main as fex  # noqa: E402
-from fextrain.config import ConfigError, from_dict, load_file, parse_set, resolve, save_json, to_dict  # noqa: E402
+from cli.main import main as fex
+from fextrain.config import ConfigError, from_dict, load_file, parse_set, resolve, save_json, to_dict
 
 
 def test_strict_keys_and_types():
@@ -62,4 +59,4 @@ def test_cli_defaults_do_not_override_the_config_file(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["steps"], saved["batch"], saved["size"], saved["seed"], saved["lr"]) == (2, 2, 64, 3, 2e-4)
     result = CliRunner().invoke(fex, ["train", "--out", str(tmp_path / "run2"), "--config", str(tmp_path / "nope.yml")])
-    assert result.exit_code == 1 and "no such config file" in result.output
+    assert result.exit_code == 2 and "no such config file" in result.output

@@ -9,6 +9,6 @@ Library parts the sections use: `judge` (the independent ResNet expression class
 (the generator degradations it trains with), `identity` (dlib descriptors), `frechet` + `inception`
 (Fréchet distances), `scores` (accuracies), `grids` (labelled PNG grids), `report` (HTML pieces).
 """
-from fextrain.evaluate.run import Evaluation, EvalError, EvalOptions, evaluate_run
+from fextrain.evaluate.run import Evaluation, EvalOptions, evaluate_run
 
-__all__ = ["Evaluation", "EvalError", "EvalOptions", "evaluate_run"]
+__all__ = ["Evaluation", "EvalOptions", "evaluate_run"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fexdata.faces import model_file
+from fexdata.ingest.faces import model_file
 
 SAME_PERSON_THRESHOLD = 0.6
 _SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}

@@ -6,10 +6,6 @@ from typing import Any
 
 from fextrain.evaluate.judge import JudgeSettings
 
-class EvalError(ValueError):  # STOPGAP: fexdata.errors.EvalError (a FexError) once main has it
-    """A run, manifest, option or weights file that `fex eval` cannot use; the message says what to do."""
-
-
 DEFAULT_SWEEP: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 

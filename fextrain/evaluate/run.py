@@ -20,15 +20,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from fexdata.errors import EvalError
 from fexdata.manifest import read_manifest
 from fexdata.paths import atomic_write_text
 from fextrain.checkpoint import CHECKPOINT, GENERATOR
-from fextrain.evaluate._editor_stopgap import load_editor
 from fextrain.evaluate.context import EvalContext
-from fextrain.evaluate.options import EvalError, EvalOptions
+from fextrain.evaluate.options import EvalOptions
 from fextrain.evaluate.report import table, write_report
 from fextrain.evaluate.section import HeadlineItem, note
 from fextrain.evaluate.sections import SECTIONS
+from fextrain.models import load_editor
 
 # 2: schema_version, headline, sharpness, collapse, judge.real_blurred / generated_over_real /
 #    augmentation, run.model / run.config / run.sections; figures moved from run.figures to figures.files.
@@ -47,8 +48,8 @@ def select_sections(names: Sequence[str] | None) -> list[str]:
         return list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown or not names:
-        raise EvalError(f"unknown section(s) {', '.join(unknown) or '(none given)'}; "
-                        f"choose from: {', '.join(SECTIONS)}")
+        raise EvalError(f"unknown section(s) {', '.join(unknown) or '(none given)'}",
+                        hint=f"choose from: {', '.join(SECTIONS)} (comma-separated, e.g. --sections judge,identity)")
     return [n for n in SECTIONS if n in names]
 
 
@@ -56,26 +57,25 @@ def _device(spec: str) -> str:
     if spec == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise EvalError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
+        raise EvalError(f"--device {spec}: CUDA is not available on this machine", hint="use --device cpu")
     return spec
 
 
 def check_inputs(run_dir: Path, manifest: Path) -> tuple[dict[str, Any], list[str]]:
     """Fail early and clearly: no checkpoint, no test split. Returns (manifest meta, splits present)."""
     if not run_dir.is_dir():
-        raise EvalError(f"{run_dir}: no such run directory")
+        raise EvalError(f"{run_dir}: no such run directory", hint="give the --out folder of a `fex train` run")
     if not (run_dir / CHECKPOINT).is_file() and not (run_dir / GENERATOR).is_file():
-        raise EvalError(
-            f"{run_dir}: no checkpoint yet ({CHECKPOINT} or {GENERATOR}); a run writes its first one after "
-            "`ckpt_every` steps or when it stops"
-        )
+        raise EvalError(f"{run_dir}: no checkpoint yet ({CHECKPOINT} or {GENERATOR})",
+                        hint="a run writes its first one after `ckpt_every` steps or when it stops; wait for it")
     df, meta = read_manifest(manifest, columns=["split"])
     splits = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     if "test" not in splits:
-        raise EvalError(f"{manifest}: no test split (splits here: {', '.join(splits) or 'none'}); "
-                        "rebuild it with a test share, e.g. `fex build-manifest ... --test 0.2`")
+        raise EvalError(f"{manifest}: no test split (splits here: {', '.join(splits) or 'none'})",
+                        hint="rebuild it with a test share, e.g. `fex build-manifest ... --test 0.2`")
     if "train" not in splits:
-        raise EvalError(f"{manifest}: no train split; the judge classifier is trained on it")
+        raise EvalError(f"{manifest}: no train split; the judge classifier is trained on it",
+                        hint="evaluate with the manifest the run was trained on")
     return meta, splits
 
 
@@ -126,7 +126,7 @@ def evaluate_run(
     editor = load_editor(run_dir, device)
     if list(editor.affects) != list(meta["affects"]):
         raise EvalError(f"{manifest}: its affects ({', '.join(meta['affects'])}) differ from the run's "
-                        f"({', '.join(editor.affects)}); evaluate with the manifest the run was trained on")
+                        f"({', '.join(editor.affects)})", hint="evaluate with the manifest the run was trained on")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(editor, manifest, splits, o, out_dir, device, say)
     chosen = [SECTIONS[n]() for n in names]
@@ -166,4 +166,4 @@ def evaluate_run(
     return Evaluation(metrics, "\n".join(summary))
 
 
-__all__ = ["Evaluation", "EvalError", "EvalOptions", "evaluate_run", "select_sections"]
+__all__ = ["Evaluation", "EvalOptions", "evaluate_run", "select_sections"]

@@ -6,6 +6,10 @@ affect for real images, the requested target affect for generated ones). The fak
 edited to a uniformly drawn target affect. The section applies only when the loaded model can classify
 (`editor.classify` returns logits); a discriminator is not an independent judge, since it trained
 against this very generator.
+
+The binary columns need a real/fake *probability* per image, which only some critics give (a WGAN
+critic's score, as StarGAN's, has no threshold). They are filled when the model offers
+`real_fake(x) -> logits [B]` (a sigmoid head), and shown as "–" otherwise.
 """
 from __future__ import annotations
 
@@ -63,16 +67,13 @@ class DiscriminatorSection(Section):
     @torch.no_grad()
     def _heads(self, ctx: EvalContext, images: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray]:
         """(real/fake logits or None, affect logits) for float NCHW images, in batches."""
-        discriminate = getattr(ctx.editor, "discriminate", None)
+        real_fake = getattr(getattr(ctx.editor, "gan", None), "real_fake", None)
         rf, aff = [], []
         for start in range(0, len(images), ctx.options.batch_size):
-            x = images[start : start + ctx.options.batch_size]
-            both = discriminate(x) if discriminate is not None else None
-            if both is None:
-                aff.append(ctx.editor.classify(x).float().cpu())
-            else:
-                rf.append(both[0].reshape(-1).float().cpu())
-                aff.append(both[1].float().cpu())
+            x = images[start : start + ctx.options.batch_size].to(ctx.device)
+            aff.append(ctx.editor.classify(x).float().cpu())
+            if real_fake is not None:
+                rf.append(real_fake(x).reshape(-1).float().cpu())
         return (torch.cat(rf).numpy() if rf else None), torch.cat(aff).numpy()
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:

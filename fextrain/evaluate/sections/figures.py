@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from fexdata.dataset import FaceDataset
+from fexdata.errors import EvalError
 from fexdata.images import write_png
 from fextrain.evaluate.context import EvalContext, one_hot
 from fextrain.evaluate.grids import image_grid
-from fextrain.evaluate.options import EvalError
 from fextrain.evaluate.report import embedded_png
 from fextrain.evaluate.section import Section
 
@@ -61,8 +61,8 @@ class FiguresSection(Section):
 
     def check(self, ctx: EvalContext) -> None:
         if ctx.options.sweep_affect not in ctx.affects:
-            raise EvalError(f"--sweep-affect {ctx.options.sweep_affect!r} is not one of the run's affects: "
-                            f"{', '.join(ctx.affects)}")
+            raise EvalError(f"--sweep-affect {ctx.options.sweep_affect!r} is not one of the run's affects",
+                            hint=f"choose one of: {', '.join(ctx.affects)}")
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:
         o, k, affects = ctx.options, ctx.k, list(ctx.affects)

@@ -1,0 +1,264 @@
+"""`build_manifest`: ingest outputs -> one filtered, balanced, split, checked manifest file.
+
+Order: read and merge records -> choose the crop size -> filters (counted) -> missing files ->
+balance cap -> split (+ guard) -> folds -> weights -> indices, crop-space landmarks -> checks ->
+atomic write. Any error raises ManifestError before anything is written, so a failed build never
+leaves a partial manifest (and never replaces a good one).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fexdata import __version__
+from fexdata.affects import KNOWN_AFFECTS, parse_affects
+from fexdata.errors import ManifestError
+from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
+from fexdata.manifest.checks import CheckResult, check_manifest, codes
+from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
+from fexdata.manifest.io import Records, manifest_image_prefix, read_records, write_manifest
+from fexdata.manifest.splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
+                                     split_by_identity)
+from fexdata.paths import existing_files, unsafe_paths
+
+R_DUPLICATE = "duplicate record of the same crop"
+R_MISSING = "crop file missing (--drop-missing)"
+R_CAP = "over the cell cap (--balance cap)"
+R_GUARD = "inside a split guard gap (--guard)"
+ROW_ORDER = ["image"]  # unique per crop, so the file's row order depends on content only
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    rows_in: int
+    rows_out: int
+    crop_size: int
+    affects: tuple[str, ...]
+    dropped: dict[str, int]
+    other_sizes: int
+    table_before: pd.DataFrame
+    table_after: pd.DataFrame
+    cap: int | None
+    checks: CheckResult
+    options: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "rows_in": self.rows_in, "rows_out": self.rows_out,
+                "crop_size": self.crop_size, "affects": list(self.affects), "dropped": self.dropped,
+                "other_crop_sizes": self.other_sizes, "cap": self.cap, "options": self.options,
+                "warnings": self.warnings, "seconds": round(self.seconds, 3),
+                "table_before": _table_dict(self.table_before), "checks": self.checks.to_dict()}
+
+    def to_text(self) -> str:
+        lines = [f"manifest {self.out}: {self.rows_out} rows of {self.rows_in} records "
+                 f"({self.crop_size}px crops, {len(self.affects)} affects) in {self.seconds:.1f}s"]
+        if self.other_sizes:
+            lines.append(f"  {self.other_sizes} records of other crop sizes not used")
+        lines.append("dropped:")
+        lines += [f"  {n:>9}  {reason}" for reason, n in self.dropped.items()]
+        balance = self.options.get("balance")
+        title = f"identity x affect before balancing (--balance {balance}" + (
+            f", cap {self.cap})" if self.cap else ")")
+        lines += [title, _indent(self.table_before.to_string()), "identity x affect in the manifest",
+                  _indent(self.table_after.to_string()), "split x affect", _indent(self.checks.split_affect.to_string())]
+        if self.checks.fold_sizes:
+            lines.append("folds: " + ", ".join(f"{k}: {v}" for k, v in self.checks.fold_sizes.items()))
+        lines += [f"warning: {w}" for w in self.warnings + self.checks.warnings]
+        return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _table_dict(table: pd.DataFrame) -> dict[str, dict[str, int]]:
+    return {str(i): {str(k): int(v) for k, v in row.items()} for i, row in table.iterrows()}
+
+
+def _merge(ingest_dirs: list[Path], manifest_dir: Path) -> Records:
+    resolved = [d.resolve() for d in ingest_dirs]
+    dupes = sorted({str(d) for d in resolved if resolved.count(d) > 1})
+    if dupes:
+        raise ManifestError(f"ingest folder given more than once: {', '.join(dupes)}", hint="name each folder once")
+    frames, arrays = [], {}
+    offset = 0
+    for d in ingest_dirs:
+        prefix = manifest_image_prefix(d, manifest_dir)
+        rec = read_records(d)
+        df = rec.frame
+        bad = unsafe_paths(df["image"])
+        if bad.any():
+            raise ManifestError(f"{d}: {int(bad.sum())} record image paths leave the ingest folder "
+                                f"(e.g. {df.loc[bad, 'image'].iloc[0]!r})", hint="re-run `fex ingest`")
+        if prefix:
+            df["image"] = prefix + "/" + df["image"]
+        df["ingest"] = prefix or "."
+        df["_row"] += offset
+        offset += len(df)
+        frames.append(df)
+        for k, v in rec.arrays.items():
+            arrays.setdefault(k, []).append(v)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return Records(frame, {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in arrays.items()})
+
+
+def _choose_size(df: pd.DataFrame, size: int | None) -> int:
+    sizes = sorted(int(s) for s in df["crop_size"].dropna().unique())
+    if size is None:
+        if len(sizes) != 1:
+            raise ManifestError(f"the records hold crops of several sizes ({', '.join(map(str, sizes))})",
+                                hint="choose one with --size")
+        return sizes[0]
+    if size not in sizes:
+        raise ManifestError(f"no records of crop size {size}; the records hold {', '.join(map(str, sizes))}",
+                            hint=f"pass one of those to --size or re-run `fex ingest --size {size}`")
+    return size
+
+
+def _crop_landmarks(landmarks: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Frame-pixel landmarks mapped through each row's 2x3 frame->crop affine."""
+    x, y = landmarks[:, 0::2], landmarks[:, 1::2]
+    a = [transform[:, k:k + 1] for k in range(6)]
+    out = np.empty(landmarks.shape, np.float32)
+    out[:, 0::2] = a[0] * x + a[1] * y + a[2]
+    out[:, 1::2] = a[3] * x + a[4] * y + a[5]
+    return out
+
+
+def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike, *,
+                   size: int | None = None, affects: str | tuple[str, ...] | None = None,
+                   min_score: float | None = None, min_sharpness: float | None = None,
+                   max_faces: int | None = None, landmark_check: bool = True,
+                   min_gap: str | float | None = None, balance: str = "weight", cap: int | None = None,
+                   split: str = "identity", fractions: str | tuple[float, ...] | None = None,
+                   blocks: int = 10, guard: str | float | None = "0.5s", folds: int = 0, seed: int = 0,
+                   drop_missing: bool = False, check_files: bool = True) -> BuildReport:
+    """Build and write the manifest `out` from ingest output folders; returns the report.
+
+    Raises ManifestError (nothing written) on bad input, an empty result or failed checks.
+    """
+    t0 = time.perf_counter()
+    if isinstance(ingest_dirs, (str, os.PathLike)):
+        ingest_dirs = [ingest_dirs]
+    if not ingest_dirs:
+        raise ManifestError("no ingest folders given", hint="pass the --out folder(s) of `fex ingest`")
+    if balance not in BALANCE_MODES:
+        raise ManifestError(f"--balance {balance!r} is not a balance mode", hint=f"use one of {', '.join(BALANCE_MODES)}")
+    if split not in SPLIT_MODES:
+        raise ManifestError(f"--split {split!r} is not a split mode", hint=f"use one of {', '.join(SPLIT_MODES)}")
+    if cap is not None and (balance != "cap" or cap < 1):
+        raise ManifestError(f"--cap {cap} with --balance {balance}", hint="--cap needs --balance cap and a value of at least 1")
+    chosen = parse_affects(",".join(affects) if isinstance(affects, (tuple, list)) else affects)
+    fr = parse_fractions(fractions, split)
+    gap = parse_gap(min_gap)
+    guard_gap = parse_gap(guard, "--guard") if split == "frame" else None
+    out = Path(out)
+    if out.suffix != ".parquet":
+        raise ManifestError(f"--out {out}: a manifest is a .parquet file", hint=f"e.g. --out {out / 'manifest.parquet'}")
+    manifest_dir = out.parent.resolve()
+    options = {"size": size, "affects": list(chosen), "min_score": min_score, "min_sharpness": min_sharpness,
+               "max_faces": max_faces, "landmark_check": landmark_check, "min_gap": str(gap) if gap else None,
+               "balance": balance, "cap": cap, "split": split, "fractions": list(fr), "blocks": blocks,
+               "guard": str(guard_gap) if guard_gap else None, "folds": folds, "seed": seed,
+               "drop_missing": drop_missing}
+
+    rec = _merge([Path(d) for d in ingest_dirs], manifest_dir)
+    df = rec.frame
+    rows_in = len(df)
+    unknown = sorted(set(df["affect"].dropna().unique().tolist()) - set(KNOWN_AFFECTS))
+    if unknown or df["affect"].isna().any():
+        raise ManifestError(f"records hold non-canonical affects {unknown or ['<null>']}; they come from an "
+                            f"incompatible `fex ingest`", hint="re-run `fex ingest` with this version of fex")
+    bare = ~df["identity"].str.contains(":", regex=False)
+    if bare.any():  # the contract namespaces identities; keep two datasets' 'S01' apart regardless
+        df.loc[bare, "identity"] = df.loc[bare, "source"] + ":" + df.loc[bare, "identity"]
+    crop_size = _choose_size(df, size)
+    same = (df["crop_size"] == crop_size).to_numpy(bool)
+    other_sizes = int((~same).sum())
+    # Content order from here on: every later step, seeded draws included, then sees the same rows
+    # in the same order whatever the order of ingest folders and record parts.
+    df = df[same].sort_values("image", kind="stable")
+    dup = df["image"].duplicated().to_numpy()
+    df = df[~dup]
+
+    df, dropped = apply_filters(df, rec.arrays["landmarks"], FilterOptions(
+        chosen, min_score, min_sharpness, max_faces, landmark_check, gap))
+    dropped = {R_DUPLICATE: int(dup.sum()), **dropped, R_MISSING: 0}
+    if check_files and len(df):
+        present = existing_files(df["image"], manifest_dir)
+        if not present.all():
+            missing = df.loc[~present, "image"].tolist()
+            if not drop_missing:
+                raise ManifestError(f"{len(missing)} crop files are missing (e.g. {missing[0]})",
+                                    hint="re-run `fex ingest` to restore them, or pass --drop-missing to leave them out")
+            dropped[R_MISSING] = len(missing)
+            df = df[present]
+    if not len(df):
+        reasons = ", ".join(f"{r}: {n}" for r, n in dropped.items() if n)
+        raise ManifestError(f"no records left after filtering ({reasons or 'nothing matched'})",
+                            hint="relax the filters (--min-score, --min-sharpness, --max-faces, --min-gap, "
+                                 "--no-landmark-check) or choose other --affects")
+    table_before = cell_table(df, chosen)
+
+    used_cap = None
+    if balance == "cap":
+        before = len(df)
+        df, used_cap = cap_cells(df, cap)
+        dropped[R_CAP] = before - len(df)
+
+    warnings: list[str] = []
+    block = np.full(len(df), -1, np.int64)
+    if split == "identity":
+        split_names, w = split_by_identity(df, fr, seed, chosen)
+        warnings += w
+    elif split == "frame":
+        split_names, block, keep, w = split_by_frame(df, fr, seed, blocks, guard_gap)
+        warnings += w
+        dropped[R_GUARD] = int((~keep).sum())
+        df, split_names, block = df[keep], split_names[keep], block[keep]
+    else:
+        split_names = np.full(len(df), "train", dtype=object)
+    df = df.assign(split=split_names, block=pd.arrays.IntegerArray(
+        np.where(block >= 0, block, 0).astype(np.int32), mask=block < 0))
+    for s, f in zip(("train", "val", "test"), fr):
+        if f > 0 and not (df["split"] == s).any():
+            raise ManifestError(f"split {s} came out empty (fractions {','.join(f'{x:g}' for x in fr)}): "
+                                f"the data has too few identities or frames for it",
+                                hint=f"lower the fractions or use --split {'frame' if split == 'identity' else 'identity'}")
+    fold = assign_folds(df, folds, seed) if folds else np.zeros(len(df), np.int32)
+    df["fold"] = pd.arrays.IntegerArray(fold.astype(np.int32), mask=np.full(len(df), not folds))
+    df["weight"] = balance_weights(df) if balance == "weight" else 1.0
+
+    identities = sorted(df["identity"].unique())
+    df["identity_index"] = codes(df["identity"], identities).astype(np.int32)
+    df["affect_index"] = codes(df["affect"], chosen).astype(np.int32)
+    df = df.sort_values(ROW_ORDER, kind="stable").reset_index(drop=True)
+    rows = df["_row"].to_numpy()
+    arrays = {"landmarks": _crop_landmarks(rec.arrays["landmarks"][rows], rec.arrays["transform"][rows]),
+              "transform": rec.arrays["transform"][rows]}
+    df["_row"] = np.arange(len(df))
+
+    meta = {"crop_size": crop_size, "split": {"mode": split, "fractions": list(fr), "seed": seed,
+                                              "blocks": blocks if split == "frame" else None,
+                                              "guard": options["guard"]},
+            "folds": folds, "balance": {"mode": balance, "cap": used_cap}, "options": options,
+            "inputs": sorted(df["ingest"].unique().tolist()), "created_by": f"fex {__version__}"}
+    checks = check_manifest(df, {"affects": list(chosen), "identities": identities, **meta},
+                            manifest_dir, check_files=False)
+    if not checks.ok:
+        raise ManifestError("manifest checks failed, nothing written: " + "; ".join(checks.problems),
+                            hint="this is likely a bug in fex; please report it with the command you ran")
+    write_manifest(df, out, affects=chosen, meta=meta, arrays=arrays)
+    return BuildReport(out=out, rows_in=rows_in, rows_out=len(df), crop_size=crop_size, affects=chosen,
+                       dropped=dropped, other_sizes=other_sizes, table_before=table_before,
+                       table_after=cell_table(df, chosen), cap=used_cap, checks=checks, options=options,
+                       warnings=warnings, seconds=time.perf_counter() - t0)
