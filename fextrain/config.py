@@ -18,7 +18,7 @@ from fexdata.errors import TrainingError
 from fexdata.paths import atomic_write_text
 
 from fextrain.augment import AugmentConfig
-from fextrain.models import UnknownModel, model_class
+from fextrain.models.registry import UnknownModel, model_class
 
 
 class ConfigError(TrainingError):

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot  # noqa: F401
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
