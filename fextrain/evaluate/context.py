@@ -21,12 +21,7 @@ from fextrain.evaluate.grids import as_uint8_images
 from fextrain.evaluate.identity import Descriptors, FaceDescriber
 from fextrain.evaluate.judge import Judge, effective_epochs, load_or_train_judge
 from fextrain.evaluate.options import EvalOptions
-
-
-def one_hot(indices: np.ndarray | list[int], num: int) -> torch.Tensor:
-    """Affect vectors [N, num] with a 1 at each index."""
-    idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-    return torch.nn.functional.one_hot(idx, num).float()
+from fextrain.models import one_hot
 
 
 def to_model_input(images: np.ndarray, size: int | None = None) -> torch.Tensor:
@@ -102,8 +97,14 @@ class EvalContext:
         return self.dataset("test")
 
     @torch.no_grad()
-    def edit(self, images: np.ndarray, source_vecs: torch.Tensor, target_vecs: torch.Tensor) -> np.ndarray:
-        """uint8 edits of uint8 images through the model's `edit`, in batches (vectors may be mixed/scaled)."""
+    def edit(self, images: np.ndarray, source_affects: np.ndarray, targets: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 edits of uint8 images through the model's `edit`, in batches.
+
+        `source_affects` are affect ids; `targets` affect ids too, or target vectors [N, K] (mixed or scaled).
+        """
+        source_vecs = one_hot(torch.as_tensor(np.asarray(source_affects, np.int64)), self.k)
+        target_vecs = targets if isinstance(targets, torch.Tensor) else \
+            one_hot(torch.as_tensor(np.asarray(targets, np.int64)), self.k)
         bs, outs = self.options.batch_size, []
         for start in range(0, len(images), bs):
             x = to_model_input(images[start : start + bs], self.size).to(self.device)
@@ -130,8 +131,8 @@ class EvalContext:
         self.say(f"generating {len(idx)} test sources x {k} affects = {len(idx) * k} images")
         chunk = o.batch_size  # sources per progress tick (k edits each)
         images = [
-            self.edit(np.repeat(sources[i : i + chunk], k, axis=0), one_hot(np.repeat(src_aff[i : i + chunk], k), k),
-                      one_hot(np.tile(np.arange(k), len(sources[i : i + chunk])), k))
+            self.edit(np.repeat(sources[i : i + chunk], k, axis=0), np.repeat(src_aff[i : i + chunk], k),
+                      np.tile(np.arange(k), len(sources[i : i + chunk])))
             for i in tqdm(range(0, len(sources), chunk), desc="generate", unit="chunk", disable=not o.progress,
                           leave=False)
         ]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fextrain.evaluate.context import EvalContext, one_hot, subset, to_model_input
+from fextrain.evaluate.context import EvalContext, subset, to_model_input
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import accuracy
 from fextrain.evaluate.section import Section, note
@@ -85,7 +85,7 @@ class DiscriminatorSection(Section):
             idx = subset(len(ds), o.max_table_images, o.seed)
             imgs, aff = ds.image_array(idx), ds.affect_ids[idx]
             tgt = rng.integers(0, k, size=len(idx))
-            fake = ctx.edit(imgs, one_hot(aff, k), one_hot(tgt, k))
+            fake = ctx.edit(imgs, aff, tgt)
             real_rf, real_aff = self._heads(ctx, to_model_input(imgs, ctx.size))
             fake_rf, fake_aff = self._heads(ctx, to_model_input(fake))
             per_split[split] = discriminator_scores(real_rf, real_aff, aff, fake_rf, fake_aff, tgt)

@@ -18,7 +18,8 @@ import torch
 from fexdata.dataset import FaceDataset
 from fexdata.errors import EvalError
 from fexdata.images import write_png
-from fextrain.evaluate.context import EvalContext, one_hot
+from fextrain.evaluate.context import EvalContext
+from fextrain.models import one_hot
 from fextrain.evaluate.grids import image_grid
 from fextrain.evaluate.report import embedded_png
 from fextrain.evaluate.section import Section
@@ -49,7 +50,7 @@ def _sweep_grid(ctx: EvalContext, sources: np.ndarray, source_affects: np.ndarra
                 targets: list[torch.Tensor], headers: list[str]) -> np.ndarray:
     """Per source row: the source, then its edit to each target vector (vectors may be mixed or scaled)."""
     m = len(targets)
-    edits = ctx.edit(np.repeat(sources, m, axis=0), one_hot(np.repeat(source_affects, m), ctx.k),
+    edits = ctx.edit(np.repeat(sources, m, axis=0), np.repeat(source_affects, m),
                      torch.stack(targets).repeat(len(sources), 1))
     rows = [[sources[i], *edits[i * m : (i + 1) * m]] for i in range(len(sources))]
     return image_grid(rows, col_labels=["source", *headers], row_labels=labels, cell=ctx.options.cell)
@@ -68,7 +69,7 @@ class FiguresSection(Section):
         o, k, affects = ctx.options, ctx.k, list(ctx.affects)
         ctx.say("figures")
         sources, source_affects, labels = figure_sources(ctx.test, o.figure_identities)
-        unit = {a: one_hot([i], k)[0] for i, a in enumerate(affects)}
+        unit = {a: one_hot(torch.tensor([i]), k)[0] for i, a in enumerate(affects)}
         grids = [("identities.png", "Each test identity's neutral source turned into every affect",
                   [unit[a] for a in affects], affects)]
         pairs = [(a, b) for a, b in MIXED_PAIRS if a in unit and b in unit]
