@@ -53,7 +53,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Identities (rows) in the identity, mixed and intensity figures.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Packed-image cache folder  [default: next to the manifest]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset, targets and latents.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset and the table's target affects.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, **opts) -> None:
     """Evaluate a training run (its latest checkpoint, so a run still training works too).

@@ -26,7 +26,6 @@ class EvalOptions:
     detect_size: int = 256  # images are upscaled to this side before HOG face detection
     inception: str | None = None  # local TorchScript Inception file for FID; never downloaded
     figure_identities: int = 6  # rows of the identity, mixed and intensity figures
-    random_rows: int = 4  # latents in the random-samples figure (models that can sample)
     sweep_affect: str = "joy"
     sweep: tuple[float, ...] = DEFAULT_SWEEP
     cell: int = 96  # pixels per figure cell
