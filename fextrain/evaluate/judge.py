@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from fexdata.paths import atomic_path, atomic_write_text
+from fextrain.augment import to_uint8
 from fextrain.evaluate.degrade import degrade
 
 # Bumped whenever JudgeNet or its training changes, so a cached judge from older code is not reused.
@@ -111,8 +112,7 @@ def resize_uint8(images: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
     same resize (OpenCV area averaging, the right filter for shrinking).
     """
     if isinstance(images, torch.Tensor):
-        images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        images = images.permute(0, 2, 3, 1).cpu().numpy()
+        images = to_uint8(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 N x H x W x 3 images, got {images.dtype} {images.shape}")
     if images.shape[1:3] == (size, size):
