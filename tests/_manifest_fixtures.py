@@ -1,7 +1,9 @@
 """Fabricated `fex ingest` output folders for manifest and dataset tests (no dlib, no video: fast).
 
 `write_ingest` writes OUT/crops/<size>/<source>/<identity>/...png (tiny PNGs via cv2), OUT/records/
-part-0000.parquet with every record column of docs/design.md "Ingest output", and OUT/rejects/.
+part-0000.parquet and OUT/rejects/. The records are written by pandas, not `fexdata.ingest.records`, as
+records made some other way would be: pandas types (float64 landmarks, int64 sizes) and no
+`source_root` or `extra`, so the tests also cover the reader's casts.
 Each crop's pixels encode its row (identity, affect, frame), so tests can check which image a cache
 row or a pair holds: `pixel_code(img)` reads the code back.
 """
@@ -85,7 +87,7 @@ def write_ingest(root: Path, *, identities: int = 3, affects: tuple[str, ...] = 
                         "identity": ident, "affect": affect, "affect_raw": affect.upper()[:2],
                         "intensity": np.nan, "bbox": [x0, y0, x0 + w, y0 + w], "det_score": 1.5,
                         "face_count": 1, "landmarks": lm.ravel().tolist(),
-                        "transform": [s, 0.0, -x0 * s, 0.0, s, -y0 * s], "sharpness": 150.0,
+                        "transform": [s, 0.0, -x0 * s, 0.0, s, -y0 * s], "sharpness": 150.0, "pad_share": 0.0,
                         "align": "ffhq", "detector": "hog", "frame_width": frame_size, "frame_height": frame_size,
                         "_pix": (i, a_code, f if kind == "video" else clip),
                     })

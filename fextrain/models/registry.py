@@ -5,11 +5,10 @@ without a cycle.
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Callable, Mapping
 
 from fexdata.errors import TrainingError
-from fextrain.models.base import GANModel
+from fextrain.models.base import GANModel, arch_fields
 
 MODELS: dict[str, type[GANModel]] = {}
 
@@ -40,7 +39,7 @@ def build_model(name: str, *, size: int, num_affects: int, num_identities: int =
                 loss: Mapping[str, Any] | Any | None = None, **arch: Any) -> GANModel:
     """A freshly initialised model: `arch` overrides its Arch dataclass, `loss` its Loss (dict or instance)."""
     cls = model_class(name)
-    known = {f.name for f in fields(cls.Arch)}
+    known = arch_fields(cls)
     given = {"size": size, "num_affects": num_affects, "num_identities": num_identities}
     try:
         arch_cfg = cls.Arch(**{k: v for k, v in given.items() if k in known}, **arch)
