@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fexdata.paths import atomic_path, atomic_write_text
+from fextrain.augment import AugmentConfig, augment_pairs
 
 # Bumped whenever IdentityNet or its training changes, so an older cached network is not reused.
 IDENTITY_NET_VERSION = 1
@@ -90,17 +91,6 @@ def feature_distance(net: IdentityNet, generated: torch.Tensor, real: torch.Tens
     return total
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Horizontal flips and shifts of up to 1/16 of the side: a face's identity survives both."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    pad = max(1, h // 16)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen, device=x.device).tolist()
-    return padded[:, :, dy:dy + h, dx:dx + w]
-
-
 def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: IdentityNetSettings,
                        device: torch.device | str = "cpu", progress: bool = False) -> IdentityNet:
     """Train on uint8 N x S x S x 3 images and identity classes 0..C-1; returns the net in eval mode."""
@@ -119,7 +109,7 @@ def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: Identit
     for _ in bar:
         idx = torch.randint(0, len(labels), (max(2, batch),), generator=gen, device=device)
         x = torch.from_numpy(np.asarray(images[idx.cpu().numpy()])).to(device).permute(0, 3, 1, 2)
-        x = _augment(x.float().div_(127.5).sub_(1.0), gen)
+        x, _ = augment_pairs(x.float().div_(127.5).sub_(1.0), None, AugmentConfig(), gen)  # zoom, crop, flip
         loss = F.cross_entropy(net(x), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -10,6 +10,7 @@ The paper's model (its Fig. 1c and "Implementation Details"), at 128x128:
 * Decoder G_dec: FC from (g, c) to a 4x4x1024 map, then 7 blocks of nearest-neighbour up-sampling +
   3x3 stride-1 conv with 512, 256, 128, 64, 32, 16, 3 channels (ReLU, tanh at the end). Five blocks
   up-sample (4 -> 128); the last two (16 and 3 channels) keep the size, as in CAAE, which ExprGAN builds on.
+  c also enters every block as constant planes (the authors' public code does so).
 * D_img and Q share a trunk: 4 stride-2 5x5 convs with 16, 32, 64, 128 channels and one FC layer to a
   1024-d representation (BatchNorm, LeakyReLU 0.2). D_img's head gives one real/fake logit; Q has K
   branches of two FC layers (64, d) that predict c_i, the mean of a factored Gaussian with unit variance.
