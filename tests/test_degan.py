@@ -144,3 +144,15 @@ def test_bf16_run_through_every_phase(manifest, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["recognition_stage"] for r in rows] == [0, 0, 0, 0, 0, 1]
     assert all(np.isfinite(v) for r in rows for v in r.values())
+
+
+def test_sample_grid_columns_are_train_identities():
+    """Grids ask for every affect; DE-GAN keeps the expression, so its columns show train identities instead."""
+    from fextrain.samples import render_grid
+
+    torch.manual_seed(0)
+    model = build_model("degan", size=64, num_affects=3, num_identities=2, **TINY)
+    faces = (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8)
+    grid = render_grid(model, faces, np.array([0, 1]), 3, torch.device("cpu"))
+    tile = lambda c: grid[2:66, 2 + c * 66:66 + c * 66]  # noqa: E731  (row 0, column c)
+    assert not np.array_equal(tile(1), tile(2)) and np.array_equal(tile(1), tile(3))  # identities 0, 1, 0
