@@ -38,7 +38,9 @@ weights); the affect vectors are ignored. Without `identity` it draws the averag
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -304,13 +306,9 @@ class DEGAN(GANModel):
             acc = (logits[-1].argmax(1) == b.affect).float().mean()
         return {"r_total": total.detach(), "r_final": losses[-1].detach(), "acc_recognition": acc}
 
-    def representation(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(f(x), expression residue maps) of the encoder: what the recognizer reads."""
-        return self.generator.encode(x)
-
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """Affect logits [B, K] of the second stage's final classifier (the paper's FER output)."""
-        return self.recognizer(*self.representation(x))[-1]
+        """Affect logits [B, K] of the second stage's final classifier on f(x) and the expression residue."""
+        return self.recognizer(*self.generator.encode(x))[-1]
 
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor,
              identity: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,15 +321,12 @@ class DEGAN(GANModel):
         return self.generator.decode(rep, torch.zeros(len(x), self.arch.noise_dim, device=x.device), ident)
 
 
-class _eval_mode:
-    """Context manager: a module in eval mode inside the block, its previous mode restored after."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module, self.was = module, module.training
-
-    def __enter__(self) -> nn.Module:
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.train(self.was)
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode inside the block (running statistics, no dropout); its mode restored after."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
