@@ -65,10 +65,10 @@ def check_manifest(path: str | Path, size: int, holdout_fold: int | None = None)
     df, meta = read_manifest(path, columns=["image", "affect", "split", "fold", "crop_size"])
     affects = tuple(meta.get("affects") or ())
     train = df[training_rows(df, holdout_fold)]
-    if holdout_fold is not None and (train.empty or df["fold"].isna().all()):
-        raise ManifestError(f"{path}: no rows outside fold {holdout_fold} (folds present: "
-                            f"{sorted(set(df['fold'].dropna().astype(int)))}); rebuild it with "
-                            "`fex build-manifest --folds K`")
+    folds = sorted(set(df["fold"].dropna().astype(int)))
+    if holdout_fold is not None and (holdout_fold not in folds or len(folds) < 2):
+        raise ManifestError(f"{path}: cannot hold out fold {holdout_fold} (folds here: {folds or 'none'})",
+                            hint="hold out one of its folds, or rebuild it with `fex build-manifest --folds K`")
     if train.empty:
         splits = ", ".join(sorted(set(df["split"]))) or "none"
         raise ManifestError(f"{path}: no rows in the train split (splits present: {splits}); "

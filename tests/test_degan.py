@@ -156,3 +156,20 @@ def test_sample_grid_columns_are_train_identities():
     grid = render_grid(model, faces, np.array([0, 1]), 3, torch.device("cpu"))
     tile = lambda c: grid[2:66, 2 + c * 66:66 + c * 66]  # noqa: E731  (row 0, column c)
     assert not np.array_equal(tile(1), tile(2)) and np.array_equal(tile(1), tile(3))  # identities 0, 1, 0
+
+
+def test_holdout_fold_trains_on_the_other_folds(tmp_path):
+    """`holdout_fold`: every row outside the fold, whatever its split; an absent fold is refused."""
+    from fexdata.errors import ManifestError
+    from fexdata.manifest import read_manifest, write_manifest
+
+    manifest = write_tiny_manifest(tmp_path / "data", identities=3)
+    df, meta = read_manifest(manifest)
+    df["fold"] = df["identity_index"]
+    df.loc[df["identity_index"] == 2, "split"] = "test"
+    folds = write_manifest(df, tmp_path / "data" / "folds.parquet", affects=meta["affects"])
+    result = train(tiny_config(folds, tmp_path / "run", "degan", steps=1, holdout_fold=0), progress=False)
+    cfg = json.loads((result.run_dir / "config.json").read_text())
+    assert cfg["identities"] == ["test:id1", "test:id2"]  # fold 0 held out; the test-split identity kept
+    with pytest.raises(ManifestError, match="cannot hold out fold 5"):
+        train(tiny_config(folds, tmp_path / "bad", "degan", steps=1, holdout_fold=5), progress=False)
