@@ -32,6 +32,7 @@ from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.paths import atomic_write_text
+from fexdata.threads import ingest_plan
 from fexdata.ingest.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
@@ -126,7 +127,8 @@ def _scan(source: Source):
 
 def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: int | None,
                progress: bool) -> list[UnitResult]:
-    workers = max(1, min(workers or _cpu_count(), len(pending) or 1))
+    plan = ingest_plan(workers, len(pending))  # workers x their threads within the cores
+    workers = plan.workers
     total_items = sum(len(u.items) for u in pending)
     bar = tqdm(total=total_items, unit="item", desc="ingest", disable=not progress or not pending,
                dynamic_ncols=True)
@@ -143,7 +145,7 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         if not pending:
             pass
         elif workers == 1:
-            processor = UnitProcessor(out, options)
+            processor = UnitProcessor(out, options, plan.writer_threads)
             try:
                 for unit in pending:
                     advance(processor.run(unit))
@@ -158,7 +160,7 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                     initargs=(str(out), options, os.getpid())) as pool:
+                                     initargs=(str(out), options, os.getpid(), plan.writer_threads)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]
                 for fut in as_completed(futures):
                     advance(fut.result())
@@ -314,10 +316,3 @@ def _remove_orphan_crops(out: Path) -> None:
                 os.unlink(os.path.join(dirpath, name))
         if not os.listdir(dirpath) and Path(dirpath) != crops:
             os.rmdir(dirpath)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
