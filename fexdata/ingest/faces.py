@@ -22,6 +22,7 @@ does a full-frame detection run.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -105,6 +106,15 @@ class Detector:
                 for d in dets]
 
 
+@functools.lru_cache(maxsize=None)
+def shape_predictor(name: str):
+    """A dlib shape predictor, loaded once per process (the 68-point model: 95 MB, ~0.35 s of CPU) and
+    shared by every finder; workers forked from a process that loaded it share its memory too."""
+    import dlib
+
+    return dlib.shape_predictor(model_file(name))
+
+
 class Landmarker(Protocol):
     def __call__(self, image: np.ndarray, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray: ...
 
@@ -116,7 +126,7 @@ class DlibLandmarker:
         import dlib
 
         self._dlib = dlib
-        self._predictor = dlib.shape_predictor(model_file("shape_predictor_68_face_landmarks.dat"))
+        self._predictor = shape_predictor("shape_predictor_68_face_landmarks.dat")
 
     def __call__(self, image: np.ndarray, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         x0, y0, x1, y1 = (int(round(v)) for v in box)

@@ -154,11 +154,14 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         else:
             # Not plain fork: a caller that already used OpenCV (fex demo renders its clips first) has
             # a thread pool a forked child inherits half-dead, and the child hangs on its first cv2
-            # call. forkserver starts workers from a clean process; each loads the models once.
+            # call. forkserver starts workers from a clean process, which imports fex and loads the
+            # models once before it forks them (fexdata.ingest.preload).
             # Workers end themselves when this process is gone (see init_worker), and the fork server
             # then exits, so a killed run leaves no worker writing, nor holding the OUT lock.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["__main__", "fexdata.ingest.preload"])
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
                                      initargs=(str(out), options, os.getpid(), plan.writer_threads)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]
