@@ -48,7 +48,7 @@ from fexdata.images import read_rgb  # noqa: E402
 from fexdata.ingest import align as A, faces as F, records as R, run as RUN, video as V, worker as W  # noqa: E402
 from fexdata.ingest.align import crop, ffhq_alignment  # noqa: E402
 from fexdata.ingest.faces import DlibLandmarker, Detector  # noqa: E402
-from fexdata.ingest.plan import IngestOptions, Source  # noqa: E402
+from fexdata.ingest import IngestOptions, Source  # noqa: E402
 from fexdata.ingest.video import iter_frames  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
 from fexdata.threads import available_cores  # noqa: E402

@@ -8,15 +8,21 @@ import torch
 import torch.nn.functional as F
 
 from fextrain.augment import AugmentConfig, augment_pairs, random_affines, to_uint8, to_unit_range
-from fextrain.losses import LossConfig, binary_weight, discriminator_loss, generator_loss, kl_divergence
-from fextrain.models import MODELS, build_model
-from fextrain.models.fexgan import FExGANConfig, affect_vector, one_hot, sample_target_affects
+from fextrain.losses import kl_divergence
+from fextrain.models import MODELS, UnknownModel, build_model
+from fextrain.models.fexgan import (FExGANConfig, FExGANLoss as LossConfig, affect_vector, binary_weight,
+                                    discriminator_loss, generator_loss, one_hot, sample_target_affects)
+
+
+def _nets(**kw):
+    m = build_model("fexgan", **kw)
+    return m.generator, m.discriminator
 
 TINY = dict(base_width=8, max_width=16, bottleneck=8, latent_dim=8, d_widths=(4, 8, 16))
 
 
 def test_reference_architecture_at_128():
-    g, d = build_model("fexgan", size=128, num_affects=7)
+    g, d = _nets(size=128, num_affects=7)
     enc = [block[0].out_channels for block in g.encoder]
     assert enc == [128, 256, 512, 512, 512, 512, 128]  # 7 stride-2 convs down to 1x1
     assert [block[0].out_channels for block in g.decoder] == [512, 512, 512, 512, 256, 128]
@@ -34,12 +40,12 @@ def test_reference_architecture_at_128():
 def test_one_block_per_halving(size, blocks):
     cfg = FExGANConfig(size=size, num_affects=5, **TINY)
     assert cfg.num_blocks == blocks
-    g, d = build_model("fexgan", size=size, num_affects=5, **TINY)
+    g, d = _nets(size=size, num_affects=5, **TINY)
     assert len(g.encoder) == blocks and len(g.decoder) == blocks - 1
 
 
 def test_api_shapes_and_affect_count_from_config():
-    g, d = build_model("fexgan", size=64, num_affects=5, **TINY)
+    g, d = _nets(size=64, num_affects=5, **TINY)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     src, tgt = one_hot(torch.tensor([0, 1, 4]), 5), one_hot(torch.tensor([2, 2, 3]), 5)
     mu, logvar = g.encode(x, src)
@@ -53,8 +59,8 @@ def test_api_shapes_and_affect_count_from_config():
     g.eval()  # eval mode decodes the posterior mean: deterministic
     assert torch.equal(g(x, src, tgt)[0], g(x, src, tgt)[0])
     assert set(MODELS) >= {"fexgan"}
-    with pytest.raises(KeyError, match="unknown model"):
-        build_model("nope")
+    with pytest.raises(UnknownModel, match="unknown model 'nope'; known: .*fexgan"):
+        build_model("nope", size=64, num_affects=5)
 
 
 def test_affect_vector_mixes_and_scales():
@@ -136,3 +142,48 @@ def test_augmentation_is_shared_per_pair_and_identity_when_off():
     grid = F.affine_grid(theta[:1].clone().fill_(0) + torch.tensor([[[-1.0, 0, 0], [0, 1, 0]]]), [1, 3, 16, 16],
                          align_corners=False)
     assert torch.allclose(F.grid_sample(x[:1], grid, align_corners=False), x[:1].flip(-1), atol=1e-5)
+
+
+def test_keras_initialisers_and_batch_norm_settings():
+    """Dense layers the reference builds with Keras defaults are Glorot-uniform; BatchNorm as Keras'."""
+    torch.manual_seed(0)
+    g, d = _nets(size=64, num_affects=7, **TINY)
+    for layer in (g.affect_in[0], g.mu, d.real_fake, d.affect):
+        bound = math.sqrt(6 / (layer.in_features + layer.out_features))
+        w = layer.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound and torch.count_nonzero(layer.bias) == 0
+        assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.2)  # uniform(-b, b), not N(0, 0.02)
+    assert 0.015 < g.affect_in[1].weight.std().item() < 0.025 and 0.015 < g.z_in[0].weight.std().item() < 0.025
+    norms = [m for m in list(g.modules()) + list(d.modules()) if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.01 and m.eps == 1e-3 for m in norms)
+
+
+def test_latent_heads_stay_float32_under_bf16_autocast():
+    g, _ = _nets(size=64, num_affects=5, **TINY)
+    x, a = torch.rand(2, 3, 64, 64) * 2 - 1, one_hot(torch.tensor([0, 1]), 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = g.encode(x, a)
+        z = g.reparameterize(mu, logvar)
+    assert mu.dtype == logvar.dtype == z.dtype == torch.float32
+
+
+def test_a_frozen_discriminator_keeps_its_running_statistics():
+    """The G step's D forward normalises with batch statistics but must not move the running ones."""
+    from contextlib import nullcontext
+
+    from fextrain.models.base import StepContext
+
+    _, d = _nets(size=64, num_affects=5, **TINY)
+    nets = {"discriminator": d}
+    ctx = StepContext(step=1, total=1, nets=nets, plain=nets, eager=nets, raw=nets, optimizers={},
+                      autocast=nullcontext, rng=torch.Generator())
+    before = {k: v.clone() for k, v in d.state_dict().items() if "running" in k}
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    with ctx.frozen("discriminator") as frozen:
+        frozen(x)[0].sum()
+        assert not any(p.requires_grad for p in d.parameters())
+    assert all(torch.equal(before[k], d.state_dict()[k]) for k in before)
+    assert all(p.requires_grad for p in d.parameters())
+    d(x)  # an ordinary training forward does move them, by Keras' 1%
+    assert not torch.equal(before[next(iter(before))], d.state_dict()[next(iter(before))])
+    assert [m.momentum for m in d.modules() if isinstance(m, torch.nn.BatchNorm2d)][0] == 0.01
