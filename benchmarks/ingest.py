@@ -20,7 +20,7 @@ second, instrumented in-process run of the same input (thread CPU time per stage
 stages nested inside; ffmpeg's CPU from its child-process accounting); "other" is the process's CPU
 that no stage accounts for (Python glue, the interpreter, allocator, thread hand-offs).
 
-    .venv/bin/python benchmarks/ingest.py [--seconds 20] [--short-clips 6] [--stills 60] [--naive-frames N]
+    .venv/bin/python benchmarks/ingest.py [--seconds 20] [--short-clips 6] [--stills 210] [--naive-frames N]
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ from fexdata.images import read_rgb  # noqa: E402
 from fexdata.ingest import align as A, faces as F, records as R, run as RUN, video as V, worker as W  # noqa: E402
 from fexdata.ingest.align import crop, ffhq_alignment  # noqa: E402
 from fexdata.ingest.faces import DlibLandmarker, Detector  # noqa: E402
-from fexdata.ingest import IngestOptions, Source  # noqa: E402
+from fexdata.ingest.plan import IngestOptions, Source  # noqa: E402
 from fexdata.ingest.video import iter_frames  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
 from fexdata.threads import available_cores  # noqa: E402
@@ -293,7 +293,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="studio clip length (60 fps)")
     ap.add_argument("--naive-frames", type=int, default=None, help="time the naive video baseline on N frames only")
     ap.add_argument("--short-clips", type=int, default=6, help="3 s clips in the short-clip row (0: skip)")
-    ap.add_argument("--stills", type=int, default=60, help="stills in the still-image rows (0: skip)")
+    ap.add_argument("--stills", type=int, default=210, help="stills in the still-image rows (0: skip)")
     ap.add_argument("--workers", type=int, default=None, help="fex workers (default: all cores)")
     args = ap.parse_args()
 
