@@ -105,7 +105,7 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
         src = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
         rx, ry = nw / w, nh / h
         pre = np.array([[rx, 0, 0.5 * rx - 0.5], [0, ry, 0.5 * ry - 0.5], [0, 0, 1]])  # frame -> shrunk, pixel centres
-    m_src = m @ np.linalg.inv(pre)
+    m_src = m if src is frame else m @ np.linalg.inv(pre)
     out = {big: (cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), m)}
     for size in sizes[1:]:
         s = size / big
