@@ -35,27 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SMALL_ARCH = {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]}
 
 
-def write_manifest_at(root: Path, size: int = 64, identities: int = 3, per_cell: int = 3) -> Path:
-    import cv2
-    import pandas as pd
-
-    from fexdata.affects import AFFECTS
-    from fexdata.manifest import write_manifest
-    from fexdata.sample import sample_face
-
-    rows = []
-    (root / "crops").mkdir(parents=True, exist_ok=True)
-    for ident in range(identities):
-        for affect in AFFECTS:
-            for k in range(per_cell):
-                rel = f"crops/{ident}_{affect}_{k}.png"
-                cv2.imwrite(str(root / rel), cv2.cvtColor(sample_face(ident, affect, size, seed=k), cv2.COLOR_RGB2BGR))
-                rows.append({"image": rel, "identity": f"bench:{ident}", "identity_index": ident, "affect": affect,
-                             "affect_index": AFFECTS.index(affect), "split": "train", "weight": 1.0,
-                             "source": "bench", "source_path": rel, "item": rel, "ingest": ".", "crop_size": size})
-    return write_manifest(pd.DataFrame(rows), root / "manifest.parquet", affects=AFFECTS)
-
-
 def child(manifest: str, out: str, threads: str, steps: int, forever: bool) -> None:
     """Train in this process and print {"steps_per_s", "cpu_per_step", "threads"} as JSON."""
     import torch
@@ -126,10 +105,11 @@ def main() -> None:
         return
 
     from fexdata.threads import available_cores
+    from train import write_manifest_at  # benchmarks/train.py: the same synthetic manifest
 
     work = Path(tempfile.mkdtemp(prefix="fex-bench-threads-"))
     try:
-        manifest = write_manifest_at(work / "data")
+        manifest = write_manifest_at(work / "data", 64, per_cell=3)
         print(f"{available_cores()} cores available, load average {os.getloadavg()[0]:.1f} before the runs "
               f"(other work on the machine counts as part of 'alone'); {args.steps} timed steps per row, "
               f"64 px, batch 16; competitor: {args.competitor}")
