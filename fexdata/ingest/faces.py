@@ -2,7 +2,8 @@
 
 Backends: dlib's HOG frontal detector (default; ~15 ms on a 512x512 frame here) or its mmod CNN
 (`cnn`, ~1.5 s per 512x512 frame on this CPU: use it for hard stills, not long clips), and dlib's 68-point
-shape predictor (iBUG 300-W scheme; ~0.5-1.7 ms per face here, with the machine quiet or busy). The 68-point model was trained on 300-W, whose
+shape predictor (iBUG 300-W scheme; 0.5 ms per face on a quiet machine, 1.5-2.5 ms when other processes
+share the cores: it reads ~4 MB of its model per face). The 68-point model was trained on 300-W, whose
 licence excludes commercial use. face-alignment's FAN can replace the shape predictor when its weights
 file is already on disk (`FanLandmarker`); nothing here ever downloads.
 

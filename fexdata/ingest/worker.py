@@ -2,9 +2,9 @@
 
 A worker process builds one `UnitProcessor` (dlib models load once) and runs units through it. Within a
 unit, every input that fails becomes a reject row and the rest go on. Crops are encoded
-(`fexdata.ingest.png`, ~3x cheaper than OpenCV's writer) and written by a small thread pool (the encoder
-releases the GIL) while the next frames are tracked. Order of writes:
-crops, then the rejects part, then the records part, each atomically; the records part is the unit's
+(`fexdata.ingest.png`, ~3x cheaper than OpenCV's writer) and written by a small thread pool while the
+next frames are tracked. Order of writes: crops, then the rejects part, then the records part, each
+atomically; the records part is the unit's
 "done" marker, so a unit killed half-way is simply redone (same names, same bytes) on the next run.
 """
 from __future__ import annotations
