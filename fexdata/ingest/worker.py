@@ -4,8 +4,8 @@ A worker process builds one `UnitProcessor` (dlib models load once) and runs uni
 unit, every input that fails becomes a reject row and the rest go on. Crops are encoded
 (`fexdata.ingest.png`, ~3x cheaper than OpenCV's writer) and written by a small thread pool while the
 next frames are tracked. Order of writes: crops, then the rejects part, then the records part, each
-atomically; the records part is the unit's
-"done" marker, so a unit killed half-way is simply redone (same names, same bytes) on the next run.
+atomically; the records part is the unit's "done" marker, so a unit killed half-way is simply redone
+(same names, same bytes) on the next run.
 """
 from __future__ import annotations
 
