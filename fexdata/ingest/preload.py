@@ -6,6 +6,9 @@ fork server starts with both, and the model's 95 MB are shared between them. Not
 thread pool (OpenCV's would be inherited half-dead by the forked workers).
 """
 from fexdata.ingest import worker  # noqa: F401  (imports everything a worker runs)
-from fexdata.ingest.faces import shape_predictor
+from fexdata.ingest.faces import FaceError, shape_predictor
 
-shape_predictor("shape_predictor_68_face_landmarks.dat")
+try:
+    shape_predictor("shape_predictor_68_face_landmarks.dat")
+except FaceError:
+    pass  # a missing model: each worker then stops with the reason itself, where the run reports it
