@@ -33,6 +33,7 @@ from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.padding import format_pad_summary, pad_summary
 from fexdata.paths import atomic_write_text
+from fexdata.threads import ingest_plan
 from fexdata.ingest.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
@@ -122,7 +123,8 @@ def _scan(source: Source):
 
 def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: int | None,
                progress: bool) -> list[UnitResult]:
-    workers = max(1, min(workers or _cpu_count(), len(pending) or 1))
+    plan = ingest_plan(workers, len(pending))  # workers x their threads within the cores
+    workers = plan.workers
     total_items = sum(len(u.items) for u in pending)
     bar = tqdm(total=total_items, unit="item", desc="ingest", disable=not progress or not pending,
                dynamic_ncols=True)
@@ -139,7 +141,7 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         if not pending:
             pass
         elif workers == 1:
-            processor = UnitProcessor(out, options)
+            processor = UnitProcessor(out, options, plan.writer_threads)
             try:
                 for unit in pending:
                     advance(processor.run(unit))
@@ -148,13 +150,16 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         else:
             # Not plain fork: a caller that already used OpenCV (fex demo renders its clips first) has
             # a thread pool a forked child inherits half-dead, and the child hangs on its first cv2
-            # call. forkserver starts workers from a clean process; each loads the models once.
+            # call. forkserver starts workers from a clean process, which imports fex and loads the
+            # models once before it forks them (fexdata.ingest.preload).
             # Workers end themselves when this process is gone (see init_worker), and the fork server
             # then exits, so a killed run leaves no worker writing, nor holding the OUT lock.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["__main__", "fexdata.ingest.preload"])
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                     initargs=(str(out), options, os.getpid())) as pool:
+                                     initargs=(str(out), options, os.getpid(), plan.writer_threads)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]
                 for fut in as_completed(futures):
                     advance(fut.result())
@@ -316,10 +321,3 @@ def _remove_orphan_crops(out: Path) -> None:
                 os.unlink(os.path.join(dirpath, name))
         if not os.listdir(dirpath) and Path(dirpath) != crops:
             os.rmdir(dirpath)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
