@@ -32,8 +32,9 @@ _LOADS = 0
 
 
 def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], address: str | None,
-              workers: int, advance: Callable[[UnitResult], None]) -> None:
-    """Run `pending` as Ray tasks, calling `advance` with each result as its task completes.
+              workers: int, advance: Callable[[UnitResult], None]) -> dict:
+    """Run `pending` as Ray tasks, calling `advance` with each result as its task completes; returns
+    the cluster's CPUs (workers), how many worker processes ran tasks and how often they loaded models.
 
     `address`: a cluster to join (`auto`, `HOST:PORT`, `ray://HOST:PORT`; default $RAY_ADDRESS), else a
     local Ray with `workers` CPUs is started for the run and stopped after it. A Ray already initialised
@@ -42,13 +43,17 @@ def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], addres
     ray = import_ray()
     started = _connect(ray, address, workers)
     try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        loads: dict[int, int] = {}  # worker pid -> model loads in it
         task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_run_unit_task)
         remaining = [task.remote(str(out), options, unit) for unit in pending]
         try:
             while remaining:
                 done, remaining = ray.wait(remaining, num_returns=min(len(remaining), 64), timeout=1.0)
                 for ref in done:
-                    advance(_result(ray, ref)[0])
+                    result, pid, loaded = _result(ray, ref)
+                    loads[pid] = max(loads.get(pid, 0), loaded)
+                    advance(result)
         except BaseException:  # Ctrl-C, or a unit that failed for good: stop the others
             for ref in remaining:
                 ray.cancel(ref, force=True)
@@ -56,6 +61,15 @@ def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], addres
     finally:
         if started:
             ray.shutdown()
+    return {"workers": cpus, "worker_processes": len(loads), "model_loads": sum(loads.values())}
+
+
+def preflight(address: str | None) -> None:
+    """Fail before any work when Ray is missing or nothing answers at the cluster's address."""
+    ray = import_ray()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and not ray.is_initialized():
+        _check_reachable(address)
 
 
 def _run_unit_task(out: str, options: IngestOptions, unit: Unit) -> tuple[UnitResult, int, int]:
@@ -101,7 +115,6 @@ def _connect(ray, address: str | None, workers: int) -> bool:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="WARNING",
                  object_store_memory=LOCAL_OBJECT_STORE)
         return True
-    _check_reachable(ray, address)
     try:
         ray.init(address=address, logging_level="WARNING")
     except ConnectionError as exc:
@@ -114,7 +127,7 @@ _ADDRESS_HINT = ("start one with `ray start --head` (and `ray start --address HE
                  "pass the address `ray status` shows, or leave --ray-address out to start a local Ray")
 
 
-def _check_reachable(ray, address: str) -> None:
+def _check_reachable(address: str) -> None:
     """Fail in seconds, with a reason, when nothing listens at the cluster's address."""
     if address == "auto":
         try:

@@ -21,7 +21,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -67,6 +67,7 @@ class RunInfo:
     frames: int
     no_face_frames: int  # video/sequence frames skipped for want of a face (not rejects)
     tracker: dict[str, int]
+    executor: dict = field(default_factory=dict)  # what ran the units (fexdata.ingest.run._run_units)
 
 
 def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOptions = IngestOptions(),
@@ -88,7 +89,7 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
     if executor == "ray":
         from fexdata.ingest import ray_executor
 
-        ray_executor.import_ray()  # fail before the scan when Ray is missing
+        ray_executor.preflight(ray_address)  # Ray missing, or no cluster there: say so before the scan
     if overwrite and not shard.whole:
         raise IngestError("--overwrite cannot be used with --shard: it would delete what the other shards write",
                           hint="empty OUT once (rm -r OUT, or one `fex ingest ... --overwrite` without --shard), "
@@ -115,7 +116,7 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         pending.sort(key=lambda u: (u.kind == "image", -len(u.items)))
 
         started = time.perf_counter()
-        results = _run_units(out, options, pending, workers, progress, executor, ray_address)
+        results, executor_info = _run_units(out, options, pending, workers, progress, executor, ray_address)
         seconds = time.perf_counter() - started
         alone = lock.alone()
         if alone:  # no other shard is writing: tidy the whole folder
@@ -125,7 +126,8 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         for r in results:
             tracker.update(r.tracker)
         run = RunInfo(len(mine), len(mine) - len(pending), len(results), seconds,
-                      sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker))
+                      sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker),
+                      executor_info)
         summary = summarize(out, run)
         if not shard.whole:
             summary["run"]["shard"] = str(shard)
@@ -148,8 +150,11 @@ def _scan(source: Source):
 
 
 def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: int | None,
-               progress: bool, executor: str = "local", ray_address: str | None = None) -> list[UnitResult]:
+               progress: bool, executor: str = "local", ray_address: str | None = None
+               ) -> tuple[list[UnitResult], dict]:
+    """Each pending unit's result, and what ran them (executor, workers; for Ray its worker processes)."""
     workers = max(1, min(workers or _cpu_count(), len(pending) or 1))
+    info: dict = {"name": executor, "workers": workers}
     total_items = sum(len(u.items) for u in pending)
     bar = tqdm(total=total_items, unit="item", desc="ingest", disable=not progress or not pending,
                dynamic_ncols=True)
@@ -168,7 +173,7 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         elif executor == "ray":
             from fexdata.ingest import ray_executor
 
-            ray_executor.run_units(out, options, pending, ray_address, workers, advance)
+            info.update(ray_executor.run_units(out, options, pending, ray_address, workers, advance))
         elif workers == 1:
             processor = UnitProcessor(out, options)
             try:
@@ -191,7 +196,7 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
                     advance(fut.result())
     finally:
         bar.close()
-    return results
+    return results, info
 
 
 def summarize(out: Path, run: RunInfo | None = None) -> dict:
@@ -220,7 +225,7 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
                           "frames_processed": run.frames, "frames_without_face": run.no_face_frames,
                           "frames_per_second": round(run.frames / run.seconds, 1) if run.seconds > 0 else None,
-                          "tracker": run.tracker}
+                          "tracker": run.tracker, "executor": run.executor}
     return summary
 
 
