@@ -163,7 +163,7 @@ def write_scan_rejects(out: Path, plan: Plan) -> str | None:
         return None
     name = R.part_name("scan-" + R.stable_hash(json.dumps(rows, sort_keys=True)))
     if not (out / R.REJECTS_DIR / name).exists():
-        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECT_SCHEMA)
+        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECTS)
     return name
 
 

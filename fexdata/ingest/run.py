@@ -46,12 +46,9 @@ def resolve_sources(srcs: Sequence[str | os.PathLike], layout: str = "auto",
     for src in srcs:
         path = Path(src)
         if not path.exists():
-            raise IngestError(f"{src}: no such file or folder")
-        try:
-            name = sources.detect_layout(path) if layout == "auto" else layout
-            sources.get(name)
-        except ValueError as exc:
-            raise IngestError(str(exc)) from None
+            raise IngestError(f"{src}: no such file or folder", hint="check the path")
+        name = sources.detect_layout(path) if layout == "auto" else layout
+        sources.get(name)
         if layout == "auto":
             log(f"{src}: detected layout '{name}'")
         out.append(Source(sources.item_root(path).resolve(), str(src), name))
@@ -104,10 +101,8 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         if shard.whole:
             outdir.remove_status_temp_files(out)
 
-        try:
-            plan = make_plan(((s, scan(s)) for s in sources), options)
-        except ValueError as exc:  # a source that cannot be listed at all (e.g. a CSV without its columns)
-            raise IngestError(str(exc)) from None
+        # a source that cannot be listed at all (e.g. a CSV without its columns) raises LayoutError
+        plan = make_plan(((s, scan(s)) for s in sources), options)
         scan_part = outdir.write_scan_rejects(out, plan)
         done = outdir.done_parts(out)
         mine = [u for u in plan.units if shard.owns(u)]
