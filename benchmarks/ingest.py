@@ -11,6 +11,14 @@ Model loading (~0.7 s) is part of the timed run, so very short clips read lower:
              scratch at full resolution with HOG upsample 1, landmarks, FFHQ alignment, 256 px PNG written.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 20] [--workers N]
+
+With --executors, instead: `--executor ray` against the local process pool (the baseline), on `--clips`
+copies of one studio-length clip (35 s by default; one unit each), same workers/CPUs, in alternating
+rounds. Two Ray rows: a Ray already running (as on a cluster: steady-state task overhead) and a local Ray
+started for the run (`fex ingest --executor ray` on one machine: Ray's start-up included). Then the
+per-core rate projected onto the studio corpus (162K frames) and 10x and 100x it on N 16-core machines.
+
+    .venv/bin/python benchmarks/ingest.py --executors [--seconds 35] [--clips 2] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -69,6 +77,75 @@ def fex(root: Path, out: Path, workers: int | None) -> tuple[int, float, dict]:
     return summary["frames"], time.perf_counter() - started, summary
 
 
+def fex_timed(root: Path, out: Path, workers: int, executor: str) -> tuple[int, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    summary = ingest([Source(root.resolve(), str(root), "studio")], out, IngestOptions(sizes=(256,)),
+                     workers=workers, progress=False, log=lambda _: None, executor=executor)
+    return summary["frames"], time.perf_counter() - started
+
+
+def compare_executors(work: Path, seconds: float, clips: int, workers: int, rounds: int) -> None:
+    import statistics
+
+    import ray
+
+    root = work / "studio"
+    t0 = time.perf_counter()
+    clip = make_clip(work / "clip.mp4", seconds)
+    for k in range(clips):  # identical bytes, distinct items: every unit costs the same
+        dest = root / f"char{k // 7}" / f"{('anger', 'disgust', 'fear', 'joy', 'neutral', 'sadness', 'surprise')[k % 7]}.mp4"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip, dest)
+    print(f"input: {clips} x {seconds:g} s clips, 512x512, 60 fps (generated in {time.perf_counter() - t0:.1f} s); "
+          f"{workers} workers / Ray CPUs; machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+
+    local, warm = [], []
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="WARNING",
+             object_store_memory=128 << 20)
+    ray_start = time.perf_counter() - t0
+    try:
+        for r in range(rounds):  # alternate, so drifting load from other work hits both alike
+            n, t = fex_timed(root, work / "out-local", workers, "local")
+            local.append(n / t)
+            n, t = fex_timed(root, work / "out-ray", workers, "ray")
+            warm.append(n / t)
+            print(f"round {r + 1}: local pool {local[-1]:.1f} frames/s, ray (running) {warm[-1]:.1f} frames/s "
+                  f"({n} frames each)")
+    finally:
+        ray.shutdown()
+    n, t = fex_timed(root, work / "out-ray-cold", workers, "ray")
+    cold = n / t
+    base, steady = statistics.median(local), statistics.median(warm)
+    print(f"local pool ({workers} processes), baseline:      {base:7.1f} frames/s (median of {rounds})")
+    print(f"ray, Ray already running ({workers} CPUs):        {steady:7.1f} frames/s  ratio {steady / base:.3f} "
+          f"(overhead {100 * (1 - steady / base):+.1f}%; target < 15%)")
+    print(f"ray, local Ray started for the run:       {cold:7.1f} frames/s  ratio {cold / base:.3f} "
+          f"(Ray start-up {ray_start:.1f} s of {t:.1f} s)")
+
+    project(steady / workers)
+
+
+def project(per_worker: float, cores: int = 16) -> None:
+    """Wall time of the studio corpus (70 clips, 162K frames) and 10x and 100x it on N machines of `cores`
+    cores, one worker per core: a unit is one clip, so units run in waves of N x cores, and more machines
+    than clips buy nothing."""
+    import math
+
+    frames_per_clip = 162_000 / 70
+    print(f"\nprojection at {per_worker:.1f} frames/s per worker (one per core), {frames_per_clip:.0f}-frame clips:")
+    machines = (1, 4, 16, 64)
+    print("  frames       clips  " + "  ".join(f"{m:>3} x {cores} cores" for m in machines))
+    for scale in (1, 10, 100):
+        units = 70 * scale
+        cells = []
+        for m in machines:
+            seconds = math.ceil(units / (m * cores)) * frames_per_clip / per_worker
+            cells.append(f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min")
+        print(f"  {162_000 * scale:>10,}  {units:>6}  " + "  ".join(f"{c:>14}" for c in cells))
+
+
 def cpu_seconds() -> float:
     """CPU time of this process (all threads) and its finished children (ffmpeg, pool workers):
     unlike wall time, it does not depend on what else the machine is running."""
@@ -81,10 +158,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="clip length (60 fps)")
     ap.add_argument("--workers", type=int, default=None, help="fex workers (default: all cores)")
     ap.add_argument("--naive-frames", type=int, default=None, help="time the baseline on the first N frames only")
+    ap.add_argument("--executors", action="store_true", help="compare --executor ray with the local pool instead")
+    ap.add_argument("--clips", type=int, default=2, help="--executors: clips (units of work)")
+    ap.add_argument("--rounds", type=int, default=2, help="--executors: alternating local/ray rounds")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fex-bench-ingest-"))
     try:
+        if args.executors:
+            workers = args.workers or len(os.sched_getaffinity(0))
+            compare_executors(work, args.seconds if "--seconds" in sys.argv else 35.0, args.clips, workers, args.rounds)
+            return
         root = work / "studio"
         t0 = time.perf_counter()
         clip = make_clip(root / "cleo" / "surprise.mp4", args.seconds)
