@@ -136,7 +136,7 @@ class CopyGenerator(torch.nn.Module):
 
 def test_known_answers_with_a_generator_that_copies_its_source(trained, tmp_path, monkeypatch):
     import fextrain.evaluate.run as run_module
-    from fextrain.checkpoint import load_run
+    from fextrain.models import load_run
 
     manifest, run = trained
     cfg, _, disc, step = load_run(run)

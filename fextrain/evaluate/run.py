@@ -24,7 +24,8 @@ from tqdm import tqdm
 from fexdata.dataset import FaceDataset
 from fexdata.manifest import read_manifest
 from fexdata.paths import atomic_write_text
-from fextrain.checkpoint import CHECKPOINT, GENERATOR, load_run
+from fextrain.checkpoint import CHECKPOINT, GENERATOR
+from fextrain.models import load_run
 from fextrain.evaluate import discriminator_table, paper_figures
 from fextrain.evaluate.figures import as_uint8_images
 from fextrain.evaluate.frechet import InceptionFeatures, frechet_entry
