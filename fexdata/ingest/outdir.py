@@ -50,15 +50,15 @@ class OutLock:
                                   hint="wait for it to finish, or use another --out")
             return self
         deadline = time.monotonic() + LOCK_WAIT_S
+        if not self._try(fcntl.LOCK_SH):
+            self.log(f"waiting for the fex ingest that holds {self.path.parent} alone "
+                     "(a whole run, or a shard tidying up)")
         while not self._try(fcntl.LOCK_SH):
             if time.monotonic() > deadline:
                 self.fh.close()
                 raise IngestError(f"an unsharded fex ingest is writing to {self.path.parent}",
                                   hint="shards cannot run beside a whole run of the same OUT: wait for it, "
                                        "or give the shards another --out")
-            if deadline - time.monotonic() > LOCK_WAIT_S - 0.6:
-                self.log(f"waiting for the fex ingest that holds {self.path.parent} alone "
-                         "(a whole run, or a shard tidying up)")
             time.sleep(0.5)
         return self
 

@@ -49,7 +49,7 @@ def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], addres
         remaining = [task.remote(str(out), options, unit) for unit in pending]
         try:
             while remaining:
-                done, remaining = ray.wait(remaining, num_returns=min(len(remaining), 64), timeout=1.0)
+                done, remaining = ray.wait(remaining, num_returns=min(len(remaining), 64), timeout=0.1)
                 for ref in done:
                     result, pid, loaded = _result(ray, ref)
                     loads[pid] = max(loads.get(pid, 0), loaded)
