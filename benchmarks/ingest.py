@@ -14,8 +14,9 @@ Model loading (~0.7 s) is part of the timed run, so very short clips read lower:
 
 With --executors, instead: `--executor ray` against the local process pool (the baseline), on `--clips`
 copies of one studio-length clip (35 s by default; one unit each), same workers/CPUs, in alternating
-rounds. Two Ray rows: a Ray already running (as on a cluster: steady-state task overhead) and a local Ray
-started for the run (`fex ingest --executor ray` on one machine: Ray's start-up included). Then the
+rounds. Two Ray rows: a Ray already running (as on a cluster: steady-state task overhead; its workers at
+`--ray-niceness`, 0 by default like the pool's, Ray's own default being 15) and a local Ray started for the
+run (`fex ingest --executor ray` on one machine: Ray's start-up included). Then the
 per-core rate projected onto the studio corpus (162K frames) and 10x and 100x it on N 16-core machines.
 
     .venv/bin/python benchmarks/ingest.py --executors [--seconds 35] [--clips 2] [--rounds 2]
@@ -85,7 +86,7 @@ def fex_timed(root: Path, out: Path, workers: int, executor: str) -> tuple[int, 
     return summary["frames"], time.perf_counter() - started
 
 
-def compare_executors(work: Path, seconds: float, clips: int, workers: int, rounds: int) -> None:
+def compare_executors(work: Path, seconds: float, clips: int, workers: int, rounds: int, niceness: int) -> None:
     import statistics
 
     import ray
@@ -98,12 +99,13 @@ def compare_executors(work: Path, seconds: float, clips: int, workers: int, roun
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip, dest)
     print(f"input: {clips} x {seconds:g} s clips, 512x512, 60 fps (generated in {time.perf_counter() - t0:.1f} s); "
-          f"{workers} workers / Ray CPUs; machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"{workers} workers / Ray CPUs, running Ray's workers at nice {niceness}; machine: {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
     local, warm = [], []
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="WARNING",
-             object_store_memory=128 << 20)
+             object_store_memory=128 << 20, _system_config={"worker_niceness": niceness})
     ray_start = time.perf_counter() - t0
     try:
         for r in range(rounds):  # alternate, so drifting load from other work hits both alike
@@ -161,13 +163,16 @@ def main() -> None:
     ap.add_argument("--executors", action="store_true", help="compare --executor ray with the local pool instead")
     ap.add_argument("--clips", type=int, default=2, help="--executors: clips (units of work)")
     ap.add_argument("--rounds", type=int, default=2, help="--executors: alternating local/ray rounds")
+    ap.add_argument("--ray-niceness", type=int, default=0,
+                    help="--executors: nice level of the running Ray's workers (Ray's own default is 15)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fex-bench-ingest-"))
     try:
         if args.executors:
             workers = args.workers or len(os.sched_getaffinity(0))
-            compare_executors(work, args.seconds if "--seconds" in sys.argv else 35.0, args.clips, workers, args.rounds)
+            compare_executors(work, args.seconds if "--seconds" in sys.argv else 35.0, args.clips, workers, args.rounds,
+                              args.ray_niceness)
             return
         root = work / "studio"
         t0 = time.perf_counter()

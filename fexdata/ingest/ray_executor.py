@@ -25,6 +25,9 @@ from fexdata.ingest.worker import UnitProcessor, UnitResult
 RETRIES = 3              # runs of a unit after its worker died, before the run gives up on it
 CONNECT_TIMEOUT_S = 5.0  # Ray's own connect to a dead address hangs for minutes: we knock first
 LOCAL_OBJECT_STORE = 128 << 20  # results are a few hundred bytes: a local Ray needs no large store
+# Ray starts its workers at nice 15; a local Ray started for one ingest runs them at normal priority, like the
+# local pool's workers (at nice 15, other work on the machine took up to half their CPU in our benchmark).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 # Per Ray worker process: the processor for (OUT, options), and how many times models were loaded.
 _PROCESSOR: tuple[tuple[str, IngestOptions], UnitProcessor] | None = None
@@ -113,7 +116,8 @@ def _connect(ray, address: str | None, workers: int) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="WARNING",
-                 object_store_memory=LOCAL_OBJECT_STORE)
+                 object_store_memory=LOCAL_OBJECT_STORE,
+                 _system_config={} if "RAY_worker_niceness" in os.environ else LOCAL_SYSTEM_CONFIG)
         return True
     try:
         ray.init(address=address, logging_level="WARNING")
