@@ -68,6 +68,31 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_temp_files(folder: str | os.PathLike) -> None:
+    """Delete the temp files of writes a killed run never finished (atomic_path's `.<name>.*.tmp`)."""
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.unlink(os.path.join(dirpath, name))
+
+
+@contextmanager
+def locked(lock_file: str | os.PathLike, busy: FexError) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (released by the OS if the process dies); raise `busy` if
+    another process holds it, so two runs never write into the same folder."""
+    import fcntl
+
+    fh = open(lock_file, "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        fh.close()  # closing the file releases the lock
+
+
 def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)

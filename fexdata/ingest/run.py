@@ -14,7 +14,6 @@ never interrupted.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import multiprocessing
 import os
@@ -31,7 +30,7 @@ from fexdata.errors import IngestError
 from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
-from fexdata.paths import atomic_write_text
+from fexdata.paths import atomic_write_text, locked, remove_temp_files
 from fexdata.ingest.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
@@ -83,11 +82,11 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
     scan = scan or _scan
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with locked(out / LOCK_NAME, IngestError(f"another fex ingest is writing to {out}")):
         fingerprint = _fingerprint(sources, options)
         _check_same_job(out, fingerprint, overwrite)
         atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
-        _remove_temp_files(out)
+        remove_temp_files(out)
 
         try:
             plan = make_plan(((s, scan(s)) for s in sources), options)
@@ -220,25 +219,6 @@ def format_summary(summary: dict) -> str:
 
 # -- bookkeeping -------------------------------------------------------------------------------------------
 
-class _locked:
-    """Exclusive lock on OUT so two runs never write the same parts (released by the OS if killed)."""
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / LOCK_NAME
-
-    def __enter__(self) -> None:
-        self.fh = open(self.path, "a")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise IngestError(f"another fex ingest is writing to {self.path.parent}") from None
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-
-
 def _fingerprint(sources: Sequence[Source], options: IngestOptions) -> dict:
     fp = {"format": FORMAT_VERSION,
           "sources": [{"root": str(s.root), "given": s.given, "layout": s.layout} for s in sources],
@@ -268,14 +248,6 @@ def _check_same_job(out: Path, fingerprint: dict, overwrite: bool) -> None:
 
     for name in (R.RECORDS_DIR, R.REJECTS_DIR, R.CROPS_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
-
-
-def _remove_temp_files(out: Path) -> None:
-    """Delete the temp files of writes a killed run never finished (fexdata.paths.atomic_path names)."""
-    for dirpath, _, files in os.walk(out):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                os.unlink(os.path.join(dirpath, name))
 
 
 def _write_scan_rejects(out: Path, plan: Plan) -> str | None:

@@ -19,6 +19,7 @@ import pandas as pd
 from fexdata import __version__
 from fexdata.affects import KNOWN_AFFECTS, parse_affects
 from fexdata.errors import ManifestError
+from fexdata.ingest.recipe import ingest_recipe, merge_recipes
 from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
 from fexdata.manifest.checks import CheckResult, check_manifest, codes
 from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
@@ -247,7 +248,8 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
               "transform": rec.arrays["transform"][rows]}
     df["_row"] = np.arange(len(df))
 
-    meta = {"crop_size": crop_size, "split": {"mode": split, "fractions": list(fr), "seed": seed,
+    meta = {"crop_size": crop_size, "recipe": merge_recipes([ingest_recipe(d) for d in ingest_dirs], crop_size),
+            "split": {"mode": split, "fractions": list(fr), "seed": seed,
                                               "blocks": blocks if split == "frame" else None,
                                               "guard": options["guard"]},
             "folds": folds, "balance": {"mode": balance, "cap": used_cap}, "options": options,
