@@ -51,10 +51,11 @@ def match_colour(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) ->
     total = float(w.sum())
     if total < 1.0:
         return generated
-    gen = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB).astype(np.float32)
-    src = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    gen = cv2.cvtColor(generated.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    src = cv2.cvtColor(source.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     shift = (src * w).sum((0, 1)) / total - (gen * w).sum((0, 1)) / total
-    return cv2.cvtColor(np.clip(gen + shift, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    rgb = cv2.cvtColor(gen + shift, cv2.COLOR_LAB2RGB)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.ndarray

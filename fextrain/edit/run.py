@@ -187,7 +187,7 @@ def _check_same_job(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> 
     if not diffs:
         return
     if not overwrite:
-        raise EditError(f"{out} holds edits made with a different {', '.join(diffs)}",
+        raise EditError(f"{out} holds edits made with other {', '.join(diffs)}",
                         hint="use another --out, or --overwrite to replace them")
     _clear(out)
 
