@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # environment that created the venv) is kept, because the venv sees system site-packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Re-render the column tables in docs/ from the schemas (fexdata.schema); tests fail while they differ.
+docs: setup
+	$(PY) -c "import sys; from fexdata.schema import main; sys.exit(main(['--write']))"
 
 bench: setup
 	$(PY) benchmarks/ingest.py

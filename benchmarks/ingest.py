@@ -29,8 +29,7 @@ import cv2  # noqa: E402
 
 from fexdata.ingest.align import crop, ffhq_alignment  # noqa: E402
 from fexdata.ingest.faces import DlibLandmarker, Detector  # noqa: E402
-from fexdata.ingest import ingest  # noqa: E402
-from fexdata.ingest.plan import IngestOptions, Source  # noqa: E402
+from fexdata.ingest import IngestOptions, Source, ingest  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
 from fexdata.ingest.video import iter_frames  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Training throughput of FExGAN-Meta: img/s at 128 and 256, fp32 vs bf16, and the data-wait fraction.
 
-Runs the real training step (`fextrain.train._Run.step`: pair sampling, on-device gather and
-augmentation, one D and one G update) on a small synthetic manifest built from the bundled sample faces.
+Runs the real training step (`fextrain.train.Session`: pair sampling, on-device gather and
+augmentation, then the model's `train_step`: one D and one G update) on a small synthetic manifest built from the bundled sample faces.
 
 Baselines, all measured in the same run:
 * fp32 at 128x128 (the paper's configuration) -- every other row is printed as a ratio to it;
@@ -31,7 +31,7 @@ from fexdata.manifest import write_manifest
 from fexdata.sample import sample_face
 from fextrain import distributed as dd
 from fextrain.config import TrainConfig
-from fextrain.train import _Run
+from fextrain.train import Session
 
 PAPER_IMG_PER_S = 100_000 * 32 / (14 * 24 * 3600)  # ~2.6 img/s on a GTX 1070 (FExGAN-Meta paper)
 
@@ -61,28 +61,31 @@ def measure(manifest: Path, out: Path, size: int, batch: int, amp: str, device: 
             compile_: bool) -> dict[str, float]:
     cfg = TrainConfig(manifest=str(manifest), out=str(out), size=size, batch=batch, steps=10**9, device=device,
                       amp=amp, compile=compile_, cache_dir=str(out.parent / "cache"))
-    run = _Run(cfg, False, False, lambda _m: None, None, dd.DistInfo())
+    run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
     run.setup()
-    dev = run.device
+    dev = run.rt.device
+
+    def step(i: int) -> None:
+        run.model.train_step(run.data.next(), run.context(i))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for i in range(warmup):
-        run.step(i + 1)
+        step(i + 1)
     _sync(dev)
     t0 = time.perf_counter()
     for i in range(steps):
-        run.step(warmup + i + 1)
+        step(warmup + i + 1)
     _sync(dev)
     step_s = (time.perf_counter() - t0) / steps
     # The data stage alone, synchronised, over the same number of batches.
     t0 = time.perf_counter()
     for _ in range(steps):
-        run.next_batch()
+        run.data.next()
     _sync(dev)
     data_s = (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
     return {"img_per_s": batch / step_s, "step_ms": step_s * 1e3, "data_frac": data_s / step_s, "peak_gib": peak,
-            "where": run.store.where, "device": str(dev), "amp": "bf16" if run.amp else "fp32"}
+            "where": run.data.store.where, "device": str(dev), "amp": "bf16" if run.rt.amp else "fp32"}
 
 
 def main() -> None:

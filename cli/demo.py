@@ -48,6 +48,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     fex demo --device cuda --steps 5000 --size 128 --full
     """
     from cli.main import main as fex
+    from fexdata.errors import FexError
     from fexdata.paths import atomic_write_text
     from fexdata.sample import write_studio_tree
 
@@ -60,15 +61,17 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
 
     def stage(title: str, args: list[str]) -> None:
         click.secho(f"\n== {title}: fex {' '.join(args)}", bold=True)
-        fex.main(args, standalone_mode=False, prog_name="fex")
+        status = fex.main(args, standalone_mode=False, prog_name="fex")
+        if status:  # the stage already printed its `error:` and hint (cli.main): stop with its status
+            ctx.exit(status)
 
     # Every stage resumes, so an OUT made with other data or model settings would mix two demos: refuse
     # it. More --steps is fine: training resumes up to the new total.
     settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full}
     settings_file = root / "demo.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
-        raise click.ClickException(f"{root} holds a demo made with other settings ({settings_file}); "
-                                   "use another --out or delete it")
+        raise FexError(f"{root} holds a demo made with other settings ({settings_file})",
+                       hint=f"use another --out, or delete {root}")
     if not settings_file.exists():
         click.secho(f"== writing {characters} sample characters x 7 affects ({seconds:g} s clips at {fps:g} fps) "
                     f"to {captures}", bold=True)

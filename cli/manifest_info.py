@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from fexdata.manifest import read_manifest
-from fexdata.manifest.checks import check_manifest
+from fexdata.manifest import check_manifest, read_manifest
 
 _COLUMNS = ["image", "identity", "identity_index", "affect", "affect_index", "split", "fold", "block",
             "source", "item", "ingest", "frame", "time", "crop_size", "weight"]

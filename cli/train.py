@@ -1,4 +1,4 @@
-"""`fex train`: train an expression GAN (FExGAN-Meta) on a manifest into a run directory."""
+"""`fex train`: train a registered expression GAN (fextrain.models.MODELS) on a manifest into a run directory."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +7,18 @@ import click
 from click.core import ParameterSource
 
 from fextrain.config import TrainConfig
+from fextrain.models import MODELS
 
 _DEFAULTS = TrainConfig()
+
+
+def _paper(key: str) -> str:
+    """'fexgan 32, stargan 16': each model's paper value of a setting left unset."""
+    return ", ".join(f"{name} {getattr(cls.defaults, key):g}" for name, cls in sorted(MODELS.items()))
+
+
+def _models_help() -> str:
+    return "\n".join(f"  {name:<10} {cls.summary}" for name, cls in sorted(MODELS.items()))
 # CLI option -> config key, for the options that map one to one.
 _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed", "compile",
             "ckpt_every", "sample_every", "log_every", "amp")
@@ -17,15 +27,17 @@ _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest Parquet file (from `fex build-manifest`).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write (or resume).")
-@click.option("--model", default=_DEFAULTS.model, show_default=True, help="Architecture (see fextrain.models.MODELS).")
+@click.option("--model", type=click.Choice(sorted(MODELS)), default=_DEFAULTS.model, show_default=True,
+              help="Registered model to train (listed below).")
 @click.option("--size", type=click.Choice(["64", "128", "256"]), default=str(_DEFAULTS.size), show_default=True,
               help="Training resolution; 128 is the paper's, 64 is for quick CPU runs.")
-@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True,
-              help="The run's TOTAL steps: --resume --steps 300 on a run at 200 trains 100 more.")
-@click.option("--batch", type=click.IntRange(2), default=_DEFAULTS.batch, show_default=True,
-              help="Images per step (per GPU under torchrun).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True,
-              help="Adam learning rate of both networks.")
+@click.option("--steps", type=click.IntRange(1),
+              help=f"The run's TOTAL iterations (default: the model's paper, {_paper('steps')}); "
+                   "--resume --steps 300 on a run at 200 trains 100 more.")
+@click.option("--batch", type=click.IntRange(2),
+              help=f"Images per step, per GPU under torchrun (default: {_paper('batch')}).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True),
+              help=f"Adam learning rate of every network (default: {_paper('lr')}).")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default=_DEFAULTS.amp, show_default=True,
               help="Mixed precision: auto = bf16 autocast on GPUs that support it.")
@@ -47,34 +59,39 @@ _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed
 @click.pass_context
 def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str, ...], resume: bool,
           progress: bool, **options: Any) -> None:
-    """Train FExGAN-Meta on the train split of a manifest.
+    """Train an expression-editing GAN on the train split of a manifest.
 
     \b
     fex train --manifest data/manifest.parquet --out runs/fexgan
+    fex train --model stargan --manifest data/manifest.parquet --out runs/stargan
     fex train --out runs/fexgan --resume --steps 200000     # continue to 200K steps
     torchrun --nproc_per_node 4 -m cli.main train --manifest M --out RUN   # 4 GPUs
 
     Writes RUN/config.json, RUN/checkpoints/last.pt, RUN/generator.safetensors, RUN/samples/*.png,
     RUN/metrics.jsonl and TensorBoard logs in RUN/tb. Ctrl-C stops after the current step and saves.
+    Each model's paper settings are its defaults; docs/models.md describes them.
+
+    \b
+    Models (--model):
+    MODELS_HELP
     """
-    from fexdata.manifest import ManifestError
-    from fexdata.packed_cache import CacheError
-    from fextrain.checkpoint import CheckpointError
-    from fextrain.config import ConfigError, resolve
-    from fextrain.train import TrainingError, train as run_training
+    from fextrain.config import resolve
+    from fextrain.train import train as run_training
 
     explicit = {}
     for key in _OPTIONS:
         if ctx.get_parameter_source(key) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             explicit[key] = int(options[key]) if key == "size" else options[key]
-    try:
-        cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit)
-        result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
-    except (TrainingError, ManifestError, ConfigError, CheckpointError, CacheError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    # Errors a user can fix are FexErrors, reported once by cli.main.
+    cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit)
+    result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
     if result.status == "up-to-date" or not result.is_main:
         return
     m = result.metrics
-    summary = f"; L1 {m['g_l1']:.3f}, {m['img_per_s']:.0f} img/s" if m else ""
+    shown = MODELS[cfg.model].progress
+    summary = "".join(f"; {k} {m[k]:.3f}" for k in shown if k in m) + (f", {m['img_per_s']:.0f} img/s" if m else "")
     click.echo(f"{result.status}: {result.run_dir} at step {result.step}{summary}")
     click.echo(f"generator: {result.run_dir / 'generator.safetensors'}; logs: tensorboard --logdir {result.run_dir / 'tb'}")
+
+
+train.help = train.help.replace("MODELS_HELP", _models_help().lstrip())

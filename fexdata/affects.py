@@ -43,10 +43,9 @@ def canonical_affect(label: str) -> str:
     key = _key(label)
     if key in ALIASES:
         return ALIASES[key]
-    raise UnknownAffect(
-        f"unknown affect label {label!r}; known: {', '.join(KNOWN_AFFECTS)} "
-        f"(and aliases such as AN, happy, surprised)"
-    )
+    raise UnknownAffect(f"unknown affect label {label!r}; known: {', '.join(KNOWN_AFFECTS)} "
+                        f"(and aliases such as AN, happy, surprised)",
+                        hint="use a canonical name or a spelling fexdata.affects knows (docs/layouts.md)")
 
 
 def affect_index(name: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> int:

@@ -49,16 +49,15 @@ class FaceDataset(Dataset):
         df, meta = read_manifest(self.manifest_path, columns=_COLUMNS)
         if split != "all":
             if split not in SPLITS:
-                raise ManifestError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} or 'all'")
+                raise ManifestError(f"unknown split {split!r}", hint=f"use one of {', '.join(SPLITS)} or 'all'")
             df = df[df["split"] == split]
         if fold is not None:
             df = df[df["fold"] == fold]
         if exclude_fold is not None:
             df = df[df["fold"] != exclude_fold]
         if len(df) == 0:
-            raise ManifestError(f"{self.manifest_path}: split {split!r}"
-                                f"{'' if fold is None else f' fold {fold}'} is empty; "
-                                f"see `fex manifest-info {self.manifest_path}`")
+            raise ManifestError(f"{self.manifest_path}: split {split!r}{'' if fold is None else f' fold {fold}'} "
+                                f"is empty", hint=f"see `fex manifest-info {self.manifest_path}`")
         self.frame = df.reset_index(drop=True)
         self.affects: tuple[str, ...] = tuple(meta["affects"])
         self.identities: tuple[str, ...] = tuple(meta.get("identities", []))
@@ -68,7 +67,8 @@ class FaceDataset(Dataset):
         unsafe = unsafe_paths(self.frame["image"])
         if unsafe.any():  # build-manifest never writes these; a hand-edited manifest might
             raise ManifestError(f"{self.manifest_path}: image path {self.frame['image'][unsafe].iloc[0]!r} "
-                                f"leaves the manifest's folder; paths must be relative and without '..'")
+                                f"leaves the manifest's folder",
+                                hint="paths must be relative and without '..'; rebuild it with `fex build-manifest`")
         root = str(self.manifest_path.resolve().parent)
         self.paths = [os.path.join(root, p) for p in self.frame["image"].tolist()]
         self.packed = packed
@@ -135,7 +135,8 @@ class PairSampler:
         affect = np.asarray(dataset.affect_ids, np.int64)
         weights = np.asarray(getattr(dataset, "weights", np.ones(len(ident))), np.float64)
         if len(ident) == 0:
-            raise ValueError("PairSampler needs a non-empty dataset")
+            raise ManifestError("PairSampler needs a non-empty dataset",
+                                hint="check the split with `fex manifest-info`")
         n_aff = int(affect.max()) + 1
         _, ident_local = np.unique(ident, return_inverse=True)
         cell = ident_local * n_aff + affect
@@ -155,7 +156,8 @@ class PairSampler:
         self._row_pos = row_cell - self._id_start[ident_local]
         total = weights.sum()
         if not np.isfinite(total) or total <= 0 or (weights < 0).any():
-            raise ValueError("weights must be non-negative with a positive sum")
+            raise ManifestError("the manifest's weights must be non-negative with a positive sum",
+                                hint="rebuild it with `fex build-manifest`")
         self._cdf = np.cumsum(weights) / total
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -56,8 +56,8 @@ def decode_crop(path: str | os.PathLike, size: int) -> np.ndarray:
     """One crop as size x size x 3 uint8 RGB (area-averaged when shrinking, cubic when enlarging)."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise CacheError(f"cannot decode crop {path}: missing or not an image; "
-                         f"run `fex manifest-info` on the manifest to list missing files")
+        raise CacheError(f"cannot decode crop {path}: missing or not an image",
+                         hint="run `fex manifest-info` on the manifest to list missing files")
     return cv2.cvtColor(resize_crop(bgr, size), cv2.COLOR_BGR2RGB)
 
 

@@ -34,13 +34,15 @@ def relative_inside(path: str | os.PathLike, root: str | os.PathLike) -> str:
     try:
         return full.relative_to(root_r).as_posix()
     except ValueError:
-        raise UnsafePath(f"path {str(path)!r} is outside {str(root_r)!r}") from None
+        raise UnsafePath(f"path {str(path)!r} is outside {str(root_r)!r}",
+                         hint="keep data inside the folder (copy it in rather than linking out)") from None
 
 
 def resolve_inside(rel: str, root: str | os.PathLike) -> Path:
     """Absolute path of `rel` under root, refusing absolute paths and '..' escapes."""
     if os.path.isabs(rel):
-        raise UnsafePath(f"absolute path {rel!r} not allowed; paths must be relative to {str(root)!r}")
+        raise UnsafePath(f"absolute path {rel!r} not allowed",
+                         hint=f"give paths relative to {str(root)!r}")
     relative_inside(rel, root)
     return Path(root).resolve() / rel
 

@@ -52,21 +52,22 @@ def random_affines(n: int, cfg: AugmentConfig, device: torch.device | str,
     return theta
 
 
-def augment_pairs(src: torch.Tensor, tgt: torch.Tensor, cfg: AugmentConfig,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_pairs(src: torch.Tensor, tgt: torch.Tensor | None, cfg: AugmentConfig,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Apply one random transform per pair to float images [B,3,H,W] (source i and target i alike).
 
-    The random numbers are drawn even when jitter and flip are off, so turning augmentation on or off
-    does not shift the rest of the run's random stream.
+    `tgt` None (unpaired models) augments the sources alone. The random numbers are drawn even when
+    jitter and flip are off, so turning augmentation on or off does not shift the run's random stream.
     """
     theta = random_affines(src.shape[0], cfg, src.device, generator)
     if cfg.jitter <= 0 and not cfg.flip:
         return src, tgt
-    both = torch.cat([src, tgt], dim=0)
-    theta = torch.cat([theta, theta], dim=0).to(both.dtype)
+    both = src if tgt is None else torch.cat([src, tgt], dim=0)
+    theta = (theta if tgt is None else torch.cat([theta, theta], dim=0)).to(both.dtype)
     grid = F.affine_grid(theta, list(both.shape), align_corners=False)
     # Border padding: a crop never leaves the image, but bilinear taps at its edge may.
     out = F.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if src.is_contiguous(memory_format=torch.channels_last):
         out = out.contiguous(memory_format=torch.channels_last)
-    return out[: src.shape[0]], out[src.shape[0]:]
+    n = src.shape[0]
+    return out[:n], (None if tgt is None else out[n:])

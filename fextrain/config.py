@@ -8,32 +8,36 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fexdata.errors import TrainingError
 from fexdata.paths import atomic_write_text
 
 from fextrain.augment import AugmentConfig
-from fextrain.losses import LossConfig
+from fextrain.models import UnknownModel, model_class
 
 
-class ConfigError(ValueError):
+class ConfigError(TrainingError):
     """A config file or override that cannot be used; the message names the key."""
 
 
 @dataclass
 class TrainConfig:
+    """One run's settings. `steps`, `batch`, `lr` and `betas` left as None take the model's paper values
+    (`GANModel.defaults`); `arch` overrides fields of the model's Arch dataclass and `loss` is its Loss."""
+
     manifest: str = ""
     out: str = ""
     model: str = "fexgan"  # a name in fextrain.models.MODELS
-    size: int = 128  # training resolution; 64 (CPU tests), 128 (the paper), 256
-    steps: int = 100_000  # the run's TOTAL optimiser steps (the paper: 100K)
-    batch: int = 32  # per device (the paper: 32); under torchrun each rank takes this many
-    lr: float = 2e-4  # Adam, both networks (the paper)
-    betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas, which the reference code inherits
+    size: int = 128  # training resolution; 64 (CPU tests), 128 (the papers), 256
+    steps: int | None = None  # the run's TOTAL iterations (fexgan: 100K, stargan: 200K)
+    batch: int | None = None  # per device (fexgan: 32, stargan: 16); under torchrun each rank takes this many
+    lr: float | None = None  # Adam, every network (fexgan: 2e-4, stargan: 1e-4)
+    betas: tuple[float, float] | None = None  # Adam betas (both papers: 0.5, 0.999)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA when supported) | bf16 | off
@@ -45,18 +49,36 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (0: only at exit)
     log_every: int = 50  # steps between scalar logs (TensorBoard, metrics.jsonl, bar)
     num_samples: int = 8  # source faces in each sample grid
-    target_law: str = "scaled"  # how A_t(lambda) is drawn: scaled | noisy | onehot (see models.fexgan)
-    target_sigma: float = 0.25  # spread of lambda's effect
-    arch: dict[str, Any] = field(default_factory=dict)  # architecture settings (widths, latent_dim, ...)
-    loss: LossConfig = field(default_factory=LossConfig)
+    arch: dict[str, Any] = field(default_factory=dict)  # the model's architecture settings (widths, ...)
+    loss: Any = None  # the model's Loss dataclass (weights, schedules, condition laws); a dict is converted
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    affects: list[str] = field(default_factory=list)  # filled from the manifest; informational
+    affects: list[str] = field(default_factory=list)  # filled from the manifest: the affect vector order
+    identities: list[str] = field(default_factory=list)  # filled from the train split: identity id order
+
+    def __post_init__(self) -> None:
+        try:
+            cls = model_class(self.model)
+        except UnknownModel as exc:
+            raise ConfigError(str(exc), exc.hint) from None
+        paper = cls.defaults
+        self.steps = paper.steps if self.steps is None else self.steps
+        self.batch = paper.batch if self.batch is None else self.batch
+        self.lr = paper.lr if self.lr is None else self.lr
+        self.betas = tuple(paper.betas if self.betas is None else self.betas)
+        if self.loss is None or isinstance(self.loss, dict):
+            self.loss = _build(cls.Loss, dict(self.loss or {}), "loss.")
+        elif not isinstance(self.loss, cls.Loss):
+            raise ConfigError(f"loss must be {cls.Loss.__name__} settings for model {self.model!r}")
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d["betas"] = list(cfg.betas)
     return d
+
+
+# Keys whose default is None ("the model's") and their type once set.
+_MODEL_DEFAULTED = {"steps": int, "batch": int, "lr": float}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -66,20 +88,42 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(where + k for k in unknown)}; known: {', '.join(known)}")
     kwargs = {}
+    defaults = _defaults(cls)
     for name, value in data.items():
-        default = getattr(cls(), name) if name in known else None
-        if is_dataclass(default):
+        default = defaults.get(name)
+        if cls is TrainConfig and name == "loss":
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{where}loss must be a mapping, got {value!r}")
+        elif cls is TrainConfig and name in _MODEL_DEFAULTED and value is not None:
+            value = _number(value, _MODEL_DEFAULTED[name], where + name)
+        elif is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{name} must be a mapping, got {value!r}")
             value = _build(type(default), value, f"{where}{name}.")
-        elif name == "betas":
+        elif name == "betas" and value is not None:
             value = tuple(float(b) for b in value)
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}{name} must be true or false, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
             value = _number(value, type(default), where + name)
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: {exc}") from None
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Field defaults of a dataclass without running its __post_init__."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def _number(value: Any, kind: type, key: str) -> int | float:
@@ -97,7 +141,11 @@ def _number(value: Any, kind: type, key: str) -> int | float:
 
 def from_dict(data: dict[str, Any]) -> TrainConfig:
     """Build a TrainConfig from a (possibly partial, nested) dict; unknown keys are errors."""
-    return _build(TrainConfig, dict(data), "")
+    data = dict(data)
+    if "target_law" in data or "target_sigma" in data:  # configs of fex <= 0.1 kept these at the top
+        data["loss"] = {**(data.get("loss") or {}), **{k: data.pop(k) for k in ("target_law", "target_sigma")
+                                                       if k in data}}
+    return _build(TrainConfig, data, "")
 
 
 def load_file(path: str | os.PathLike) -> dict[str, Any]:

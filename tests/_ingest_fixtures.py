@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from fexdata.sample import sample_face, write_clip
-from fexdata.ingest.sources.base import Item
+from fexdata.ingest.sources import Item
 from fexdata.ingest.video import ffmpeg_exe
 
 

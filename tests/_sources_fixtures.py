@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources import Item, Reject
 
 
 def touch(root: Path, *rels: str, data: bytes = b"\0") -> Path:

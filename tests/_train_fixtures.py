@@ -20,6 +20,12 @@ from fextrain.config import TrainConfig
 # Small enough that a CPU step at 64x64 takes milliseconds.
 TINY_ARCH: dict[str, Any] = {"base_width": 16, "max_width": 32, "bottleneck": 16, "latent_dim": 16,
                              "d_widths": [8, 16, 32]}
+# A tiny architecture per registered model (tests parametrised over the registry need one for each;
+# a model registered without an entry here fails those tests by name).
+TINY_ARCHS: dict[str, dict[str, Any]] = {
+    "fexgan": TINY_ARCH,
+    "stargan": {"g_conv_dim": 8, "g_repeat": 2, "d_conv_dim": 4},
+}
 
 
 def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, ...] = ("anger", "joy", "neutral"),
@@ -49,10 +55,10 @@ def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, 
     return write_manifest(df, root / "manifest.parquet", affects=manifest_affects)
 
 
-def tiny_config(manifest: Path, out: Path, **overrides: Any) -> TrainConfig:
-    """A CPU config at 64x64 with the tiny architecture; every log/checkpoint cadence overridable."""
-    settings: dict[str, Any] = dict(manifest=str(manifest), out=str(out), size=64, steps=4, batch=4,
+def tiny_config(manifest: Path, out: Path, model: str = "fexgan", **overrides: Any) -> TrainConfig:
+    """A CPU config at 64x64 with the model's tiny architecture; every log/checkpoint cadence overridable."""
+    settings: dict[str, Any] = dict(manifest=str(manifest), out=str(out), model=model, size=64, steps=4, batch=4,
                                     device="cpu", log_every=1, ckpt_every=100, sample_every=0, num_samples=3,
-                                    arch=dict(TINY_ARCH), cache_dir=str(out.parent / f"{out.name}-cache"))
+                                    arch=dict(TINY_ARCHS[model]), cache_dir=str(out.parent / f"{out.name}-cache"))
     settings.update(overrides)
     return TrainConfig(**settings)

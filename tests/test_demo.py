@@ -41,4 +41,5 @@ def test_demo_refuses_an_out_made_with_other_settings(tmp_path):
     out.mkdir()
     (out / "demo.json").write_text(json.dumps({"characters": 9}))
     result = _fex("demo", "--smallest", "--out", str(out))
-    assert result.returncode == 1 and "holds a demo made with other settings" in result.stderr
+    assert result.returncode == 2 and "error: " in result.stderr and "holds a demo made with other settings" in result.stderr
+    assert "hint: use another --out" in result.stderr

@@ -16,15 +16,7 @@ from fextrain.evaluate.frechet import (
 from fextrain.evaluate.judge import JudgeSettings, load_judge, load_or_train_judge, train_judge
 from fextrain.evaluate.scores import classification_report, confusion_matrix
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP threads that wait
-    # for each other make them many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def toy_set(n_per_class: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

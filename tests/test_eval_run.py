@@ -15,6 +15,8 @@ from cli.main import main as fex
 from fexdata.manifest import read_manifest, write_manifest
 from fextrain.evaluate.run import EvalError, evaluate_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 SMALL = ["--max-sources", "4", "--max-table-images", "8", "--judge-epochs", "2", "--judge-min-steps", "30",
          "--judge-size", "32", "--figure-identities", "2", "--device", "cpu", "--no-progress"]
 
@@ -25,14 +27,6 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     manifest = write_face_manifest(root / "data")
     run = train_tiny_run(manifest, root / "run", steps=2)
     return manifest, run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from threads; other tests share the cores
-    yield
-    torch.set_num_threads(before)
 
 
 def _pool_torchscript(path: Path) -> Path:

@@ -7,7 +7,7 @@ from fexdata.ingest.align import (Smoother, bbox_alignment, crop, crop_to_frame,
                            sharpness)
 from fexdata.ingest.faces import FaceError, FaceFinder, FaceTracker, FanLandmarker
 from fexdata.sample import sample_face
-from tests._ingest_fixtures import no_face_image
+from _ingest_fixtures import no_face_image
 
 
 @pytest.fixture(scope="module")

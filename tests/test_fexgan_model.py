@@ -8,15 +8,21 @@ import torch
 import torch.nn.functional as F
 
 from fextrain.augment import AugmentConfig, augment_pairs, random_affines, to_uint8, to_unit_range
-from fextrain.losses import LossConfig, binary_weight, discriminator_loss, generator_loss, kl_divergence
-from fextrain.models import MODELS, build_model
-from fextrain.models.fexgan import FExGANConfig, affect_vector, one_hot, sample_target_affects
+from fextrain.losses import kl_divergence
+from fextrain.models import MODELS, UnknownModel, build_model
+from fextrain.models.fexgan import (FExGANConfig, FExGANLoss as LossConfig, affect_vector, binary_weight,
+                                    discriminator_loss, generator_loss, one_hot, sample_target_affects)
+
+
+def _nets(**kw):
+    m = build_model("fexgan", **kw)
+    return m.generator, m.discriminator
 
 TINY = dict(base_width=8, max_width=16, bottleneck=8, latent_dim=8, d_widths=(4, 8, 16))
 
 
 def test_reference_architecture_at_128():
-    g, d = build_model("fexgan", size=128, num_affects=7)
+    g, d = _nets(size=128, num_affects=7)
     enc = [block[0].out_channels for block in g.encoder]
     assert enc == [128, 256, 512, 512, 512, 512, 128]  # 7 stride-2 convs down to 1x1
     assert [block[0].out_channels for block in g.decoder] == [512, 512, 512, 512, 256, 128]
@@ -34,12 +40,12 @@ def test_reference_architecture_at_128():
 def test_one_block_per_halving(size, blocks):
     cfg = FExGANConfig(size=size, num_affects=5, **TINY)
     assert cfg.num_blocks == blocks
-    g, d = build_model("fexgan", size=size, num_affects=5, **TINY)
+    g, d = _nets(size=size, num_affects=5, **TINY)
     assert len(g.encoder) == blocks and len(g.decoder) == blocks - 1
 
 
 def test_api_shapes_and_affect_count_from_config():
-    g, d = build_model("fexgan", size=64, num_affects=5, **TINY)
+    g, d = _nets(size=64, num_affects=5, **TINY)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     src, tgt = one_hot(torch.tensor([0, 1, 4]), 5), one_hot(torch.tensor([2, 2, 3]), 5)
     mu, logvar = g.encode(x, src)
@@ -53,8 +59,8 @@ def test_api_shapes_and_affect_count_from_config():
     g.eval()  # eval mode decodes the posterior mean: deterministic
     assert torch.equal(g(x, src, tgt)[0], g(x, src, tgt)[0])
     assert set(MODELS) >= {"fexgan"}
-    with pytest.raises(KeyError, match="unknown model"):
-        build_model("nope")
+    with pytest.raises(UnknownModel, match="unknown model 'nope'; known: .*fexgan"):
+        build_model("nope", size=64, num_affects=5)
 
 
 def test_affect_vector_mixes_and_scales():

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from fexdata.images import ImageError, image_size, read_rgb
-from tests._ingest_fixtures import bomb_png, image_bytes, png_bytes
+from _ingest_fixtures import bomb_png, image_bytes, png_bytes
 
 
 @pytest.fixture()

@@ -6,14 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fexdata.ingest import IngestError, ingest, resolve_sources
-from fexdata.ingest.plan import IngestOptions, Source
+from fexdata.ingest import RECORDS, REJECTS, IngestError, IngestOptions, Source, ingest, resolve_sources
 from fexdata.sample import write_studio_tree
-from tests._ingest_fixtures import bad_input_corpus, write_png
+from _ingest_fixtures import bad_input_corpus, write_png
 
-CONTRACT_COLUMNS = {"image", "crop_size", "source", "source_path", "item", "frame", "time", "identity", "affect",
-                    "affect_raw", "intensity", "bbox", "det_score", "face_count", "landmarks", "transform",
-                    "sharpness", "align", "detector", "frame_width", "frame_height"}
 
 
 def _run(root, out, items=None, **kw):
@@ -50,7 +46,8 @@ def test_bad_inputs_each_get_one_reject_and_good_inputs_land(corpus):
 def test_records_follow_the_contract(corpus):
     _, _, _, out, _ = corpus
     rec = pd.read_parquet(out / "records")
-    assert CONTRACT_COLUMNS <= set(rec.columns)
+    assert tuple(rec.columns) == RECORDS.names
+    assert tuple(pd.read_parquet(out / "rejects").columns) == REJECTS.names
     still = rec[rec.source_path == "good/a.png"].iloc[0]
     assert pd.isna(still.frame) and np.isnan(still.time) and still["item"] == "good/a.png"
     assert still.identity == "folder:test" and still.affect == "joy" and still.crop_size == 256
@@ -155,7 +152,7 @@ def test_layout_rejects_and_duplicates_across_sources(tmp_path):
 def test_datasets_of_face_crops_fall_back_to_the_whole_image(tmp_path):
     """FERG's cartoon faces defeat dlib; the dataset ships crops, so `auto` takes the whole image,
     while the same picture in a generic folder is rejected with a hint."""
-    from tests._ingest_fixtures import no_face_image
+    from _ingest_fixtures import no_face_image
 
     ferg = tmp_path / "FERG_DB_256" / "aia" / "aia_joy"
     write_png(ferg / "aia_joy_1.png", no_face_image(256))

@@ -9,8 +9,7 @@ import pytest
 
 from _manifest_fixtures import write_ingest
 from fexdata.affects import AFFECTS
-from fexdata.manifest import ManifestError, build_manifest, read_manifest
-from fexdata.manifest.checks import check_manifest
+from fexdata.manifest import ManifestError, build_manifest, check_manifest, read_manifest
 from fexdata.manifest.splits import _allocate, frame_axis, parse_fractions, split_by_identity
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fexdata.ingest.sources import ckplus, ferg, jaffe, kdef, mug, oulu, rafd
-from tests._sources_fixtures import reasons, split, touch, write
+from _sources_fixtures import reasons, split, touch, write
 
 # ---------------------------------------------------------------- JAFFE
 

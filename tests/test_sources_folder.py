@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from fexdata.ingest.sources import folder
-from tests._sources_fixtures import reasons, split, touch
+from _sources_fixtures import reasons, split, touch
 
 
 def test_items_and_rejects(tmp_path):

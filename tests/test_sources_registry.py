@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from fexdata.ingest import sources
-from fexdata.ingest.sources.base import Item, Reject
-from tests._sources_fixtures import touch, write
+from fexdata.ingest.sources import Item, LayoutError, Reject
+from _sources_fixtures import touch, write
 
 TREES: dict[str, tuple[str, ...]] = {
     "studio": ("ada/joy.mp4", "ada/anger.mov"),
@@ -62,19 +62,18 @@ def test_real_sample_trees(tmp_path):
 
 def test_unrecognised_tree_lists_every_layout(tmp_path):
     touch(tmp_path, "random/stuff.bin", "notes.txt")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(LayoutError, match="could not recognise") as err:
         sources.detect_layout(tmp_path)
-    message = str(err.value)
-    assert "could not recognise" in message
     for name in sources.LAYOUTS:
-        assert f"  {name} " in message
-    with pytest.raises(ValueError, match="no such file"):
+        assert f"  {name} " in err.value.hint
+    with pytest.raises(LayoutError, match="no such file"):
         sources.detect_layout(tmp_path / "nope")
 
 
 def test_get_unknown_layout():
-    with pytest.raises(ValueError, match="unknown layout 'mmi'.*studio, jaffe"):
+    with pytest.raises(LayoutError, match="unknown layout 'mmi'") as err:
         sources.get("mmi")
+    assert "studio, jaffe" in err.value.hint
 
 
 def test_every_adapter_follows_the_contract(tmp_path):
@@ -99,7 +98,7 @@ def test_every_adapter_follows_the_contract(tmp_path):
 
 def test_missing_root_raises(tmp_path):
     for layout in ("studio", "folder", "jaffe"):
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(LayoutError, match="no such folder"):
             list(sources.get(layout).scan(tmp_path / "missing"))
 
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from fexdata.ingest.sources import studio
-from tests._sources_fixtures import reasons, split, touch, write
+from _sources_fixtures import reasons, split, touch, write
 
 
 @pytest.fixture

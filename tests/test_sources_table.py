@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from fexdata.ingest.sources import item_root, table
-from tests._sources_fixtures import reasons, split, touch, write
+from fexdata.ingest.sources import LayoutError, item_root, table
+from _sources_fixtures import reasons, split, touch, write
 
 
 def test_rows_become_items_and_rejects(tmp_path):
@@ -45,11 +45,12 @@ def test_rows_become_items_and_rejects(tmp_path):
     assert list(table.scan(tmp_path)) == list(table.scan(csv_path))
 
 
-def test_missing_columns_is_a_value_error(tmp_path):
+def test_missing_columns_is_a_layout_error(tmp_path):
     bad = write(tmp_path, "labels.csv", "file,person,emotion\na.png,x,joy\n")
     assert not table.detect(bad)
-    with pytest.raises(ValueError, match="missing column"):
+    with pytest.raises(LayoutError, match="missing column") as err:
         list(table.scan(bad))
+    assert "path,identity,affect" in err.value.hint
 
 
 def test_folder_needs_exactly_one_table(tmp_path):
@@ -57,7 +58,7 @@ def test_folder_needs_exactly_one_table(tmp_path):
     write(tmp_path, "b.csv", "path,identity,affect\n")
     write(tmp_path, "sheet.csv", "affect,start,end\n")
     assert not table.detect(tmp_path)
-    with pytest.raises(ValueError, match="exactly one CSV.*a.csv, b.csv"):
+    with pytest.raises(LayoutError, match="exactly one CSV.*a.csv, b.csv"):
         list(table.scan(tmp_path))
 
 

@@ -59,4 +59,4 @@ def test_cli_defaults_do_not_override_the_config_file(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["steps"], saved["batch"], saved["size"], saved["seed"], saved["lr"]) == (2, 2, 64, 3, 2e-4)
     result = CliRunner().invoke(fex, ["train", "--out", str(tmp_path / "run2"), "--config", str(tmp_path / "nope.yml")])
-    assert result.exit_code == 1 and "no such config file" in result.output
+    assert result.exit_code == 2 and "no such config file" in result.output

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fexdata.ingest.video import DecodeReport, VideoError, frame_range, iter_frames, keep_frame, probe
-from tests._ingest_fixtures import pattern_clip, truncate
+from _ingest_fixtures import pattern_clip, truncate
 
 
 @pytest.fixture(scope="module")

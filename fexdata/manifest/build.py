@@ -89,7 +89,7 @@ def _merge(ingest_dirs: list[Path], manifest_dir: Path) -> Records:
     resolved = [d.resolve() for d in ingest_dirs]
     dupes = sorted({str(d) for d in resolved if resolved.count(d) > 1})
     if dupes:
-        raise ManifestError(f"ingest folder given more than once: {', '.join(dupes)}")
+        raise ManifestError(f"ingest folder given more than once: {', '.join(dupes)}", hint="name each folder once")
     frames, arrays = [], {}
     offset = 0
     for d in ingest_dirs:
@@ -99,7 +99,7 @@ def _merge(ingest_dirs: list[Path], manifest_dir: Path) -> Records:
         bad = unsafe_paths(df["image"])
         if bad.any():
             raise ManifestError(f"{d}: {int(bad.sum())} record image paths leave the ingest folder "
-                                f"(e.g. {df.loc[bad, 'image'].iloc[0]!r}); re-run `fex ingest`")
+                                f"(e.g. {df.loc[bad, 'image'].iloc[0]!r})", hint="re-run `fex ingest`")
         if prefix:
             df["image"] = prefix + "/" + df["image"]
         df["ingest"] = prefix or "."
@@ -116,12 +116,12 @@ def _choose_size(df: pd.DataFrame, size: int | None) -> int:
     sizes = sorted(int(s) for s in df["crop_size"].dropna().unique())
     if size is None:
         if len(sizes) != 1:
-            raise ManifestError(f"the records hold crops of several sizes ({', '.join(map(str, sizes))}); "
-                                f"choose one with --size")
+            raise ManifestError(f"the records hold crops of several sizes ({', '.join(map(str, sizes))})",
+                                hint="choose one with --size")
         return sizes[0]
     if size not in sizes:
-        raise ManifestError(f"no records of crop size {size}; the records hold {', '.join(map(str, sizes))}: "
-                            f"pass one of those to --size or re-run `fex ingest --size {size}`")
+        raise ManifestError(f"no records of crop size {size}; the records hold {', '.join(map(str, sizes))}",
+                            hint=f"pass one of those to --size or re-run `fex ingest --size {size}`")
     return size
 
 
@@ -151,20 +151,20 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     if isinstance(ingest_dirs, (str, os.PathLike)):
         ingest_dirs = [ingest_dirs]
     if not ingest_dirs:
-        raise ManifestError("no ingest folders given; pass the --out folder(s) of `fex ingest`")
+        raise ManifestError("no ingest folders given", hint="pass the --out folder(s) of `fex ingest`")
     if balance not in BALANCE_MODES:
-        raise ManifestError(f"--balance {balance!r}: use one of {', '.join(BALANCE_MODES)}")
+        raise ManifestError(f"--balance {balance!r} is not a balance mode", hint=f"use one of {', '.join(BALANCE_MODES)}")
     if split not in SPLIT_MODES:
-        raise ManifestError(f"--split {split!r}: use one of {', '.join(SPLIT_MODES)}")
+        raise ManifestError(f"--split {split!r} is not a split mode", hint=f"use one of {', '.join(SPLIT_MODES)}")
     if cap is not None and (balance != "cap" or cap < 1):
-        raise ManifestError("--cap needs --balance cap and a value of at least 1")
+        raise ManifestError(f"--cap {cap} with --balance {balance}", hint="--cap needs --balance cap and a value of at least 1")
     chosen = parse_affects(",".join(affects) if isinstance(affects, (tuple, list)) else affects)
     fr = parse_fractions(fractions, split)
     gap = parse_gap(min_gap)
     guard_gap = parse_gap(guard, "--guard") if split == "frame" else None
     out = Path(out)
     if out.suffix != ".parquet":
-        raise ManifestError(f"--out {out}: a manifest is a .parquet file, e.g. {out / 'manifest.parquet'}")
+        raise ManifestError(f"--out {out}: a manifest is a .parquet file", hint=f"e.g. --out {out / 'manifest.parquet'}")
     manifest_dir = out.parent.resolve()
     options = {"size": size, "affects": list(chosen), "min_score": min_score, "min_sharpness": min_sharpness,
                "max_faces": max_faces, "landmark_check": landmark_check, "min_gap": str(gap) if gap else None,
@@ -178,7 +178,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     unknown = sorted(set(df["affect"].dropna().unique().tolist()) - set(KNOWN_AFFECTS))
     if unknown or df["affect"].isna().any():
         raise ManifestError(f"records hold non-canonical affects {unknown or ['<null>']}; they come from an "
-                            f"incompatible `fex ingest` - re-run it with this version of fex")
+                            f"incompatible `fex ingest`", hint="re-run `fex ingest` with this version of fex")
     bare = ~df["identity"].str.contains(":", regex=False)
     if bare.any():  # the contract namespaces identities; keep two datasets' 'S01' apart regardless
         df.loc[bare, "identity"] = df.loc[bare, "source"] + ":" + df.loc[bare, "identity"]
@@ -199,15 +199,15 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
         if not present.all():
             missing = df.loc[~present, "image"].tolist()
             if not drop_missing:
-                raise ManifestError(f"{len(missing)} crop files are missing (e.g. {missing[0]}); re-run "
-                                    f"`fex ingest` to restore them, or pass --drop-missing to leave them out")
+                raise ManifestError(f"{len(missing)} crop files are missing (e.g. {missing[0]})",
+                                    hint="re-run `fex ingest` to restore them, or pass --drop-missing to leave them out")
             dropped[R_MISSING] = len(missing)
             df = df[present]
     if not len(df):
         reasons = ", ".join(f"{r}: {n}" for r, n in dropped.items() if n)
-        raise ManifestError(f"no records left after filtering ({reasons or 'nothing matched'}); "
-                            f"relax the filters (--min-score, --min-sharpness, --max-faces, --min-gap, "
-                            f"--no-landmark-check) or choose other --affects")
+        raise ManifestError(f"no records left after filtering ({reasons or 'nothing matched'})",
+                            hint="relax the filters (--min-score, --min-sharpness, --max-faces, --min-gap, "
+                                 "--no-landmark-check) or choose other --affects")
     table_before = cell_table(df, chosen)
 
     used_cap = None
@@ -232,9 +232,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
         np.where(block >= 0, block, 0).astype(np.int32), mask=block < 0))
     for s, f in zip(("train", "val", "test"), fr):
         if f > 0 and not (df["split"] == s).any():
-            raise ManifestError(f"split {s} came out empty (fractions {','.join(f'{x:g}' for x in fr)}); "
-                                f"the data has too few identities or frames for it - lower the fractions "
-                                f"or use --split {'frame' if split == 'identity' else 'identity'}")
+            raise ManifestError(f"split {s} came out empty (fractions {','.join(f'{x:g}' for x in fr)}): "
+                                f"the data has too few identities or frames for it",
+                                hint=f"lower the fractions or use --split {'frame' if split == 'identity' else 'identity'}")
     fold = assign_folds(df, folds, seed) if folds else np.zeros(len(df), np.int32)
     df["fold"] = pd.arrays.IntegerArray(fold.astype(np.int32), mask=np.full(len(df), not folds))
     df["weight"] = balance_weights(df) if balance == "weight" else 1.0
@@ -257,7 +257,8 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     checks = check_manifest(df, {"affects": list(chosen), "identities": identities, **meta},
                             manifest_dir, check_files=False)
     if not checks.ok:
-        raise ManifestError("manifest checks failed, nothing written: " + "; ".join(checks.problems))
+        raise ManifestError("manifest checks failed, nothing written: " + "; ".join(checks.problems),
+                            hint="this is likely a bug in fex; please report it with the command you ran")
     write_manifest(df, out, affects=chosen, meta=meta, arrays=arrays)
     return BuildReport(out=out, rows_in=rows_in, rows_out=len(df), crop_size=crop_size, affects=chosen,
                        dropped=dropped, other_sizes=other_sizes, table_before=table_before,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fexdata.errors import ManifestError
-from fexdata.manifest.schema import N_LANDMARKS
+from fexdata.ingest.records import N_LANDMARKS
 
 # Reason labels, in the order they are applied (also the row order of the build report).
 R_AFFECT = "affect not selected"
@@ -53,7 +53,7 @@ def parse_gap(spec: str | float | int | Gap | None, option: str = "--min-gap") -
         return spec
     m = _GAP_RE.match(str(spec))
     if not m:
-        raise ManifestError(f"{option} {spec!r}: give seconds like 0.5s or frames like 10f")
+        raise ManifestError(f"{option} {spec!r} is not a time gap", hint="give seconds like 0.5s or frames like 10f")
     value = float(m.group(1))
     unit = "f" if (m.group(2) or "s").lower().startswith("f") else "s"
     return Gap(value, unit) if value > 0 else None
@@ -167,8 +167,8 @@ def apply_filters(df: pd.DataFrame, landmarks: np.ndarray, opts: FilterOptions) 
 
 def _need(df: pd.DataFrame, column: str, option: str) -> None:
     if column not in df:
-        raise ManifestError(f"{option} needs the records' {column!r} column, which these records lack; "
-                            f"drop {option} or re-run `fex ingest` with this version of fex")
+        raise ManifestError(f"{option} needs the records' {column!r} column, which these records lack",
+                            hint=f"drop {option} or re-run `fex ingest` with this version of fex")
 
 
 def _thin(df: pd.DataFrame, gap: Gap) -> tuple[pd.DataFrame, int]:

@@ -21,9 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fexdata.errors import ManifestError
-from fexdata.manifest.schema import (ARRAY_COLUMNS, COLUMNS, META_PREFIX, NULLABLE_INTS, REQUIRED_RECORD_COLUMNS,
-                                     SCHEMA, SCHEMA_VERSION, LIST_DTYPES, RECORD_LISTS, RECORD_TYPES)
+from fexdata.ingest.records import RECORDS
+from fexdata.manifest.schema import MANIFEST, META_PREFIX, SCHEMA_VERSION
 from fexdata.paths import atomic_path
+
+# Record columns a manifest does not carry, so the build never reads them into memory.
+_UNUSED_RECORD_COLUMNS = ("source_root", "bbox", "extra")
+_RECORD_LISTS = {n: w for n, w in RECORDS.list_widths().items() if n not in _UNUSED_RECORD_COLUMNS}
+_REREAD = "re-run `fex ingest` with this version of fex"
 
 
 @dataclass
@@ -37,7 +42,7 @@ class Records:
     arrays: dict[str, np.ndarray]
 
 
-def _list_column_to_array(column: pa.ChunkedArray, width: int, dtype: type = np.float64) -> np.ndarray:
+def _list_column_to_array(column: pa.ChunkedArray, width: int, dtype: np.dtype) -> np.ndarray:
     """A list<float> column as an (N, width) array; null or malformed rows become NaN."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_fixed_size_list(arr.type):
@@ -71,60 +76,63 @@ def read_records(ingest_dir: str | os.PathLike) -> Records:
     """
     ingest_dir = Path(ingest_dir)
     if not ingest_dir.is_dir():
-        raise ManifestError(f"{ingest_dir}: not a folder; pass the --out folder of `fex ingest`")
+        raise ManifestError(f"{ingest_dir}: not a folder", hint="pass the --out folder of `fex ingest`")
     files = _records_files(ingest_dir / "records")
     if not files:
         files = _records_files(ingest_dir / "records.parquet")
     if not files:
-        raise ManifestError(f"{ingest_dir}: no records (expected {ingest_dir}/records/*.parquet); "
-                            f"run `fex ingest ... --out {ingest_dir}` first, or pass the ingest --out folder")
+        raise ManifestError(f"{ingest_dir}: no records (expected {ingest_dir}/records/*.parquet)",
+                            hint=f"run `fex ingest ... --out {ingest_dir}` first, or pass the ingest --out folder")
     tables = []
     for f in files:
         try:
             t = pq.read_table(f)
         except Exception as exc:  # a truncated or foreign file
-            raise ManifestError(f"{f}: unreadable Parquet ({exc}); delete it and re-run `fex ingest` to redo that part") from None
-        missing = [c for c in REQUIRED_RECORD_COLUMNS if c not in t.column_names]
+            raise ManifestError(f"{f}: unreadable Parquet ({exc})",
+                                hint="delete it and re-run `fex ingest` to redo that part") from None
+        missing = [c for c in RECORDS.required if c not in t.column_names]
         if missing:
-            raise ManifestError(
-                f"{f}: records lack column(s) {', '.join(missing)}; they come from an incompatible "
-                f"version of `fex ingest` - re-run `fex ingest` into a fresh --out folder")
+            raise ManifestError(f"{f}: records lack column(s) {', '.join(missing)}; they come from an incompatible "
+                                f"version of `fex ingest`", hint="re-run `fex ingest` into a fresh --out folder")
         tables.append(_normalise_record_table(t, f))
     table = pa.concat_tables(tables, promote_options="permissive")
     arrays = {}
-    for name, width in RECORD_LISTS.items():
-        dtype = LIST_DTYPES[name]
-        arrays[name] = (_list_column_to_array(table.column(name), width, dtype) if name in table.column_names
-                        else np.full((table.num_rows, width), np.nan, dtype))
-    scalar = table.select([c for c in table.column_names if c not in RECORD_LISTS and c in RECORD_TYPES])
+    dtypes = RECORDS.list_dtypes()
+    for name, width in _RECORD_LISTS.items():
+        arrays[name] = (_list_column_to_array(table.column(name), width, dtypes[name]) if name in table.column_names
+                        else np.full((table.num_rows, width), np.nan, dtypes[name]))
+    scalar = table.select([c for c in table.column_names if c not in _RECORD_LISTS])
     df = scalar.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get)
     df["_row"] = np.arange(len(df), dtype=np.int64)
     return Records(df, arrays)
 
 
 def _normalise_record_table(t: pa.Table, origin: Path) -> pa.Table:
-    """Cast known columns to the expected types so parts written by different runs concatenate."""
+    """The record columns a manifest uses, cast to RECORDS' types so parts of different runs concatenate.
+
+    Fixed-size list columns become variable lists of the same value type (float32 landmarks stay
+    float32): a row of the wrong length is then read as missing (NaN) rather than failing the build.
+    """
     cols, names = [], []
     for name in t.column_names:
-        col = t.column(name)
-        target = RECORD_TYPES.get(name)
-        if name in RECORD_LISTS:
-            if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
-                    or pa.types.is_large_list(col.type) or pa.types.is_null(col.type)):
-                raise ManifestError(f"{origin}: column {name!r} should be a list of floats, found {col.type}; "
-                                    f"re-run `fex ingest` with this version of fex")
+        if name not in RECORDS or name in _UNUSED_RECORD_COLUMNS:
+            continue  # unknown extra columns are ignored, not an error
+        col, target = t.column(name), RECORDS[name].type
+        if name in _RECORD_LISTS:
             if pa.types.is_null(col.type):
-                col = pa.chunked_array([pa.nulls(len(col), pa.list_(pa.float64()))])
+                col = pa.chunked_array([pa.nulls(len(col), pa.list_(target.value_type))])
+            elif (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
+                  or pa.types.is_large_list(col.type)):
+                col = col.cast(pa.list_(target.value_type))
             else:
-                col = col.cast(pa.list_(pa.float64()))
-        elif target is not None:
+                raise ManifestError(f"{origin}: column {name!r} should be a list of floats, found {col.type}",
+                                    hint=_REREAD)
+        else:
             try:
                 col = col.cast(target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ManifestError(f"{origin}: column {name!r} has type {col.type}, expected {target} ({exc}); "
-                                    f"re-run `fex ingest` with this version of fex") from None
-        else:
-            continue  # unknown extra columns are ignored, not an error
+                raise ManifestError(f"{origin}: column {name!r} has type {col.type}, expected {target} ({exc})",
+                                    hint=_REREAD) from None
         cols.append(col)
         names.append(name)
     return pa.table(cols, names=names)
@@ -142,8 +150,8 @@ def _to_arrow(df: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> pa.Tabl
     """Build the manifest table in schema order from a frame (+ optional list arrays indexed by `_row`)."""
     cols = []
     n = len(df)
-    for c in COLUMNS:
-        if c.name in ARRAY_COLUMNS:
+    for c in MANIFEST.columns:
+        if pa.types.is_fixed_size_list(c.type):
             width = c.type.list_size
             if arrays is not None and c.name in arrays and "_row" in df:
                 values = arrays[c.name][df["_row"].to_numpy()]
@@ -163,9 +171,9 @@ def _to_arrow(df: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> pa.Tabl
         elif c.nullable:
             col = pa.nulls(n, c.type)
         else:
-            raise ManifestError(f"manifest frame lacks required column {c.name!r}")
+            raise ValueError(f"manifest frame lacks required column {c.name!r}")  # a bug in the caller
         cols.append(col)
-    return pa.Table.from_arrays(cols, schema=SCHEMA)
+    return pa.Table.from_arrays(cols, schema=MANIFEST.arrow)
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, affects: tuple[str, ...] | list[str],
@@ -207,20 +215,22 @@ def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> 
     """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest; build one with `fex build-manifest`")
+        raise ManifestError(f"{path}: no such manifest", hint="build one with `fex build-manifest`")
     try:
         meta = read_meta(path)
-    except Exception as exc:
-        raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from None
+    except (OSError, pa.ArrowException, ValueError) as exc:  # not Parquet, truncated, or bad metadata JSON
+        raise ManifestError(f"{path}: not a readable Parquet file ({exc})",
+                            hint="rebuild it with `fex build-manifest`") from None
     version = meta.get("schema_version")
     if version is None:
-        raise ManifestError(f"{path}: not a fex manifest (no fex.schema_version metadata)")
+        raise ManifestError(f"{path}: not a fex manifest (no fex.schema_version metadata)",
+                            hint="pass a file written by `fex build-manifest`")
     if int(version) > SCHEMA_VERSION:
         raise ManifestError(f"{path}: manifest schema version {version} is newer than this fex "
-                            f"understands ({SCHEMA_VERSION}); upgrade fex")
+                            f"understands ({SCHEMA_VERSION})", hint="upgrade fex")
     table = pq.read_table(path, columns=columns)
     mapper = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
-    nullable = [n for n in table.column_names if n in NULLABLE_INTS]
+    nullable = [n for n in table.column_names if n in MANIFEST.nullable_ints()]
     df = table.drop_columns(nullable).to_pandas() if nullable else table.to_pandas()
     for n in nullable:
         df[n] = table.column(n).to_pandas(types_mapper=mapper.get)
@@ -242,6 +252,7 @@ def manifest_image_prefix(ingest_dir: str | os.PathLike, manifest_dir: str | os.
         common = os.path.commonpath([str(ingest_r), str(manifest_r)])
         raise ManifestError(
             f"ingest output {ingest_dir} is not inside the manifest's folder {manifest_r}, and manifest "
-            f"paths may never point outside it; write the manifest into a folder that contains every "
-            f"ingest output, e.g. --out {posixpath.join(common, 'manifest.parquet')}") from None
+            f"paths may never point outside it",
+            hint=f"write the manifest into a folder that contains every ingest output, "
+                 f"e.g. --out {posixpath.join(common, 'manifest.parquet')}") from None
     return "" if rel == "." else rel

@@ -31,13 +31,13 @@ def parse_fractions(spec: str | tuple[float, ...] | list[float] | None, mode: st
     try:
         parts = [float(p) for p in (spec.split(",") if isinstance(spec, str) else spec)]
     except ValueError:
-        raise ManifestError(f"--fractions {spec!r}: give numbers like 0.8,0.1,0.1 (train,val,test) "
-                            f"or 0.7,0.3 (train,test)") from None
+        raise ManifestError(f"--fractions {spec!r} are not numbers",
+                            hint="give numbers like 0.8,0.1,0.1 (train,val,test) or 0.7,0.3 (train,test)") from None
     if len(parts) == 2:
         parts = [parts[0], 0.0, parts[1]]
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6 or parts[0] <= 0:
         raise ManifestError(f"--fractions {spec!r}: need 2 or 3 non-negative numbers summing to 1 "
-                            f"with a positive train share, e.g. 0.8,0.1,0.1")
+                            f"with a positive train share", hint="e.g. --fractions 0.8,0.1,0.1 or 0.7,0.3")
     return (parts[0], parts[1], parts[2])
 
 
@@ -95,7 +95,7 @@ def split_by_identity(df: pd.DataFrame, fractions: tuple[float, float, float], s
     if n < len(positive):
         raise ManifestError(
             f"--split identity with {'/'.join(positive)} needs at least {len(positive)} identities; the data "
-            f"has {n} ({', '.join(idents)}); use --split frame, or fewer splits (e.g. --fractions 0.8,0.2)")
+            f"has {n} ({', '.join(idents)})", hint="use --split frame, or fewer splits (e.g. --fractions 0.8,0.2)")
     quota = {s: (int(round(f * n)) if f > 0 else 0) for s, f in zip(SPLIT_NAMES, fractions)}
     for s in positive:
         quota[s] = max(quota[s], 1)
@@ -153,7 +153,7 @@ def split_by_frame(df: pd.DataFrame, fractions: tuple[float, float, float], seed
     Rows with keep=False fall inside a guard gap and are to be dropped.
     """
     if blocks < 1:
-        raise ManifestError("--blocks must be at least 1")
+        raise ManifestError(f"--blocks {blocks}: must be at least 1", hint="e.g. --blocks 10")
     rng_blocks, rng_stills = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     n = len(df)
     split = np.zeros(n, np.int8)
@@ -213,10 +213,10 @@ def assign_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
     """Identity-disjoint folds 0..k-1 balancing row counts (largest identities placed first)."""
     sizes = df.groupby("identity", sort=True).size()
     if k < 2:
-        raise ManifestError("--folds must be at least 2 (or 0 for no folds)")
+        raise ManifestError(f"--folds {k}: must be at least 2", hint="pass --folds 0 for no folds, or 2 or more")
     if k > len(sizes):
-        raise ManifestError(f"--folds {k} needs at least {k} identities; the data has {len(sizes)}: "
-                            f"use --folds {len(sizes)} or fewer")
+        raise ManifestError(f"--folds {k} needs at least {k} identities; the data has {len(sizes)}",
+                            hint=f"use --folds {len(sizes)} or fewer")
     rng = np.random.default_rng(seed)
     tiebreak = rng.permutation(len(sizes))
     order = np.lexsort((tiebreak, -sizes.to_numpy()))

@@ -1,4 +1,4 @@
-"""FExGAN / FExGAN-Meta: a conditional VAE-style generator and an AC-GAN discriminator.
+"""FExGAN / FExGAN-Meta: a conditional VAE-style generator and an AC-GAN discriminator, and how they train.
 
 Faithful to the papers (Siddiqui 2022, arXiv:2201.09061 and FExGAN-Meta) and the reference
 TensorFlow code's layer list, at 128x128:
@@ -21,15 +21,39 @@ one (the size CPU tests use). The width of a block at resolution r is
 
 The encoder's second head is read as a log-variance, so z = mu + exp(logvar / 2) * eps and the KL
 term of eq. 3 (-1/2 sum(1 + logvar - mu^2 - exp(logvar))) is the exact KL to N(0, I).
+
+Training (paired: the loop serves, per source, a random real image of the same identity showing the
+target affect), one D then one G update per step, equations 1-7 of the paper on logits:
+
+    L_GAN^G  = phi_b(1, y_hat) + phi_m(A_t, y_hat_m)                       (1)  on D(G(I_s, A_t))
+    L_rec    = |G(I_s, A_t) - I_t|                                          (2)  I_t: same identity, target affect
+    L_KL     = -1/2 sum_i (1 + logvar_i - mu_i^2 - exp(logvar_i))           (3)
+    L_gen    = alpha * L_GAN^G + beta * L_KL + gamma * L_rec                (4)
+    L_real   = phi_b(1, y) + phi_m(A_s, y_m)                                (5)  on D(I_s)
+    L_fake   = phi_b(0, y_hat) + phi_m(A_t, y_hat_m)                        (6)  on D(G(I_s, A_t))
+    L_GAN^D  = L_real + L_fake                                              (7)
+
+phi_b is binary and phi_m multi-class cross-entropy, both on logits in float32. phi_m's target is
+the affect's class index (the arg-max of A_t): a scaled one-hot such as 1.2 * joy still means "joy".
+Reductions (the paper writes sums and gives no weights): L_rec is the mean absolute error per pixel
+and channel (images in [-1, 1]); L_KL is summed over latent dimensions and averaged over the batch;
+cross-entropies are batch means. The weights (FExGANLoss) are ours. The paper lowers "the weight of
+the binary adversarial" term after half of training: `binary_weight_late` multiplies phi_b(1, .) in
+eq. 1 from `decay_step` on (eq. 5-7 are unchanged). The order (D, then G against the updated D with a
+fresh D forward) is the usual PyTorch GAN loop; the reference code updated both from one forward,
+which changes nothing in the losses themselves.
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
+from fextrain.models import register
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot  # noqa: F401
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
 LEAKY_SLOPE = 0.3
@@ -178,17 +202,7 @@ class Discriminator(nn.Module):
         return self.real_fake(h).squeeze(1), self.affect(h)
 
 
-def build_fexgan(**cfg) -> tuple[Generator, Discriminator]:
-    config = FExGANConfig(**cfg)
-    return Generator(config), Discriminator(config)
-
-
 # --- affect vectors -------------------------------------------------------------------------------
-
-
-def one_hot(index: torch.Tensor, num_affects: int) -> torch.Tensor:
-    """The paper's source condition A_s, e.g. [0, 0, 0, 0, 1, 0, 0] for neutral."""
-    return torch.nn.functional.one_hot(index.long(), num_affects).float()
 
 
 TARGET_LAWS = ("scaled", "noisy", "onehot")
@@ -219,24 +233,132 @@ def sample_target_affects(
     raise ValueError(f"unknown target affect law {law!r}; choose one of {', '.join(TARGET_LAWS)}")
 
 
-def affect_vector(spec: str, affects: tuple[str, ...] | list[str]) -> torch.Tensor:
-    """Parse an inference condition such as 'joy', 'anger+sadness' or '0.6*joy + 0.3*surprise'.
+# --- the objective (eq. 1-7) ---------------------------------------------------------------------------
 
-    Each term is `[weight*]affect` (weight 1 when omitted); names accept every alias fexdata knows.
-    Returns a float vector [K] in the run's affect order; mixed and scaled vectors are allowed.
-    """
-    from fexdata.affects import canonical_affect
 
-    vec = torch.zeros(len(affects))
-    terms = [t.strip() for t in spec.split("+") if t.strip()]
-    if not terms:
-        raise ValueError("empty affect specification")
-    for term in terms:
-        m = re.fullmatch(r"(?:([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*\*\s*)?([A-Za-z_ -]+)", term)
-        if not m:
-            raise ValueError(f"cannot read affect term {term!r}; write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
-        name = canonical_affect(m.group(2))
-        if name not in affects:
-            raise ValueError(f"affect {name!r} is not one of this model's affects: {', '.join(affects)}")
-        vec[list(affects).index(name)] += float(m.group(1)) if m.group(1) else 1.0
-    return vec
+@dataclass
+class FExGANLoss:
+    """Weights of eq. 4, the binary adversarial schedule and the target-affect law. The paper gives no numbers; ours."""
+
+    alpha: float = 1.0  # adversarial terms of eq. 1 (binary + affect class)
+    beta: float = 0.01  # KL of eq. 3 (summed over the latent): a regulariser that keeps random decodes usable
+    gamma: float = 100.0  # L1 of eq. 2 (per-pixel mean); 100 as in pix2pix, whose layers the reference reuses
+    binary_weight_late: float = 0.1  # factor on phi_b(1, .) in eq. 1 after decay_step
+    decay_step: int | None = None  # None: half of the run's total steps
+    target_law: str = "scaled"  # how A_t(lambda) is drawn: scaled | noisy | onehot (sample_target_affects)
+    target_sigma: float = 0.25  # spread of lambda's effect
+
+    def __post_init__(self) -> None:
+        if self.target_law not in TARGET_LAWS:
+            raise ValueError(f"loss.target_law must be one of {', '.join(TARGET_LAWS)}; got {self.target_law!r}")
+
+
+def binary_weight(step: int, cfg: FExGANLoss, total_steps: int) -> float:
+    """Weight of the binary adversarial term at `step` (1-based): 1, then binary_weight_late."""
+    decay = cfg.decay_step if cfg.decay_step is not None else total_steps // 2
+    return 1.0 if step <= decay else cfg.binary_weight_late
+
+
+def generator_loss(
+    fake_logit: torch.Tensor, fake_affect_logits: torch.Tensor, tgt_affect: torch.Tensor,
+    mu: torch.Tensor, logvar: torch.Tensor, generated: torch.Tensor, target_image: torch.Tensor,
+    cfg: FExGANLoss, binary_w: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 4 with eq. 1-3. Returns (total, terms); terms are detached, unweighted values."""
+    adv_bin = bce_with_logits(fake_logit, 1.0)
+    adv_cls = cross_entropy(fake_affect_logits, tgt_affect)
+    kl = kl_divergence(mu, logvar)
+    rec = l1(generated, target_image)
+    total = cfg.alpha * (binary_w * adv_bin + adv_cls) + cfg.beta * kl + cfg.gamma * rec
+    terms = {"g_adv_bin": adv_bin, "g_adv_cls": adv_cls, "g_kl": kl, "g_l1": rec, "g_total": total}
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def discriminator_loss(
+    real_logit: torch.Tensor, real_affect_logits: torch.Tensor, src_affect: torch.Tensor,
+    fake_logit: torch.Tensor, fake_affect_logits: torch.Tensor, tgt_affect: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 7 = eq. 5 (real: BCE 1 + CE source affect) + eq. 6 (fake: BCE 0 + CE target affect)."""
+    real_bin = bce_with_logits(real_logit, 1.0)
+    real_cls = cross_entropy(real_affect_logits, src_affect)
+    fake_bin = bce_with_logits(fake_logit, 0.0)
+    fake_cls = cross_entropy(fake_affect_logits, tgt_affect)
+    total = real_bin + real_cls + fake_bin + fake_cls
+    terms = {"d_real_bin": real_bin, "d_real_cls": real_cls, "d_fake_bin": fake_bin, "d_fake_cls": fake_cls,
+             "d_total": total}
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def discriminator_accuracies(
+    real_logit: torch.Tensor, real_affect_logits: torch.Tensor, src_affect: torch.Tensor,
+    fake_logit: torch.Tensor, fake_affect_logits: torch.Tensor, tgt_affect: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The four accuracies of the paper's Table 1: binary and affect, on real and on fake images."""
+    with torch.no_grad():
+        return {
+            "acc_real_bin": (real_logit > 0).float().mean(),
+            "acc_real_cls": accuracy(real_affect_logits, src_affect),
+            "acc_fake_bin": (fake_logit < 0).float().mean(),
+            "acc_fake_cls": accuracy(fake_affect_logits, tgt_affect),
+        }
+
+
+# --- the model, as the training loop and evaluation see it ---------------------------------------------
+
+
+@register("fexgan")
+class FExGAN(GANModel):
+    """FExGAN-Meta: encoder-decoder generator conditioned on source and target affects; AC-GAN D."""
+
+    summary = "FExGAN-Meta (Siddiqui 2022): cVAE-style generator + AC-GAN discriminator; paired, eq. 1-7"
+    Arch = FExGANConfig
+    Loss = FExGANLoss
+    defaults = Optim(steps=100_000, batch=32, lr=2e-4, betas=(0.5, 0.999))  # the paper; betas from pix2pix
+    paired = True  # eq. 2 compares the edit with a real image of the same identity and the target affect
+    metrics = ("g_total", "g_adv_bin", "g_adv_cls", "g_kl", "g_l1",
+               "d_total", "d_real_bin", "d_real_cls", "d_fake_bin", "d_fake_cls",
+               "acc_real_bin", "acc_real_cls", "acc_fake_bin", "acc_fake_cls")
+    progress = ("g_l1", "d_total")
+    reconstruction = "g_l1"
+
+    def __init__(self, arch: FExGANConfig, loss: FExGANLoss) -> None:
+        super().__init__(arch, loss)
+        self.generator = Generator(arch)
+        self.discriminator = Discriminator(arch)
+
+    def scheduled(self, step: int, total: int) -> dict[str, float]:
+        return {"binary_weight": binary_weight(step, self.loss, total)}
+
+    def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, k = self.loss, self.arch.num_affects
+        # 1. conditions: A_s = one-hot of the source affect, A_t(lambda) drawn around the target's one-hot
+        a_src = one_hot(b.affect, k)
+        a_tgt = sample_target_affects(b.target_affect, k, cfg.target_law, cfg.target_sigma, ctx.rng)
+        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+
+        # 2. D: eq. 5 on the source (real, A_s) + eq. 6 on the detached G(source, A_s, A_t) (fake, A_t)
+        with ctx.autocast():
+            x_gen, mu, logvar = G(b.x, a_src, a_tgt)
+            real_logit, real_cls = D(b.x)
+            fake_logit, fake_cls = D(x_gen.detach())
+            d_loss, d_terms = discriminator_loss(real_logit, real_cls, b.affect, fake_logit, fake_cls, b.target_affect)
+        acc = discriminator_accuracies(real_logit, real_cls, b.affect, fake_logit, fake_cls, b.target_affect)
+        ctx.update("discriminator", d_loss)
+
+        # 3. G: eq. 4 against the updated D (D's weights take no gradient here)
+        with ctx.frozen("discriminator") as D_frozen:
+            with ctx.autocast():
+                g_fake_logit, g_fake_cls = D_frozen(x_gen)
+                w = binary_weight(ctx.step, cfg, ctx.total)
+                g_loss, g_terms = generator_loss(g_fake_logit, g_fake_cls, b.target_affect, mu, logvar, x_gen,
+                                                 b.target, cfg, w)
+            ctx.update("generator", g_loss)
+        return {**g_terms, **d_terms, **acc}
+
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
+        """Encode to the posterior mean with the source vector, decode with the target vector."""
+        mu, _ = self.generator.encode(x, source_vec)
+        return self.generator.decode(mu, target_vec)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x)[1]

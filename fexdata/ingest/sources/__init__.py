@@ -1,5 +1,8 @@
 """Input-layout adapters: one module per layout, a registry, and `--layout auto` detection.
 
+Public API: `LAYOUTS`, `get(name)`, `detect_layout(root)`, `describe_layouts()`, `item_root(src)`, and what
+adapters yield, `Item` and `Reject` (`base`). A tree or table no layout can read raises `LayoutError`.
+
 Every adapter module exposes
   NAME: str                       the layout's name on the command line;
   EXPECTS: str                    one line saying what tree it expects (used in error messages);
@@ -16,6 +19,11 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+from fexdata.errors import LayoutError
+from fexdata.ingest.sources.base import Item, Reject
+
+__all__ = ["LAYOUTS", "Item", "LayoutError", "Reject", "describe_layouts", "detect_layout", "get", "item_root"]
+
 # Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
 # first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
 # table (a CSV with path,identity,affect states its labels outright, so it beats folder names), and
@@ -26,9 +34,9 @@ _MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
 
 
 def get(name: str) -> ModuleType:
-    """The adapter module for a layout name; ValueError listing the layouts if there is none."""
+    """The adapter module for a layout name; LayoutError listing the layouts if there is none."""
     if name not in _MODULES:
-        raise ValueError(f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}")
+        raise LayoutError(f"unknown layout {name!r}", hint=f"choose one of: {', '.join(LAYOUTS)}")
     return importlib.import_module(f"fexdata.ingest.sources.{_MODULES[name]}")
 
 
@@ -44,13 +52,12 @@ def describe_layouts() -> str:
 
 
 def detect_layout(root: str | Path) -> str:
-    """The single best layout for `root`, or ValueError naming every layout and what it expects."""
+    """The single best layout for `root`, or LayoutError naming every layout and what it expects."""
     root = Path(root)
     if not root.exists():
-        raise ValueError(f"{root}: no such file or folder")
+        raise LayoutError(f"{root}: no such file or folder", hint="check the path")
     for name in _DETECT_ORDER:
         if get(name).detect(root):
             return name
-    raise ValueError(
-        f"could not recognise the layout of {root}; pass --layout with one of these:\n{describe_layouts()}"
-    )
+    raise LayoutError(f"could not recognise the layout of {root}",
+                      hint=f"pass --layout with one of these (see docs/layouts.md):\n{describe_layouts()}")

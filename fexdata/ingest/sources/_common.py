@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from fexdata.affects import UnknownAffect, canonical_affect
+from fexdata.errors import LayoutError
 from fexdata.paths import UnsafePath, relative_inside
 from fexdata.ingest.sources.base import Reject
 
@@ -174,12 +175,12 @@ def affect_of(label: str) -> tuple[str | None, str]:
 
 
 def require_dir(root: Path) -> Path:
-    """The root as a Path; FileNotFoundError/NotADirectoryError with a plain message otherwise."""
+    """The root as a Path; LayoutError when it is missing or not a folder."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise LayoutError(f"{root}: no such folder", hint="check the path")
     if not root.is_dir():
-        raise NotADirectoryError(f"{root}: expected a folder")
+        raise LayoutError(f"{root}: expected a folder", hint="pass the dataset's folder, or --layout csv for a CSV list")
     return root
 
 

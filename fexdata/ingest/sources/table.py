@@ -12,7 +12,7 @@ SRC is the CSV file itself, or a folder holding exactly one CSV with these colum
 * `identity`: namespaced as `csv:<identity>`, unless it already carries a namespace (`jaffe:KA`).
 * `affect`: any spelling `fexdata.affects` knows; `intensity` (optional) a number.
 
-Missing columns raise ValueError (the whole table is unusable); a bad row (empty path, unknown
+Missing columns raise LayoutError (the whole table is unusable); a bad row (empty path, unknown
 affect, a path escaping the folder, a missing file, a duplicate) becomes a reject naming its line.
 Rows are yielded in natural order of their paths.
 """
@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from fexdata.errors import LayoutError
 from fexdata.paths import UnsafePath, resolve_inside
 from fexdata.ingest.sources._common import affect_of, is_image, is_video, natural_key
 from fexdata.ingest.sources.base import Item, Reject
@@ -49,17 +50,17 @@ def _is_table(path: Path) -> bool:
 
 
 def find_table(src: Path) -> Path:
-    """The CSV to read for a SRC argument; ValueError saying what was expected otherwise."""
+    """The CSV to read for a SRC argument; LayoutError saying what was expected otherwise."""
     src = Path(src)
     if src.is_file():
         return src
     if not src.is_dir():
-        raise ValueError(f"{src}: no such file or folder")
+        raise LayoutError(f"{src}: no such file or folder", hint="check the path")
     tables = sorted(p for p in src.iterdir() if p.suffix.lower() == ".csv" and p.is_file() and _is_table(p))
     if len(tables) != 1:
         found = ", ".join(p.name for p in tables) or "none"
-        raise ValueError(f"{src}: expected exactly one CSV with columns {','.join(REQUIRED)} in this folder, "
-                         f"found {found}; pass the CSV file itself")
+        raise LayoutError(f"{src}: expected exactly one CSV with columns {','.join(REQUIRED)} in this folder, "
+                          f"found {found}", hint="pass the CSV file itself")
     return tables[0]
 
 
@@ -69,7 +70,7 @@ def detect(root: Path) -> bool:
         return root.suffix.lower() == ".csv" and _is_table(root)
     try:
         find_table(root)
-    except (ValueError, OSError):
+    except (LayoutError, OSError):
         return False
     return True
 
@@ -81,12 +82,12 @@ def scan(root: Path) -> Iterator[Item | Reject]:
         with open(table, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeError, csv.Error) as exc:
-        raise ValueError(f"{table}: cannot read the CSV: {exc}") from None
+        raise LayoutError(f"{table}: cannot read the CSV: {exc}", hint="save it as UTF-8 CSV") from None
     header = [h.strip().lower() for h in rows[0]] if rows else []
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise ValueError(f"{table}: missing column(s) {', '.join(missing)}; expected a header "
-                         f"{','.join(REQUIRED)}[,intensity][,start,end], got {','.join(header) or 'nothing'}")
+        raise LayoutError(f"{table}: missing column(s) {', '.join(missing)}; got {','.join(header) or 'nothing'}",
+                          hint=f"give the CSV a header {','.join(REQUIRED)}[,intensity][,start,end]")
     col = {name: header.index(name) for name in REQUIRED + OPTIONAL if name in header}
     results: list[tuple[tuple, Item | Reject]] = []
     first_line: dict[str, int] = {}

@@ -1,0 +1,97 @@
+"""The training loop's data part: one batch per iteration, shaped for whichever model is training.
+
+Every model gets the same `fextrain.models.Batch`: source images (balance-weighted draws from the
+train split, augmented on the device), their affect ids, train-identity ids and intensities, and
+target affect ids. How targets are drawn is the model's declaration (`GANModel.paired`):
+
+* paired (FExGAN): `fexdata.dataset.PairSampler` - the target affect is one the source's identity
+  shows, and `Batch.target` a random real image of that identity with it (same augmentation);
+* unpaired (StarGAN): the target affect is the affect of an independent balance-weighted draw, so
+  targets follow the same balanced distribution as sources (the official code permutes the batch's
+  labels, which has that distribution too); no target image, so one image per identity is enough.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fexdata.dataset import FaceDataset, PairSampler
+from fexdata.manifest import read_manifest
+from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
+from fextrain.models import Batch
+from fextrain.runtime import ImageStore
+
+
+class UnpairedSampler:
+    """Vectorised draws of (source idx, None, target affect), both halves following the balance weights."""
+
+    def __init__(self, dataset: FaceDataset | Any, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        weights = np.asarray(dataset.weights, np.float64)
+        total = weights.sum()
+        if not np.isfinite(total) or total <= 0 or (weights < 0).any():
+            raise ValueError("weights must be non-negative with a positive sum")
+        self._cdf = np.cumsum(weights) / total
+        self._affects = np.asarray(dataset.affect_ids, np.int64)
+
+    def _draw(self, n: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(self._cdf, self.rng.random(n), side="right"), len(self._cdf) - 1)
+
+    def sample(self, n: int) -> tuple[np.ndarray, None, np.ndarray]:
+        src = self._draw(n).astype(np.int64)
+        return src, None, self._affects[self._draw(n)]
+
+
+def train_intensities(manifest: str, split: str = "train") -> np.ndarray | None:
+    """The split's `intensity` column in FaceDataset row order; None when the manifest gives none."""
+    try:
+        df, _ = read_manifest(manifest, columns=["split", "intensity"])
+    except Exception:  # an older manifest without the column
+        return None
+    values = df.loc[df["split"] == split, "intensity"].to_numpy(np.float32, na_value=np.nan)
+    return None if np.isnan(values).all() else values
+
+
+class BatchSource:
+    """Draws, gathers and augments one `Batch` per call, on the training device."""
+
+    def __init__(self, ds: FaceDataset, store: ImageStore, *, paired: bool, batch: int, augment: AugmentConfig,
+                 rng: torch.Generator, seed: int, channels_last: bool, intensity: np.ndarray | None = None) -> None:
+        self.ds, self.store, self.paired, self.batch, self.augment = ds, store, paired, batch, augment
+        self.rng, self.channels_last = rng, channels_last
+        self.sampler = PairSampler(ds, seed=seed) if paired else UnpairedSampler(ds, seed=seed)
+        # Train identities indexed 0..n-1 (manifest-wide ids skip the other splits' identities).
+        present, local = np.unique(ds.identity_ids, return_inverse=True)
+        names = ds.identities
+        self.identities = tuple(names[i] if i < len(names) else str(i) for i in present)
+        dev = store.device
+        self._affect = torch.from_numpy(ds.affect_ids).to(dev)
+        self._identity = torch.from_numpy(local.astype(np.int64)).to(dev)
+        self._intensity = None if intensity is None else torch.from_numpy(intensity).to(dev)
+
+    def next(self) -> Batch:
+        b = self.batch
+        src, tgt, tgt_aff = self.sampler.sample(b)
+        x = to_unit_range(self.store.gather(src if tgt is None else np.concatenate([src, tgt])))
+        if not self.channels_last:
+            x = x.contiguous()
+        x_src, x_tgt = augment_pairs(x[:b], x[b:] if self.paired else None, self.augment, self.rng)
+        labels = torch.from_numpy(np.stack([src, tgt_aff])).to(self.store.device, non_blocking=True)  # one copy
+        rows = labels[0]
+        return Batch(x=x_src, affect=self._affect[rows], identity=self._identity[rows], target_affect=labels[1],
+                     target=x_tgt, intensity=None if self._intensity is None else self._intensity[rows])
+
+    def grid_sources(self, n: int) -> np.ndarray:
+        """Fixed faces for the sample grids: one per identity (its neutral one when it has one), then more."""
+        ds = self.ds
+        affects = ds.frame["affect"].to_numpy()
+        order = np.lexsort((np.arange(len(ds)), affects != "neutral", ds.identity_ids))
+        _, first = np.unique(ds.identity_ids[order], return_index=True)
+        chosen = list(order[np.sort(first)][:n])
+        taken = set(chosen)
+        rest = [i for i in order if i not in taken]
+        if len(chosen) < n and rest:
+            chosen += [rest[int(j)] for j in np.linspace(0, len(rest) - 1, min(n - len(chosen), len(rest)))]
+        return np.asarray(chosen[:n], dtype=np.int64)

@@ -1,0 +1,188 @@
+"""The model contract: what a model gives the one training loop (`fextrain.train`), `fex eval` and `fex edit`.
+
+A model is one file in `fextrain/models/` holding a `GANModel` subclass registered with
+`@register("name")`. The class declares, as class attributes:
+
+* `Arch`      - a dataclass of its architecture (`arch.*` config keys); it has `size` and
+                `num_affects` fields (and `num_identities` when the model conditions on identity),
+                which the loop fills from the manifest;
+* `Loss`      - a dataclass of its loss weights, schedules and condition laws (`loss.*` keys);
+* `defaults`  - `Optim(steps, batch, lr, betas)`: the paper's optimisation settings, used where the
+                run's config leaves them unset;
+* `paired`    - True when a step needs, per source, a real image of the same identity showing the
+                target affect (`Batch.target`); False for unpaired models (targets are affect ids only);
+* `metrics`   - the names of the scalars `train_step` returns, in log order; `progress`: the few
+                shown on the progress bar; `reconstruction`: the one measuring reconstruction;
+* `summary`   - one line for `fex train --help`.
+
+and implements:
+
+* `__init__(arch, loss)`    - build its networks as submodules (`self.generator`, `self.discriminator`, ...);
+* `networks()`              - {name: module} of every network the loop places, wraps and checkpoints
+                              ("generator" is the one exported for inference);
+* `optimizers(lr, betas)`   - {name: optimiser}; one per network by default (`ctx.update(name, loss)`);
+* `lr_factor(done, total)`  - the learning-rate schedule: a multiplier of `lr` after `done` steps;
+* `train_step(batch, ctx)`  - one iteration: its D and G updates through `ctx`; returns {metric: 0-d
+                              tensor}, detached (a step may omit keys, e.g. G terms on D-only steps);
+* `edit(x, source_vec, target_vec) -> image` - x float NCHW in [-1, 1]; vectors [B, K] float in the
+                              manifest's affect order, one-hot or mixed / scaled ("0.5*joy",
+                              "anger+sadness"); returns float NCHW in [-1, 1]. Deterministic in eval
+                              mode, usable under torch.no_grad();
+* `classify(x)`             - affect logits [B, K] from the discriminator's classification head, or
+                              None when the model has none.
+
+The loop owns the rest: device, bf16 autocast, channels_last, DDP and torch.compile wrapping, the
+image store and batch sampling (`fextrain.batches`), checkpoints, logs, sample grids (rendered
+through `edit`), the NaN stop and Ctrl-C.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Optim:
+    """A model's paper optimisation settings (the run's config may override each)."""
+
+    steps: int  # total iterations
+    batch: int
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass
+class Batch:
+    """One training batch on the device, as the loop's data part prepares it for every model."""
+
+    x: torch.Tensor  # [B, 3, S, S] source images in [-1, 1], augmented
+    affect: torch.Tensor  # [B] int64 source affect ids (the manifest's affect order)
+    identity: torch.Tensor  # [B] int64 train-identity index (0..num_identities-1; `identities` of the run)
+    target_affect: torch.Tensor  # [B] int64 target affect ids
+    # [B, 3, S, S] a real image of the same identity with the target affect, augmented like its
+    # source (paired models only; None for unpaired ones)
+    target: torch.Tensor | None = None
+    intensity: torch.Tensor | None = None  # [B] float source intensity (NaN where unknown); None: manifest has none
+
+
+@dataclass
+class StepContext:
+    """What the loop hands a model's `train_step`.
+
+    `nets` are the networks wrapped for training (DDP under torchrun, then torch.compile when on):
+    every forward whose output is back-propagated into a network's own parameters goes through
+    them, a second generator forward (a cycle) included. `eager` are the same without compile, for
+    forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP
+    and with its parameters frozen, for forwards that only pass gradients through it (D in the
+    generator update); the backward must happen inside the `with` block. `plain` are the networks
+    without DDP, for forwards under torch.no_grad(). Under DDP every parameter of a network that is
+    updated must take part in that update's loss (DDP reduces gradients bucket by bucket, and stops
+    the run at the next forward when one never arrives).
+    """
+
+    step: int  # 1-based index of this iteration
+    total: int  # the run's total iterations
+    nets: dict[str, nn.Module]
+    plain: dict[str, nn.Module]  # not DDP-wrapped (compiled when compile is on)
+    eager: dict[str, nn.Module]  # DDP-wrapped, never compiled (double backward)
+    optimizers: dict[str, torch.optim.Optimizer]
+    autocast: Callable[[], AbstractContextManager]  # bf16 autocast when on, else a no-op
+    rng: torch.Generator  # device random stream for the model's own draws (conditions, GP mixing)
+    raw: dict[str, nn.Module]  # the bare networks (for requires_grad toggling)
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Back-propagate `loss` and take one step of optimiser `name`."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @contextmanager
+    def frozen(self, name: str) -> Iterator[nn.Module]:
+        net = self.raw[name]
+        net.requires_grad_(False)
+        try:
+            yield self.plain[name]
+        finally:
+            net.requires_grad_(True)
+
+
+class GANModel(nn.Module):
+    """Base class of every registered model; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    Arch: ClassVar[type]
+    Loss: ClassVar[type]
+    defaults: ClassVar[Optim]
+    paired: ClassVar[bool] = False
+    metrics: ClassVar[tuple[str, ...]] = ()
+    progress: ClassVar[tuple[str, ...]] = ()
+    reconstruction: ClassVar[str] = ""  # the metric measuring reconstruction (L1 to a target, or a cycle)
+    summary: ClassVar[str] = ""  # one line for `fex train --help`
+
+    def __init__(self, arch: Any, loss: Any) -> None:
+        super().__init__()
+        self.arch, self.loss = arch, loss
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self, lr: float, betas: tuple[float, float]) -> dict[str, torch.optim.Optimizer]:
+        # Default (foreach on CUDA) rather than fused=True: fused Adam rejects gradients whose strides
+        # differ from the parameters' (pytorch#110758, #126585), which channels_last and compile can produce.
+        return {name: torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas))
+                for name, net in self.networks().items()}
+
+    def lr_factor(self, done: int, total: int) -> float:
+        """Multiplier of the learning rate after `done` of `total` steps (constant by default)."""
+        return 1.0
+
+    def scheduled(self, step: int, total: int) -> dict[str, float]:
+        """Scheduled loss weights at `step`, logged beside the losses (none by default)."""
+        return {}
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+
+def arch_fields(cls: type[GANModel]) -> set[str]:
+    return {f.name for f in fields(cls.Arch)}
+
+
+def one_hot(index: torch.Tensor, num_affects: int) -> torch.Tensor:
+    """Float one-hot affect vectors [B, K], e.g. [0, 0, 0, 0, 1, 0, 0] for neutral."""
+    return torch.nn.functional.one_hot(index.long(), num_affects).float()
+
+
+def affect_vector(spec: str, affects: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """Parse an inference condition such as 'joy', 'anger+sadness' or '0.6*joy + 0.3*surprise'.
+
+    Each term is `[weight*]affect` (weight 1 when omitted); names accept every alias fexdata knows.
+    Returns a float vector [K] in the run's affect order; mixed and scaled vectors are allowed.
+    """
+    from fexdata.affects import canonical_affect
+
+    vec = torch.zeros(len(affects))
+    terms = [t.strip() for t in spec.split("+") if t.strip()]
+    if not terms:
+        raise ValueError("empty affect specification")
+    for term in terms:
+        m = re.fullmatch(r"(?:([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*\*\s*)?([A-Za-z_ -]+)", term)
+        if not m:
+            raise ValueError(f"cannot read affect term {term!r}; write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
+        name = canonical_affect(m.group(2))
+        if name not in affects:
+            raise ValueError(f"affect {name!r} is not one of this model's affects: {', '.join(affects)}")
+        vec[list(affects).index(name)] += float(m.group(1)) if m.group(1) else 1.0
+    return vec

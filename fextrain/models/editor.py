@@ -1,0 +1,79 @@
+"""Loading any registered model for inference: `load_editor(path)` -> Editor, used by `fex eval` and `fex edit`."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fextrain.checkpoint import (CHECKPOINT, GENERATOR, CheckpointError, load_checkpoint,
+                                 read_export)
+from fextrain.models import build_from_config
+from fextrain.models.base import GANModel
+
+
+@dataclass
+class Editor:
+    """A trained model in eval mode on `device`, behind the uniform inference interface."""
+
+    gan: GANModel
+    model: str  # registry name
+    affects: tuple[str, ...]  # the index order of affect vectors
+    size: int  # input and output side in pixels
+    config: dict[str, Any]  # the run's config (TrainConfig as a dict)
+    identities: tuple[str, ...]  # train identity names (index order of the identity ids the model saw)
+    step: int
+    device: torch.device
+    has_discriminator: bool  # False when only the exported generator was loaded
+
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
+        """x float NCHW in [-1, 1] at `size`; vectors [B, K] (mixed/scaled allowed) -> NCHW in [-1, 1]."""
+        d = self.device
+        return self.gan.edit(x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Affect logits [B, K] from the discriminator's head; None without one."""
+        return self.gan.classify(x.to(self.device)) if self.has_discriminator else None
+
+
+def _editor(gan: GANModel, config: dict[str, Any], step: int, device: str | torch.device, has_d: bool) -> Editor:
+    device = torch.device(device)
+    gan.to(device).eval()
+    return Editor(gan=gan, model=config["model"], affects=tuple(config["affects"]), size=int(config["size"]),
+                  config=config, identities=tuple(config.get("identities") or ()), step=int(step), device=device,
+                  has_discriminator=has_d)
+
+
+def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
+    """Load a model for inference from a run directory or an exported generator.
+
+    A run directory gives its latest checkpoint (every network, so `classify` works) or, when it has
+    none, its export. A `.safetensors` file gives the exported generator alone (its `.json` beside it,
+    or the metadata inside the file), so `classify` returns None.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / CHECKPOINT).is_file():
+        state = load_checkpoint(path / CHECKPOINT)
+        config = state["config"]
+        gan = build_from_config(config)
+        for name, net in gan.networks().items():
+            net.load_state_dict(state["nets"][name])
+        return _editor(gan, config, state["step"], device, True)
+    weights = path / GENERATOR if path.is_dir() else path
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: no checkpoint ({CHECKPOINT}) and no exported generator ({GENERATOR})")
+    tensors, meta = read_export(weights)
+    config = meta.get("config")
+    if config is None:  # an export from before configs were embedded: the run's config.json beside it
+        run_config = weights.parent / "config.json"
+        if not run_config.is_file():
+            raise CheckpointError(f"{weights}: the export carries no config and there is no config.json beside it")
+        config = json.loads(run_config.read_text())
+    gan = build_from_config(config)
+    gan.networks()["generator"].load_state_dict(tensors)
+    return _editor(gan, config, meta.get("step", 0), device, False)
+
+
+__all__ = ["Editor", "load_editor"]

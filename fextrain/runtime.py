@@ -1,0 +1,135 @@
+"""Where and how training runs: device, bf16 autocast, channels_last, DDP and torch.compile, the image store.
+
+Every model trains through the same `Runtime`: the loop places its networks (`place`), wraps them
+(`wrap`: DDP under torchrun, then torch.compile when asked) and runs forwards under `autocast()`.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fexdata.errors import TrainingError
+from fextrain import distributed as dd
+
+
+def resolve_device(spec: str, info: dd.DistInfo) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {spec}: no CUDA device is visible to torch")
+        return torch.device("cuda", info.local_rank) if info.enabled else torch.device(spec)
+    if spec != "cpu":
+        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device("cpu")
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA GPUs that support it (auto), forced (bf16) or never (off)."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TrainingError("--amp bf16: this GPU has no bf16 support; use --amp off")
+        return torch.bfloat16
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    raise TrainingError(f"amp must be auto, bf16 or off; got {mode!r}")
+
+
+def use_channels_last(mode: Any, device: torch.device) -> bool:
+    if mode in ("auto", None):
+        return device.type == "cuda"
+    if isinstance(mode, bool):
+        return mode
+    if str(mode).lower() in ("on", "true", "yes", "1"):
+        return True
+    if str(mode).lower() in ("off", "false", "no", "0"):
+        return False
+    raise TrainingError(f"channels_last must be auto, on or off; got {mode!r}")
+
+
+class Runtime:
+    """Device, precision, memory layout and wrapping of one training process."""
+
+    def __init__(self, device: str, amp: str, channels_last: Any, compile_: bool, info: dd.DistInfo) -> None:
+        self.info = info
+        self.device = resolve_device(device, info)
+        self.amp = amp_dtype(amp, self.device)
+        self.channels_last = use_channels_last(channels_last, self.device)
+        self.compile = compile_
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")
+
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+
+    def place(self, net: nn.Module) -> nn.Module:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return net.to(self.device, memory_format=fmt)
+
+    def wrap(self, net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """Three views of `net`: (trained, plain, eager).
+
+        trained: DDP under torchrun, then compiled when asked - every forward whose output is
+        back-propagated into the network's parameters. plain: compiled, not DDP - forwards that only
+        pass gradients through a frozen network (a DDP forward whose parameters get no gradient would
+        leave its gradient reduction waiting). eager: DDP, not compiled - forwards differentiated
+        twice (gradient penalties), which compiled graphs do not support.
+        """
+        ddp: nn.Module = net
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.compile:
+            return torch.compile(ddp), torch.compile(net), ddp
+        return ddp, net, ddp
+
+    def describe(self) -> str:
+        parts = ["bf16" if self.amp else "fp32"]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile:
+            parts.append("compiled")
+        return ", ".join(parts)
+
+
+class ImageStore:
+    """The split's packed uint8 images where the training device reads them fastest.
+
+    On a GPU with room (data_on_device auto/on) the whole array is copied there once and a batch is one
+    `index_select`; otherwise the memory-mapped array is gathered with numpy and, for CUDA, copied
+    through pinned memory.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device, mode: str = "auto") -> None:
+        self.device = device
+        self.host = images
+        self.tensor: torch.Tensor | None = None
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = images.nbytes < 0.4 * free
+            if mode == "on" or (mode == "auto" and fits):
+                self.tensor = torch.empty(images.shape, dtype=torch.uint8, device=device)
+                step = max(1, (256 << 20) // max(1, images[0].nbytes))
+                for a in range(0, len(images), step):
+                    self.tensor[a:a + step].copy_(torch.from_numpy(np.ascontiguousarray(images[a:a + step])))
+
+    @property
+    def where(self) -> str:
+        return "gpu" if self.tensor is not None else "host"
+
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        """uint8 [n, H, W, 3] on the device for dataset rows `idx`."""
+        if self.tensor is not None:
+            return self.tensor.index_select(0, torch.from_numpy(idx).to(self.device, non_blocking=True))
+        batch = torch.from_numpy(np.asarray(self.host[idx]))
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch

@@ -1,0 +1,100 @@
+"""Byte identity of what fex writes across code changes: checked-in digests of small outputs from fixed inputs.
+
+`test_same_inputs_and_seed_give_identical_bytes` (test_manifest_build.py) shows one version of fex is
+deterministic; these show a refactor changed nothing either. The digests were computed on b78240a, before
+the column tables were made declarative (fexdata/schema.py), and still hold after it.
+
+Outputs: two manifests (`build_manifest` on the fabricated ingest folders of _manifest_fixtures) and one
+ingest records part and one rejects part (`write_part` on hand-written rows like the worker's). Two
+digests each:
+* `content`: the decoded table (schema, `fex.*` metadata, every value), independent of library versions -
+  checked always;
+* `bytes`: the file itself - checked when pyarrow and pandas are the versions the digests were taken with
+  (the footer names the Parquet writer's version, and ingest parts carry pandas metadata with its version).
+A deliberate change of an output (schema version, fex version in `fex.created_by`, a new column)
+updates its digests here, and its commit says why.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas
+import pyarrow
+import pyarrow.parquet as pq
+import pytest
+
+from _manifest_fixtures import write_ingest
+from fexdata.ingest import records as R
+from fexdata.manifest import build_manifest
+
+VERSIONS = {"pyarrow": "26.0.1", "pandas": "3.1.1"}  # of the byte digests
+DIGESTS = {
+    "manifest-identity": {"bytes": "5f6d1b5a10e80e997f3080743f4dfc4d1796f9051fd75efb42f58d93fc9730e2",
+                          "content": "c5ea8f378ddf09eaf27971ede90a600e3cdc35c051079bad84bb520bbe2efd6e"},
+    "manifest-frame": {"bytes": "12f7edabdeec0f11090c33509ab05c0aaad2bca8423f1c185d673c976fa353ca",
+                       "content": "823e817efaaf32cfa5b24b6783726d7ca71b8858e748fc50f82de22df0bbd9be"},
+    "records": {"bytes": "f2cac4c6df4784573b63db9c54cfff5765a4c85f0fce53fb41e3cb02bbc60d66",
+                "content": "3035c81bb8f48e4e7fff1ebc02516ea2eefd126d06b18e39df5da714f53bdebc"},
+    "rejects": {"bytes": "de464ff3b06f6cd29f9fe4b5f33a895f0cc6a4d5f3cfcae8c77bbab48b28d9a7",
+                "content": "5bc96dfdbb0855be7394d96ae26184b4630db0e677c99f7b268cd2574d49300e"},
+}
+
+
+def content_digest(path: Path) -> str:
+    table = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in sorted((table.schema.metadata or {}).items()) if k.startswith(b"fex.")}
+    doc = {"schema": [str(f) for f in table.schema], "meta": meta,
+           "columns": {n: table.column(n).to_pylist() for n in table.column_names}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def record_rows() -> list[dict]:
+    """Three crops as the worker writes them: two tracked video frames and a whole-frame still."""
+    base = {"source": "studio", "source_root": "caps", "source_path": "ada/joy.mp4", "item": "ada/joy.mp4",
+            "identity": "studio:ada", "affect": "joy", "affect_raw": "Joy", "intensity": float("nan"),
+            "bbox": [10.5, 20.25, 110.0, 120.0], "face_count": 1, "landmarks": [v / 7 for v in range(136)],
+            "transform": [1.1, 0.01, -3.0, -0.01, 1.1, 2.0], "sharpness": 123.4, "align": "ffhq",
+            "frame_width": 640, "frame_height": 480, "extra": "{}"}
+    return [
+        {**base, "image": "crops/256/studio/ada/joy-0000_f000001.png", "crop_size": 256, "frame": 1,
+         "time": 1 / 30, "det_score": 0.9, "detector": "hog"},
+        {**base, "image": "crops/256/studio/ada/joy-0000_f000002.png", "crop_size": 256, "frame": 2,
+         "time": 2 / 30, "det_score": float("nan"), "detector": "track"},
+        {**base, "image": "crops/256/studio/ada/still.png", "crop_size": 256, "frame": None,
+         "source_path": "ada/still.png", "item": "ada/still.png", "time": float("nan"), "det_score": float("nan"),
+         "detector": "frame", "align": "frame", "landmarks": [float("nan")] * 136, "extra": '{"pose": "front"}'},
+    ]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> dict[str, Path]:
+    """Manifests: identity split with folds and --min-gap over a video and a stills ingest; frame split
+    with guard gaps and cell caps over two clips per cell. Relative paths only, so the tmp folder's
+    name never reaches a file."""
+    data = tmp_path_factory.mktemp("digest") / "data"
+    studio = write_ingest(data / "studio", identities=4, frames=6)
+    jaffe = write_ingest(data / "jaffe", identities=3, kind="still", stills=2, source="jaffe")
+    build_manifest([studio, jaffe], data / "manifest-identity.parquet", split="identity", folds=2, seed=1,
+                   min_gap="2f")
+    clips = write_ingest(data / "clips", identities=3, frames=10, items_per_cell=2)
+    build_manifest([clips], data / "manifest-frame.parquet", split="frame", blocks=3, guard="1f", balance="cap",
+                   seed=2)
+    R.write_part(data / "records.parquet", record_rows(), R.RECORDS)
+    R.write_part(data / "rejects.parquet", [R.reject_row("studio", "caps", "ada/bad.mp4", "ada/bad.mp4",
+                                                         R.BAD_VIDEO, "file is empty (0 bytes)")], R.REJECTS)
+    return {name: data / f"{name}.parquet" for name in DIGESTS}
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_content_is_unchanged(outputs, name):
+    assert content_digest(outputs[name]) == DIGESTS[name]["content"]
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_bytes_are_unchanged(outputs, name):
+    found = {"pyarrow": pyarrow.__version__, "pandas": pandas.__version__}
+    if found != VERSIONS:
+        pytest.skip(f"byte digests were taken with {VERSIONS}, this is {found}")
+    assert hashlib.sha256(outputs[name].read_bytes()).hexdigest() == DIGESTS[name]["bytes"]
