@@ -89,7 +89,8 @@ def affect_spec(spec: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> tu
                                   hint="write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
         name = canonical_affect(m.group(2))
         if name not in affects:
-            raise AffectSpecError(f"affect {name!r} in {spec!r} is not one of {', '.join(affects)}")
+            raise AffectSpecError(f"affect {name!r} in {spec!r} is not one of {', '.join(affects)}",
+                                  hint="use the affects the model was trained with")
         weights[list(affects).index(name)] += float(m.group(1)) if m.group(1) else 1.0
     return tuple(weights)
 

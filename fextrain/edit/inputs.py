@@ -42,7 +42,7 @@ def collect_inputs(args: Sequence[str | os.PathLike]) -> tuple[list[EditInput], 
     for arg in args:
         path = Path(arg)
         if not path.exists():
-            raise EditError(f"{arg}: no such file or folder")
+            raise EditError(f"{arg}: no such file or folder", hint="check the path")
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))):
                 kind = _kind(file)
@@ -84,7 +84,8 @@ def _read_table(path: Path, given: str) -> tuple[list[EditInput], list[dict[str,
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     except (OSError, UnicodeError, csv.Error) as exc:
-        raise EditError(f"{given}: cannot read the input list ({exc})") from None
+        raise EditError(f"{given}: cannot read the input list ({exc})",
+                        hint="an input list is a UTF-8 CSV of path[,affect] rows") from None
     if rows and rows[0] and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
     inputs, rejects = [], []

@@ -26,17 +26,13 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def load_model(path: str | Path, device: torch.device) -> Any:
-    """The Editor of a run directory (latest checkpoint) or an exported generator.safetensors."""
-    from fextrain.edit._editor_stopgap import load_editor
+    """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors."""
+    from fextrain.models import load_editor
 
     path = Path(path)
     if not path.exists():
         raise EditError(f"{path}: no such run", hint="pass a `fex train --out` folder or its generator.safetensors")
-    try:
-        return load_editor(path, device)
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:  # CheckpointError and friends
-        raise EditError(f"{path}: cannot load the model ({exc})",
-                        hint="pass a `fex train --out` folder or its generator.safetensors with its .json") from None
+    return load_editor(path, device)
 
 
 class BatchModel:

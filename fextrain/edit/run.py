@@ -69,7 +69,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) an edit; returns the summary also written to DIR/edit.json."""
     if options.start is not None and options.end is not None and options.end <= options.start:
-        raise EditError(f"--end {options.end:g} is not after --start {options.start:g}")
+        raise EditError(f"--end {options.end:g} is not after --start {options.start:g}",
+                        hint="give an --end later than --start, or leave one out")
     run_path, out = Path(run), Path(out)
     device = resolve_device(options.device)
     editor = load_model(run_path, device)
@@ -78,7 +79,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     targets = parse_targets(options.to, options.intensities, affects)
     items, scan_rejects = collect_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    with locked(out / LOCK_NAME, EditError(f"another fex edit is writing to {out}")):
+    with locked(out / LOCK_NAME, EditError(f"another fex edit is writing to {out}",
+                                                    hint="wait for it to finish, or use another --out")):
         fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
         _check_same_job(out, fingerprint, options.overwrite)
         atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
@@ -153,13 +155,13 @@ def _reject_path(out: Path, item: EditInput) -> Path:
 
 def _reject(out: Path, item: EditInput, category: str, reason: str) -> None:
     R.write_part(_reject_path(out, item), [R.reject_row(item.kind, item.root, item.shown, item.key, category, reason)],
-                 R.REJECT_SCHEMA)
+                 R.REJECTS)
 
 
 def _write_rejects(out: Path, name: str, rows: list[dict[str, Any]]) -> None:
     path = out / R.REJECTS_DIR / R.part_name(name)
     if rows:
-        R.write_part(path, rows, R.REJECT_SCHEMA)
+        R.write_part(path, rows, R.REJECTS)
     else:
         path.unlink(missing_ok=True)
 
