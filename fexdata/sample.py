@@ -293,3 +293,16 @@ def write_image_tree(root: str | Path, identities: int = 2, affects: Sequence[st
                 face = sample_face(identity, affect, size, intensity=1.0 - 0.15 * k, seed=7 + k, time=0.3 * k)
                 write_png(root / name / affect / f"{k:03d}.png", face)
     return root
+
+
+def sample_photo(border: int = 96) -> np.ndarray:
+    """A user's portrait: the public-domain astronaut photo, untouched, in a wider frame of plain background,
+    so the face is a small part of the picture (what `fex edit` is given, unlike the aligned crops)."""
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    h, w = photo.shape[:2]
+    canvas = np.empty((h + 2 * border, w + 4 * border, 3), np.uint8)
+    canvas[:] = (196, 204, 212)
+    canvas[border:border + h, 2 * border:2 * border + w] = photo
+    return canvas
