@@ -3,8 +3,8 @@
 Inputs (generated, `fexdata.sample`): a 512x512, 30 fps H.264 clip with an AAC sine audio track, the face
 moving and its expression ramping (10 s by default), and 24 photos (a sample face in a 704x512 frame).
 Models: the demo's FExGAN-Meta architecture (narrow widths) at 64 and 128 px, and the reference widths at
-128 px, each a run of one training step on the clip's own ingest (speed does not depend on the weights;
-the run carries the clip's crop recipe, so edit frames faces exactly as ingest did).
+128 px, each a run of one training step on the ingest of the clip and photos (speed does not depend on the weights;
+the run carries their crop recipe, so edit frames faces exactly as ingest did).
 
     ingest   `fexdata.ingest.ingest` (as `fex ingest` runs it) with one worker and with all cores: decode,
              detect/track, smoothed FFHQ alignment, 128 px PNG crops, Parquet records.
@@ -123,15 +123,15 @@ def main() -> None:
         results = {}
         for label, workers in (("ingest clip, 1 worker", 1), (f"ingest clip, {cores} workers", cores)):
             shutil.rmtree(work / "ing", ignore_errors=True)
-            _, wall, cpu = timed(lambda: ingest([Source((work / "studio").resolve(), "studio", "studio")], work / "ing",
+            _, wall, cpu = timed(lambda: ingest([Source((work / "studio").resolve(), str(work / "studio"), "studio")], work / "ing",
                                                 opts, workers=workers, **quiet))
             results[label] = (frames / wall, 1000 * cpu / frames)
         for label, workers in (("ingest photos, 1 worker", 1),):
-            _, wall, cpu = timed(lambda: ingest([Source((work / "photos").resolve(), "photos", "folder")],
+            _, wall, cpu = timed(lambda: ingest([Source((work / "photos").resolve(), str(work / "photos"), "folder")],
                                                 work / "ing-photos", opts, workers=workers, **quiet))
             results[label] = (args.photos / wall, 1000 * cpu / args.photos)
         manifest = work / "manifest.parquet"
-        build_manifest(work / "ing", manifest, split="none")
+        build_manifest([work / "ing", work / "ing-photos"], manifest, split="none")  # two affects to train on
         for size, arch, tag in ((64, DEMO_ARCH, "demo arch 64 px"), (128, DEMO_ARCH, "demo arch 128 px"),
                                 (128, {}, "reference arch 128 px")):
             run = make_run(work, manifest, size, arch, f"run-{size}-{len(arch)}")

@@ -43,8 +43,9 @@ class EditContext:
         """A copy of `frame` with every generated crop pasted back over its face."""
         out = frame.copy()
         for face, gen in zip(faces, generated):
-            mask = face_mask(face.landmarks, self.size)
+            if face.mask is None:
+                face.mask = face_mask(face.landmarks, self.size)
             if self.colour:
-                gen = match_colour(gen, face.image, mask)
-            paste(out, gen, face.transform, mask)
+                gen = match_colour(gen, face.image, face.mask)
+            paste(out, gen, face.transform, face.mask)
         return out

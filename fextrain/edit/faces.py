@@ -26,6 +26,7 @@ class FaceCrop:
     detector: str               # hog | cnn | track | frame
     image: np.ndarray           # S x S x 3 uint8, the model's input
     transform: np.ndarray       # 2x3 frame -> model crop
+    mask: np.ndarray | None = None   # paste-back mask in crop pixels, made once per face when first needed
 
 
 def make_finder(recipe: CropRecipe, fan_weights: str | None = None) -> FaceFinder:

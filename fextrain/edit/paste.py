@@ -86,7 +86,6 @@ def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.n
     alpha = cv2.warpAffine(mask, m_roi, size, flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     face = cv2.warpAffine(crop, m_roi, size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     roi = frame[y0:y1, x0:x1]
-    a = alpha[..., None]
-    blended = roi.astype(np.float32) * (1.0 - a) + face.astype(np.float32) * a
-    np.copyto(roi, np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=a > 0)
+    # roi (1 - a) + face a, rounded; where a == 0 OpenCV's (w1 v + w2 f) / (w1 + w2 + 1e-5) is v exactly.
+    roi[...] = cv2.blendLinear(roi, face, 1.0 - alpha, alpha)
     return (y0, x0), alpha

@@ -33,7 +33,7 @@ def resolve_recipe(config: Mapping[str, Any], run_path: Path, model_size: int,
                    overrides: Mapping[str, Any]) -> tuple[CropRecipe, str]:
     """(recipe, where it came from). Raises EditError when it is unknown and not stated."""
     stated = {k: v for k, v in overrides.items() if v is not None}
-    value, origin = config.get("recipe"), "the run's config"
+    value, origin = config.get("recipe") or None, "the run's config"
     manifest = run_manifest(config, run_path)
     crop_size = None
     if value is None and manifest is not None:

@@ -153,6 +153,8 @@ def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets
             w.abort()
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()  # a rejected video leaves nothing behind
     _write_grid(ctx, item, targets, run, info)
     return len(pending), run.stats
 
