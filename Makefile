@@ -24,7 +24,7 @@ test: setup
 
 # Re-render the column tables in docs/ from the schemas (fexdata.schema); tests fail while they differ.
 docs: setup
-	$(PY) -c "import sys; from fexdata.schema import main; sys.exit(main(['--write']))"
+	$(PY) -c "import sys; from fexdata.schema import write_docs; sys.exit(write_docs())"
 
 bench: setup
 	$(PY) benchmarks/ingest.py

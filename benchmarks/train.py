@@ -1,22 +1,26 @@
-"""Training throughput of FExGAN-Meta: img/s at 128 and 256, fp32 vs bf16, and the data-wait fraction.
+"""Training throughput: img/s per size, width and precision, the data-wait fraction, and fp32 vs bf16 loss curves.
 
-Runs the real training step (`fextrain.train.Session`: pair sampling, on-device gather and
-augmentation, then the model's `train_step`: one D and one G update) on a small synthetic manifest built from the bundled sample faces.
+Runs the real training step (`fextrain.train.Session`: sampling, on-device gather and augmentation,
+then the model's `train_step`) on a small synthetic manifest built from the bundled sample faces.
 
 Baselines, all measured in the same run:
-* fp32 at 128x128 (the paper's configuration) -- every other row is printed as a ratio to it;
+* fp32 at the first size with the paper's widths: every other row is printed as a ratio to it;
 * the data stage alone (sampling + gather + augmentation), timed with device synchronisation, as a
-  fraction of the full step time: the share of each step spent waiting for data.
+  fraction of the full step time: the share of each step spent waiting for data;
+* with --curves N: the same model trained N steps from the same seed in fp32 and in bf16 autocast,
+  losses side by side, so a precision is only used where it does not change what is learnt.
 The paper's own figure (100K steps x 32 images in ~2 weeks on a GTX 1070, about 2.6 img/s) is printed
-for scale, not measured. Target on one H100: >= 2,000 img/s at 128 with data waiting < 5%.
+for scale, not measured. Target on one H100: >= 2,700 img/s at 128 (100K steps of batch 32 in 20 min).
 
-    python benchmarks/train.py                       # CUDA when present, else a short CPU run
-    python benchmarks/train.py --device cpu --steps 2 --sizes 128
+    python benchmarks/train.py                       # CUDA: 128 and 256 px; CPU: 64 and 128 px, short
+    python benchmarks/train.py --device cpu --curves 300        # + fp32/bf16 loss curves (demo widths, 64 px)
     python benchmarks/train.py --compile             # add torch.compile rows (CUDA)
+    python benchmarks/train.py --model stargan --widths paper
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -31,9 +35,18 @@ from fexdata.manifest import write_manifest
 from fexdata.sample import sample_face
 from fextrain import distributed as dd
 from fextrain.config import TrainConfig
-from fextrain.train import Session
+from fextrain.models import MODELS
+from fextrain.runtime import cpu_native_bf16
+from fextrain.train import Session, train
 
 PAPER_IMG_PER_S = 100_000 * 32 / (14 * 24 * 3600)  # ~2.6 img/s on a GTX 1070 (FExGAN-Meta paper)
+# "paper": each model's own widths; "demo": the narrow widths `fex demo` trains (StarGAN: half width).
+WIDTHS = {
+    "paper": {},
+    "demo": {"fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64,
+                        "d_widths": [32, 64, 128]},
+             "stargan": {"g_conv_dim": 32, "d_conv_dim": 32}},
+}
 
 
 def write_manifest_at(root: Path, size: int, identities: int = 3, per_cell: int = 4) -> Path:
@@ -57,16 +70,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(manifest: Path, out: Path, size: int, batch: int, amp: str, device: str, steps: int, warmup: int,
-            compile_: bool) -> dict[str, float]:
-    cfg = TrainConfig(manifest=str(manifest), out=str(out), size=size, batch=batch, steps=10**9, device=device,
-                      amp=amp, compile=compile_, cache_dir=str(out.parent / "cache"))
+def _arch(model: str, widths: str) -> dict:
+    return dict(WIDTHS[widths].get(model, {})) if widths != "paper" else {}
+
+
+def measure(manifest: Path, out: Path, model: str, widths: str, size: int, batch: int, amp: str, device: str,
+            steps: int, warmup: int, compile_: bool) -> dict[str, float]:
+    cfg = TrainConfig(manifest=str(manifest), out=str(out), model=model, size=size, batch=batch, steps=10**9,
+                      device=device, amp=amp, compile=compile_, cache_dir=str(out.parent / "cache"),
+                      arch=_arch(model, widths))
     run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
     run.setup()
     dev = run.rt.device
 
     def step(i: int) -> None:
         run.model.train_step(run.data.next(), run.context(i))
+
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for i in range(warmup):
@@ -88,54 +107,88 @@ def measure(manifest: Path, out: Path, size: int, batch: int, amp: str, device: 
             "where": run.data.store.where, "device": str(dev), "amp": "bf16" if run.rt.amp else "fp32"}
 
 
+def curves(manifest: Path, root: Path, model: str, steps: int, batch: int, device: str) -> None:
+    """Train `steps` steps in fp32 and in bf16 from the same seed; print the losses side by side."""
+    logs, speed = {}, {}
+    every = max(1, steps // 10)
+    for amp in ("off", "bf16"):
+        out = root / f"curve-{amp}"
+        cfg = TrainConfig(manifest=str(manifest), out=str(out), model=model, size=64, batch=batch, steps=steps,
+                          device=device, amp=amp, log_every=every, ckpt_every=10**9, sample_every=0,
+                          cache_dir=str(root / "cache-64"), arch=_arch(model, "demo"))
+        train(cfg, progress=False, log=lambda _m: None)
+        logs[amp] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        speed[amp] = sorted(r["img_per_s"] for r in logs[amp][1:])[len(logs[amp][1:]) // 2]
+    keys = [MODELS[model].reconstruction, "d_total", "g_total"]
+    print(f"\nloss curves, {model} demo widths, 64 px, batch {batch}, {steps} steps, same seed "
+          f"(means over {every}-step intervals):")
+    print("  step  " + "  ".join(f"{k + ' fp32':>13} {k + ' bf16':>13}" for k in keys))
+    for a, b in zip(logs["off"], logs["bf16"]):
+        print(f"  {a['step']:>4}  " + "  ".join(f"{a.get(k, float('nan')):13.4f} {b.get(k, float('nan')):13.4f}"
+                                              for k in keys))
+    print(f"  median img/s: fp32 {speed['off']:.1f}, bf16 {speed['bf16']:.1f} "
+          f"(x{speed['bf16'] / speed['off']:.2f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--sizes", default="128,256")
+    ap.add_argument("--model", default="fexgan", choices=sorted(MODELS))
+    ap.add_argument("--sizes", default=None, help="default: 128,256 on CUDA, 64,128 on CPU")
+    ap.add_argument("--widths", default="paper,demo", help="paper and/or demo (comma-separated)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 1 on CPU)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 2 on CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 on CUDA, 1 on CPU)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
-    ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on CPU (often slower)")
+    ap.add_argument("--curves", type=int, default=0, metavar="N",
+                    help="also train N steps in fp32 and in bf16 (demo widths, 64 px, batch 16) and print the losses")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    steps = args.steps or (50 if cuda else 1)
+    steps = args.steps or (50 if cuda else 2)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
-    amps = ["off"]
-    if (cuda and torch.cuda.is_bf16_supported()) or (not cuda and args.cpu_bf16):
-        amps.append("bf16")
-    sizes = [int(s) for s in args.sizes.split(",")]
-    device_name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"fex train benchmark on {device_name}; torch {torch.__version__}; batch {args.batch}; "
+    bf16 = torch.cuda.is_bf16_supported() if cuda else cpu_native_bf16()
+    amps = ["off", "bf16"] if bf16 else ["off"]
+    sizes = [int(s) for s in (args.sizes or ("128,256" if cuda else "64,128")).split(",")]
+    widths = args.widths.split(",")
+    device_name = torch.cuda.get_device_name() if cuda else (
+        f"CPU, {torch.get_num_threads()} threads, native bf16: {'yes' if bf16 else 'no'}")
+    print(f"fex train benchmark, {args.model}, on {device_name}; torch {torch.__version__}; batch {args.batch}; "
           f"{warmup} warm-up + {steps} timed steps per row")
 
     root = Path(tempfile.mkdtemp(prefix="fex-bench-train-"))
     try:
-        manifest = write_manifest_at(root / "data", max(sizes))
+        manifest = write_manifest_at(root / "data", max(sizes + [64]))
         rows = []
         for size in sizes:
-            for amp in amps:
-                for comp in ([False, True] if args.compile else [False]):
-                    r = measure(manifest, root / f"run-{size}-{amp}-{comp}", size, args.batch, amp, args.device,
-                                steps, warmup, comp)
-                    rows.append({"size": size, "precision": r["amp"], "compile": comp, **r})
-                    print(f"  {size}px {r['amp']}{' compiled' if comp else ''}: {r['img_per_s']:.1f} img/s "
-                          f"({r['step_ms']:.1f} ms/step), data wait {100 * r['data_frac']:.1f}% of the step",
-                          flush=True)
-        base = next((r for r in rows if r["size"] == 128 and r["precision"] == "fp32" and not r["compile"]), rows[0])
-        print(f"\nbaseline: fp32 {base['size']}px, {base['img_per_s']:.1f} img/s ({base['device']}, images on "
-              f"{base['where']})")
+            for width in widths:
+                for amp in amps:
+                    for comp in ([False, True] if args.compile else [False]):
+                        r = measure(manifest, root / f"run-{size}-{width}-{amp}-{comp}", args.model, width, size,
+                                    args.batch, amp, args.device, steps, warmup, comp)
+                        rows.append({"size": size, "widths": width, "precision": r["amp"], "compile": comp, **r})
+                        print(f"  {size}px {width} widths {r['amp']}{' compiled' if comp else ''}: "
+                              f"{r['img_per_s']:.1f} img/s ({r['step_ms']:.1f} ms/step), data wait "
+                              f"{100 * r['data_frac']:.1f}% of the step", flush=True)
+        base = rows[0]
+        print(f"\nbaseline: fp32 {base['size']}px {base['widths']} widths, {base['img_per_s']:.1f} img/s "
+              f"({base['device']}, images on {base['where']})")
         for r in rows:
             mem = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] == r["peak_gib"] else ""
-            print(f"  {r['size']:>3}px {r['precision']}{' compiled' if r['compile'] else '         '}  "
+            print(f"  {r['size']:>3}px {r['widths']:>5} {r['precision']}{' compiled' if r['compile'] else '         '}  "
                   f"{r['img_per_s']:9.1f} img/s  x{r['img_per_s'] / base['img_per_s']:.2f} vs baseline  "
                   f"x{r['img_per_s'] / PAPER_IMG_PER_S:.3g} vs paper's GTX 1070  data wait "
                   f"{100 * r['data_frac']:.1f}%{mem}")
-        best128 = max((r for r in rows if r["size"] == 128), key=lambda r: r["img_per_s"], default=None)
+        best128 = max((r for r in rows if r["size"] == 128 and r["widths"] == "paper"), key=lambda r: r["img_per_s"],
+                      default=None)
         if best128:
             hours = 100_000 * args.batch / best128["img_per_s"] / 3600
-            print(f"\n100K steps at batch {args.batch}, 128px, fastest setting: {hours:.2f} h "
-                  f"(target on one H100: under 0.5 h, >= 2000 img/s)")
+            print(f"\n100K steps at batch {args.batch}, 128px, paper widths, fastest setting: {hours:.2f} h "
+                  f"(target on one H100: under 0.33 h, >= 2,700 img/s)")
+        if args.curves:
+            curves(manifest, root, args.model, args.curves, 16, args.device)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -40,7 +40,8 @@ _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed
               help=f"Adam learning rate of every network (default: {_paper('lr')}).")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default=_DEFAULTS.amp, show_default=True,
-              help="Mixed precision: auto = bf16 autocast on GPUs that support it.")
+              help="Mixed precision: auto = bf16 autocast where it is native (CUDA GPUs with bf16, CPUs with "
+                   "AVX512-BF16 or AMX), else fp32.")
 @click.option("--compile/--no-compile", default=_DEFAULTS.compile, show_default=True,
               help="torch.compile the networks (CUDA; slower first steps).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),

@@ -8,12 +8,11 @@ casts, and the column tables in docs/ are rendered from it between markers
     ...
     <!-- /columns -->
 
-so `make docs` (`fexdata.schema.main(["--write"])`) rewrites them and tests/test_schema_docs.py fails
+so `make docs` (`write_docs()`) rewrites them and tests/test_schema_docs.py fails
 when they drift. A module that defines a Table adds itself to `TABLE_MODULES`.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import re
 from dataclasses import dataclass
@@ -128,13 +127,11 @@ def documented_tables(text: str) -> list[str]:
     return [m.group("name") for m in _BLOCK.finditer(text)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check (or --write) the column tables in docs/.")
-    parser.add_argument("--write", action="store_true", help="rewrite stale tables in place")
-    args = parser.parse_args(argv)
-    problems = doc_problems(all_tables(), write=args.write)
-    for p in problems:
-        print(p)
+def write_docs() -> int:
+    """`make docs`: re-render every stale column table; status 1 when a page lacks a block (a person adds it)."""
+    problems = doc_problems(all_tables(), write=True)
+    for problem in problems:
+        print(problem)
     return 1 if problems else 0
 
 

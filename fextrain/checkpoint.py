@@ -102,20 +102,3 @@ def read_export(weights: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     else:
         raise CheckpointError(f"{weights}: no {beside.name} beside it and no fex metadata inside")
     return tensors, meta
-
-
-def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(TrainConfig, generator, discriminator or None, step) of a run, in eval mode on `device`.
-
-    Kept for callers written before `fextrain.models.load_editor`, which new code should use.
-    """
-    from fextrain.config import from_dict
-    from fextrain.models import load_editor
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).is_file() and not (run_dir / GENERATOR).is_file():
-        raise CheckpointError(f"{run_dir}: not a fex run directory (no {CHECKPOINT} or {GENERATOR})")
-    ed = load_editor(run_dir, device)
-    nets = ed.gan.networks()
-    return (from_dict(ed.config), nets["generator"], nets["discriminator"] if ed.has_discriminator else None,
-            ed.step)

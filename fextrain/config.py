@@ -18,7 +18,7 @@ from fexdata.errors import TrainingError
 from fexdata.paths import atomic_write_text
 
 from fextrain.augment import AugmentConfig
-from fextrain.models import UnknownModel, model_class
+from fextrain.models.registry import UnknownModel, model_class
 
 
 class ConfigError(TrainingError):
@@ -40,7 +40,7 @@ class TrainConfig:
     betas: tuple[float, float] | None = None  # Adam betas (both papers: 0.5, 0.999)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA when supported) | bf16 | off
+    amp: str = "auto"  # auto (bf16 where native: CUDA with bf16, CPUs with AVX512-BF16/AMX) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA) | on | off
     compile: bool = False  # torch.compile the networks (CUDA; first steps are slow while it compiles)
     data_on_device: str = "auto"  # auto | on | off: keep the packed uint8 training images on the GPU

@@ -31,7 +31,8 @@ from fextrain.batches import BatchSource, train_intensities
 from fextrain.checkpoint import CHECKPOINT, FORMAT, export_generator, load_checkpoint, save_checkpoint
 from fextrain.config import TrainConfig, from_dict, save_json, to_dict
 from fextrain.logger import RunLogger
-from fextrain.models import GANModel, StepContext, build_from_config
+from fextrain.models import GANModel, StepContext, build_from_config, model_class
+from fextrain.models.base import arch_fields
 from fextrain.runtime import ImageStore, Runtime, TrainingError
 from fextrain.samples import render_grid
 
@@ -133,7 +134,7 @@ class Session:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
         self.rng = torch.Generator(device=self.rt.device)  # augmentation and the model's own draws
         self.data = BatchSource(ds, ImageStore(ds.images, self.rt.device, cfg.data_on_device),
-                                paired=self._model_class().paired, batch=cfg.batch, augment=cfg.augment,
+                                paired=model_class(cfg.model).paired, batch=cfg.batch, augment=cfg.augment,
                                 rng=self.rng, seed=cfg.seed + 1_000_003 * info.rank,
                                 channels_last=self.rt.channels_last, intensity=train_intensities(cfg.manifest))
         cfg.identities = list(self.data.identities)
@@ -161,11 +162,6 @@ class Session:
         idx = self.data.grid_sources(cfg.num_samples)
         self.grid_images, self.grid_affects = np.asarray(ds.images[idx]), ds.affect_ids[idx]
 
-    def _model_class(self) -> type[GANModel]:
-        from fextrain.models import model_class
-
-        return model_class(self.cfg.model)
-
     def _load_state(self) -> dict[str, Any] | None:
         cfg = self.cfg
         if not cfg.out:
@@ -181,7 +177,7 @@ class Session:
 
     def _check_resumable(self, saved: TrainConfig) -> None:
         keys = ["model", "size", "arch", "affects"]
-        if "num_identities" in {f for f in self.model.arch.__dataclass_fields__}:
+        if "num_identities" in arch_fields(type(self.model)):
             keys.append("identities")  # its identity head is sized by them
         for key in keys:
             old, new = getattr(saved, key), getattr(self.cfg, key)

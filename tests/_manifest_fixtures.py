@@ -1,7 +1,9 @@
 """Fabricated `fex ingest` output folders for manifest and dataset tests (no dlib, no video: fast).
 
 `write_ingest` writes OUT/crops/<size>/<source>/<identity>/...png (tiny PNGs via cv2), OUT/records/
-part-0000.parquet with every record column of docs/design.md "Ingest output", and OUT/rejects/.
+part-0000.parquet and OUT/rejects/. The records are written by pandas, not `fexdata.ingest.records`, as
+records made some other way would be: pandas types (float64 landmarks, int64 sizes) and no
+`source_root` or `extra`, so the tests also cover the reader's casts.
 Each crop's pixels encode its row (identity, affect, frame), so tests can check which image a cache
 row or a pair holds: `pixel_code(img)` reads the code back.
 """

@@ -56,9 +56,11 @@ def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, 
 
 
 def tiny_config(manifest: Path, out: Path, model: str = "fexgan", **overrides: Any) -> TrainConfig:
-    """A CPU config at 64x64 with the model's tiny architecture; every log/checkpoint cadence overridable."""
+    """A CPU config at 64x64 with the model's tiny architecture; every log/checkpoint cadence overridable.
+
+    fp32 (amp off), so results do not depend on whether this CPU has native bf16 (amp auto would use it)."""
     settings: dict[str, Any] = dict(manifest=str(manifest), out=str(out), model=model, size=64, steps=4, batch=4,
-                                    device="cpu", log_every=1, ckpt_every=100, sample_every=0, num_samples=3,
+                                    device="cpu", amp="off", log_every=1, ckpt_every=100, sample_every=0, num_samples=3,
                                     arch=dict(TINY_ARCHS[model]), cache_dir=str(out.parent / f"{out.name}-cache"))
     settings.update(overrides)
     return TrainConfig(**settings)

@@ -11,9 +11,9 @@ import torch
 from _train_fixtures import TINY_ARCH
 
 from fextrain.checkpoint import (CheckpointError, FORMAT, export_generator, load_checkpoint,
-                                 load_run, save_checkpoint)
+                                 save_checkpoint)
 from fextrain.config import TrainConfig, save_json, to_dict
-from fextrain.models import build_model, load_editor
+from fextrain.models import build_model, load_editor, load_run
 from fextrain.models.fexgan import one_hot
 
 AFFECTS = ["anger", "joy", "neutral"]

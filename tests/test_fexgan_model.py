@@ -143,3 +143,48 @@ def test_augmentation_is_shared_per_pair_and_identity_when_off():
     grid = F.affine_grid(theta[:1].clone().fill_(0) + torch.tensor([[[-1.0, 0, 0], [0, 1, 0]]]), [1, 3, 16, 16],
                          align_corners=False)
     assert torch.allclose(F.grid_sample(x[:1], grid, align_corners=False), x[:1].flip(-1), atol=1e-5)
+
+
+def test_keras_initialisers_and_batch_norm_settings():
+    """Dense layers the reference builds with Keras defaults are Glorot-uniform; BatchNorm as Keras'."""
+    torch.manual_seed(0)
+    g, d = _nets(size=64, num_affects=7, **TINY)
+    for layer in (g.affect_in[0], g.mu, d.real_fake, d.affect):
+        bound = math.sqrt(6 / (layer.in_features + layer.out_features))
+        w = layer.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound and torch.count_nonzero(layer.bias) == 0
+        assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.2)  # uniform(-b, b), not N(0, 0.02)
+    assert 0.015 < g.affect_in[1].weight.std().item() < 0.025 and 0.015 < g.z_in[0].weight.std().item() < 0.025
+    norms = [m for m in list(g.modules()) + list(d.modules()) if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.01 and m.eps == 1e-3 for m in norms)
+
+
+def test_latent_heads_stay_float32_under_bf16_autocast():
+    g, _ = _nets(size=64, num_affects=5, **TINY)
+    x, a = torch.rand(2, 3, 64, 64) * 2 - 1, one_hot(torch.tensor([0, 1]), 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = g.encode(x, a)
+        z = g.reparameterize(mu, logvar)
+    assert mu.dtype == logvar.dtype == z.dtype == torch.float32
+
+
+def test_a_frozen_discriminator_keeps_its_running_statistics():
+    """The G step's D forward normalises with batch statistics but must not move the running ones."""
+    from contextlib import nullcontext
+
+    from fextrain.models.base import StepContext
+
+    _, d = _nets(size=64, num_affects=5, **TINY)
+    nets = {"discriminator": d}
+    ctx = StepContext(step=1, total=1, nets=nets, plain=nets, eager=nets, raw=nets, optimizers={},
+                      autocast=nullcontext, rng=torch.Generator())
+    before = {k: v.clone() for k, v in d.state_dict().items() if "running" in k}
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    with ctx.frozen("discriminator") as frozen:
+        frozen(x)[0].sum()
+        assert not any(p.requires_grad for p in d.parameters())
+    assert all(torch.equal(before[k], d.state_dict()[k]) for k in before)
+    assert all(p.requires_grad for p in d.parameters())
+    d(x)  # an ordinary training forward does move them, by Keras' 1%
+    assert not torch.equal(before[next(iter(before))], d.state_dict()[next(iter(before))])
+    assert [m.momentum for m in d.modules() if isinstance(m, torch.nn.BatchNorm2d)][0] == 0.01

@@ -17,14 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("fexdata", "fextrain", "cli")
 # Which packages each package may import; cli sits on top, fexdata at the bottom.
 ALLOWED = {"fexdata": {"fexdata"}, "fextrain": {"fextrain", "fexdata"}, "cli": {"cli", "fextrain", "fexdata"}}
-# Cycles that exist on main and belong to another piece of work; each entry names who owns the fix. An entry
-# that no longer matches a real cycle fails the test, so the list only ever shrinks.
-KNOWN_CYCLES: dict[tuple[str, ...], str] = {
-    # the model registry: fextrain.models imports its models and editor, which import fextrain.models (register,
-    # build_from_config) and fextrain.checkpoint -> fextrain.config -> fextrain.models (model_class)
-    ("fextrain.checkpoint", "fextrain.config", "fextrain.models", "fextrain.models.editor",
-     "fextrain.models.fexgan"): "fextrain.models registry (loop/models work)",
-}
 
 
 def module_files() -> dict[str, Path]:
@@ -122,11 +114,8 @@ def test_the_checker_finds_cycles_and_relative_imports():
 
 
 def test_no_import_cycle():
-    found = [tuple(c) for c in cycles(import_graph())]
-    new = [c for c in found if c not in KNOWN_CYCLES]
-    assert not new, "import cycles (strongly connected modules): " + "; ".join(" <-> ".join(c) for c in new)
-    stale = [c for c in KNOWN_CYCLES if c not in found]
-    assert not stale, f"fixed, so remove from KNOWN_CYCLES in {Path(__file__).name}: {stale}"
+    found = cycles(import_graph())
+    assert not found, "import cycles (strongly connected modules): " + "; ".join(" <-> ".join(c) for c in found)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

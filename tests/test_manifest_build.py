@@ -9,6 +9,7 @@ import pytest
 
 from _manifest_fixtures import write_ingest
 from fexdata.affects import AFFECTS
+from fexdata.ingest import RECORDS
 from fexdata.manifest import MANIFEST, SCHEMA_VERSION, ManifestError, build_manifest, read_manifest
 
 
@@ -17,7 +18,8 @@ def sha(path) -> str:
 
 
 def test_merge_two_ingest_outputs_paths_relative_to_manifest(tmp_path):
-    write_ingest(tmp_path / "data" / "studio", identities=3, frames=6)
+    studio = write_ingest(tmp_path / "data" / "studio", identities=3, frames=6)
+    assert set(pd.read_parquet(studio / "records").columns) <= set(RECORDS.names)  # the fixture invents nothing
     write_ingest(tmp_path / "data" / "jaffe", identities=3, kind="still", source="jaffe")
     out = tmp_path / "manifest.parquet"
     report = build_manifest([tmp_path / "data" / "studio", tmp_path / "data" / "jaffe"], out)

@@ -28,12 +28,7 @@ def manifest(tmp_path_factory) -> Path:
     return write_tiny_manifest(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _rows(run: Path) -> list[dict]:

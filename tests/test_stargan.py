@@ -71,9 +71,9 @@ def test_unpaired_targets_follow_the_balance_weights():
     assert np.bincount(tgt, minlength=3) / 30_000 == pytest.approx([1 / 3] * 3, abs=0.015)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_one_image_per_identity_trains_and_g_updates_every_fifth_step(tmp_path):
     """Unpaired: no same-identity target is needed. D updates every step, G every n_critic = 5."""
-    torch.set_num_threads(1)
     manifest = write_tiny_manifest(tmp_path / "data", identities=4, affects=("joy", "neutral"), per_cell=1)
     run = tmp_path / "run"
     result = train(tiny_config(manifest, run, "stargan", steps=5, log_every=1), progress=False)

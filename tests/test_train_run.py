@@ -17,7 +17,8 @@ from _train_fixtures import TINY_ARCH, tiny_config, write_tiny_manifest
 
 from cli.main import main as fex
 from fexdata.manifest import ManifestError, read_manifest, write_manifest
-from fextrain.checkpoint import load_checkpoint, load_run
+from fextrain.checkpoint import load_checkpoint
+from fextrain.models import load_run
 from fextrain.models.fexgan import affect_vector, one_hot
 from fextrain.train import NonFiniteLoss, TrainingError, train
 

@@ -87,7 +87,7 @@ def read_records(ingest_dir: str | os.PathLike) -> Records:
     for f in files:
         try:
             t = pq.read_table(f)
-        except Exception as exc:  # a truncated or foreign file
+        except (OSError, pa.ArrowException) as exc:  # a truncated or foreign file
             raise ManifestError(f"{f}: unreadable Parquet ({exc})",
                                 hint="delete it and re-run `fex ingest` to redo that part") from None
         missing = [c for c in RECORDS.required if c not in t.column_names]

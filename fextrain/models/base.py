@@ -76,12 +76,12 @@ class StepContext:
     `nets` are the networks wrapped for training (DDP under torchrun, then torch.compile when on):
     every forward whose output is back-propagated into a network's own parameters goes through
     them, a second generator forward (a cycle) included. `eager` are the same without compile, for
-    forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP
-    and with its parameters frozen, for forwards that only pass gradients through it (D in the
-    generator update); the backward must happen inside the `with` block. `plain` are the networks
-    without DDP, for forwards under torch.no_grad(). Under DDP every parameter of a network that is
-    updated must take part in that update's loss (DDP reduces gradients bucket by bucket, and stops
-    the run at the next forward when one never arrives).
+    forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP,
+    its parameters frozen and its BatchNorm running statistics left as they are, for forwards that
+    only pass gradients through it (D in the generator update); the backward must happen inside the
+    `with` block. `plain` are the networks without DDP, for forwards under torch.no_grad(). Under DDP
+    every parameter of a network that is updated must take part in that update's loss (DDP reduces
+    gradients bucket by bucket, and stops the run at the next forward when one never arrives).
     """
 
     step: int  # 1-based index of this iteration
@@ -103,12 +103,19 @@ class StepContext:
 
     @contextmanager
     def frozen(self, name: str) -> Iterator[nn.Module]:
+        """The network without DDP, its parameters frozen and its normalisation statistics kept as they are."""
         net = self.raw[name]
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
         net.requires_grad_(False)
+        for m in norms:  # batch statistics still normalise; running = 1 * running + 0 * batch
+            m.momentum = 0.0
         try:
             yield self.plain[name]
         finally:
             net.requires_grad_(True)
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
 
 
 class GANModel(nn.Module):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ import torch
 
 from fextrain.checkpoint import (CHECKPOINT, GENERATOR, CheckpointError, load_checkpoint,
                                  read_export)
-from fextrain.models import build_from_config
 from fextrain.models.base import GANModel
+from fextrain.models.registry import build_from_config
 
 
 @dataclass
@@ -77,3 +78,19 @@ def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
 
 
 __all__ = ["Editor", "load_editor"]
+
+
+def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(TrainConfig, generator, discriminator or None, step) of a run, in eval mode on `device`.
+
+    Kept for callers written before `fextrain.models.load_editor`, which new code should use.
+    """
+    from fextrain.config import from_dict  # config imports the registry, which loads this module
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).is_file() and not (run_dir / GENERATOR).is_file():
+        raise CheckpointError(f"{run_dir}: not a fex run directory (no {CHECKPOINT} or {GENERATOR})")
+    ed = load_editor(run_dir, device)
+    nets = ed.gan.networks()
+    return (from_dict(ed.config), nets["generator"], nets["discriminator"] if ed.has_discriminator else None,
+            ed.step)

@@ -13,7 +13,16 @@ TensorFlow code's layer list, at 128x128:
 * Discriminator: stride-2 4x4 convs with 64, 128, 512 channels (BatchNorm on all but the first,
   LeakyReLU), flattened into a real/fake logit and K affect logits. Heads return logits: the
   sigmoid/softmax live in the losses (BCE-with-logits is safe under bf16 autocast).
-* All conv and dense weights ~ N(0, 0.02); the log-variance head starts at zero (sigma = 1).
+* Initialisation as the reference: conv, transposed-conv and dense layers given the reference's
+  N(0, 0.02) initialiser get it; the dense layers built with Keras defaults (the label's Dense(64),
+  the mu head, both discriminator heads) get Keras' Glorot-uniform; biases start at zero and the
+  log-variance head at exactly zero (sigma = 1).
+* BatchNorm as Keras builds it: moving averages with momentum 0.99 (torch momentum 0.01), eps 1e-3.
+  The discriminator's running statistics are updated by its D-step forwards (one real and one fake
+  batch per step, each normalised with its own batch statistics as in the reference), not by its
+  forward in the generator step (`StepContext.frozen`), so in eval mode it normalises with an even
+  mixture of real and fake statistics rather than two-thirds fake ones.
+* Under bf16 autocast the mu and log-variance heads, the noise and z stay float32.
 
 Other sizes follow the same rule: one down/up block per halving, so 256 adds one block and 64 drops
 one (the size CPU tests use). The width of a block at resolution r is
@@ -52,7 +61,7 @@ import torch
 from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot  # noqa: F401
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
@@ -96,7 +105,7 @@ class FExGANConfig:
 
 
 def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for conv and dense weights, zero biases, as the reference initialiser."""
+    """N(0, 0.02) for conv and dense weights, zero biases: the reference's explicit initialiser."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -104,17 +113,28 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def keras_dense_default(layer: nn.Linear) -> None:
+    """Keras' Dense defaults (Glorot uniform, zero bias), for the reference's layers built without an initialiser."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    # Keras BatchNormalization defaults: moving = 0.99 * moving + 0.01 * batch, eps 1e-3.
+    return nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
+
+
 def _down(cin: int, cout: int, norm: bool, act: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False)]
     if norm:
-        layers.append(nn.BatchNorm2d(cout))
+        layers.append(_batch_norm(cout))
     if act:
         layers.append(nn.LeakyReLU(LEAKY_SLOPE))
     return nn.Sequential(*layers)
 
 
 def _up(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout)]
+    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), _batch_norm(cout)]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.ReLU())
@@ -152,6 +172,8 @@ class Generator(nn.Module):
         self.to_image = nn.Sequential(nn.ConvTranspose2d(cin, 3, 4, stride=2, padding=1), nn.Tanh())
 
         init_weights(self)
+        keras_dense_default(self.affect_in[0])
+        keras_dense_default(self.mu)
         # Reference: the log-sigma head starts at exactly zero, so early latents have unit variance.
         nn.init.zeros_(self.logvar.weight)
 
@@ -161,7 +183,10 @@ class Generator(nn.Module):
         if x.is_contiguous(memory_format=torch.channels_last):
             plane = plane.contiguous(memory_format=torch.channels_last)
         h = self.encoder(torch.cat([x, plane.to(x.dtype)], dim=1)).flatten(1)
-        return self.mu(h), self.logvar(h)
+        # The heads in float32 even under autocast: bf16 would round mu and turn exp(logvar / 2) coarse.
+        with torch.autocast(h.device.type, enabled=False):
+            h = h.float()
+            return self.mu(h), self.logvar(h)
 
     def decode(self, z: torch.Tensor, tgt_vec: torch.Tensor) -> torch.Tensor:
         """Latent [B, latent] and target affect vector [B,K] (may be mixed or scaled) -> image in [-1,1]."""
@@ -196,6 +221,8 @@ class Discriminator(nn.Module):
         self.real_fake = nn.Linear(flat, 1)
         self.affect = nn.Linear(flat, cfg.num_affects)
         init_weights(self)
+        keras_dense_default(self.real_fake)
+        keras_dense_default(self.affect)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x).flatten(1)

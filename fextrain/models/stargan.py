@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, gradient_penalty, l1
-from fextrain.models import register
+from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot
 
 SIZES = (64, 128, 256)

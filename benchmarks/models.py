@@ -1,0 +1,159 @@
+"""Every registered model on the same manifest, for the same number of training images: one row each.
+
+    python benchmarks/models.py                          # demo data, 64 px, 1,600 images per model (~10 min, 2 CPUs)
+    python benchmarks/models.py --images 48000 --sources 100   # 3,000 steps of batch 16: edits worth judging
+    python benchmarks/models.py --manifest data/manifest.parquet --size 128
+
+Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested and
+split exactly as `fex demo` does, into OUT/data (reused on the next run); or --manifest.
+
+Each model trains with its own paper losses, schedule and learning rate, at the demo's narrow widths
+(BENCH_ARCH; the paper widths are 4x the compute and more), batch 16, for --images images: the same
+image budget for every model. Then, on the manifest's test split (the first --sources faces x every
+affect), with the evaluation pieces of `fex eval`:
+
+* judge @ target / real: the expression judge's accuracy on the edits at their target affect, as a
+  ratio to its accuracy on the real test faces (the judge is the one `fex eval` trains today, flips
+  and shifts only; it reads blur as anger, see issue 9, so a blurry model scores low here);
+* identity < 0.6: share of edits whose dlib face descriptor lies within 0.6 of its source's (among
+  edits where both faces are found), and faces found: share of edits where dlib finds a face;
+* judge Frechet: Frechet distance between judge features of real test faces and of the edits;
+* train img/s (median over logging intervals after the first) and edits/s (eval mode, batch 64).
+The baseline of each ratio is measured in the same run (the judge on real faces).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fexdata.dataset import FaceDataset
+from fextrain.config import TrainConfig
+from fextrain.evaluate.frechet import frechet_distance
+from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, FaceDescriber, descriptor_distance
+from fextrain.evaluate.judge import JudgeSettings, load_or_train_judge
+from fextrain.models import MODELS, load_editor, one_hot
+from fextrain.train import train
+
+# The demo's narrow widths (cli/demo.py for fexgan); StarGAN at half its official widths.
+BENCH_ARCH = {
+    "fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
+    "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
+}
+
+
+def demo_manifest(root: Path) -> Path:
+    """The `fex demo` data (same characters, clips, ingest and split), built once under root."""
+    manifest = root / "manifest.parquet"
+    if manifest.is_file():
+        return manifest
+    from cli.main import main as fex
+    from fexdata.sample import write_studio_tree
+
+    captures = root / "captures"
+    shutil.rmtree(captures, ignore_errors=True)
+    write_studio_tree(captures, identities=6, seconds=2.0, fps=15.0, size=256, layout="clips")
+    fex.main(["ingest", str(captures), "--out", str(root / "ingest"), "--size", "128", "--quiet"],
+             standalone_mode=False, prog_name="fex")
+    fex.main(["build-manifest", str(root / "ingest"), "--out", str(manifest), "--split", "frame", "--blocks", "4",
+              "--guard", "0", "--quiet"], standalone_mode=False, prog_name="fex")
+    return manifest
+
+
+def train_model(name: str, manifest: Path, out: Path, size: int, steps: int, batch: int, amp: str) -> float:
+    """Train `name` for `steps` iterations; returns the median training img/s (first interval excluded)."""
+    shutil.rmtree(out, ignore_errors=True)
+    every = max(1, steps // 10)
+    cfg = TrainConfig(manifest=str(manifest), out=str(out), model=name, size=size, steps=steps, batch=batch,
+                      device="cpu", amp=amp, log_every=every, ckpt_every=10**9, sample_every=0,
+                      arch=dict(BENCH_ARCH.get(name, {})))
+    train(cfg, progress=False, log=lambda msg: print("   ", msg))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    speeds = [r["img_per_s"] for r in rows[1:]] or [rows[0]["img_per_s"]]
+    return float(np.median(speeds))
+
+
+def edit_all(run: Path, sources: np.ndarray, src_aff: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """(uint8 edits [n*k, H, W, 3] ordered source-major, edits per second)."""
+    ed = load_editor(run)
+    x = torch.from_numpy(np.repeat(sources, k, axis=0)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    src = one_hot(torch.from_numpy(np.repeat(src_aff, k)), k)
+    tgt = one_hot(torch.arange(k).repeat(len(sources)), k)
+    outs, t0 = [], time.perf_counter()
+    with torch.no_grad():
+        for a in range(0, len(x), 64):
+            outs.append(ed.edit(x[a:a + 64], src[a:a + 64], tgt[a:a + 64]))
+    rate = len(x) / (time.perf_counter() - t0)
+    y = torch.cat(outs).clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return y, rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, help="default: the demo data, built under OUT/data")
+    ap.add_argument("--out", type=Path, default=Path("out/bench-models"))
+    ap.add_argument("--models", default=",".join(sorted(MODELS)))
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--images", type=int, default=1600, help="training images per model (steps = images / batch)")
+    ap.add_argument("--sources", type=int, default=30, help="test faces edited into every affect")
+    ap.add_argument("--amp", default="off", choices=["off", "bf16", "auto"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    manifest = args.manifest or demo_manifest(args.out / "data")
+    steps = max(1, args.images // args.batch)
+
+    test = FaceDataset(manifest, "test", args.size, progress=False)
+    train_split = FaceDataset(manifest, "train", args.size, progress=False)
+    affects, k = test.affects, len(test.affects)
+    pick = np.sort(np.random.default_rng(0).choice(len(test), min(args.sources, len(test)), replace=False))
+    sources, src_aff = test.image_array(pick), test.affect_ids[pick]
+    targets = np.tile(np.arange(k), len(pick))
+
+    judge, _ = load_or_train_judge(args.out / "judge", train_split.images, train_split.affect_ids, affects,
+                                   JudgeSettings(size=min(64, args.size)), progress=False)
+    judge_real = float((judge.predict(test.images) == test.affect_ids).mean())
+    real_feats = judge.features(test.images)
+    describer = FaceDescriber(5, 256)
+    src_desc = describer.describe(sources)
+    print(f"manifest {manifest}: {len(train_split)} train / {len(test)} test faces, {k} affects; "
+          f"judge (today's: flips and shifts) on real test faces {judge_real:.3f}; "
+          f"{steps} steps x batch {args.batch} = {steps * args.batch} images per model, {args.size} px, "
+          f"{'bf16' if args.amp != 'off' else 'fp32'}, {args.threads} thread(s)", flush=True)
+
+    rows = []
+    for name in args.models.split(","):
+        print(f"== {name}", flush=True)
+        run = args.out / "runs" / name
+        img_s = train_model(name, manifest, run, args.size, steps, args.batch, args.amp)
+        edits, edit_rate = edit_all(run, sources, src_aff, k)
+        judge_gen = float((judge.predict(edits) == targets).mean())
+        gen_desc = describer.describe(edits)
+        both = np.repeat(src_desc.found, k) & gen_desc.found
+        dist = descriptor_distance(np.repeat(src_desc.vectors, k, axis=0), gen_desc.vectors)[both]
+        rows.append({"model": name, "judge_ratio": judge_gen / judge_real, "judge_at_target": judge_gen,
+                     "identity": float((dist < SAME_PERSON_THRESHOLD).mean()) if len(dist) else float("nan"),
+                     "faces_found": float(gen_desc.found.mean()),
+                     "frechet": frechet_distance(real_feats, judge.features(edits)),
+                     "train_img_s": img_s, "edits_s": edit_rate})
+        print(f"   {rows[-1]}", flush=True)
+
+    print(f"\n{len(pick)} test sources x {k} affects = {len(targets)} edits per model; "
+          f"{steps * args.batch} training images each; total {time.perf_counter() - started:.0f} s\n")
+    print("| model | judge @ target / real | identity < 0.6 | faces found | judge Fréchet | train img/s | edits/s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['judge_ratio']:.2f} ({r['judge_at_target']:.3f} / {judge_real:.3f}) | "
+              f"{r['identity']:.2f} | {r['faces_found']:.2f} | {r['frechet']:.1f} | {r['train_img_s']:.1f} | "
+              f"{r['edits_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
