@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import click
 
-
-def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
-    try:
-        weights = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: write comma-separated numbers, e.g. 0,0.5,1,1.5") from None
-    if not weights:
-        raise click.BadParameter("give at least one intensity")
-    return weights
+from cli.params import comma_floats
 
 
 @click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +14,7 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
                    "schedule CSV (affect,start,end[,intensity]). Repeat it, or separate specs with commas.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder: <input>/<target>.png|.mp4, <input>/grid.png, edits.parquet, rejects/, edit.json.")
-@click.option("--intensity", default="1", show_default=True, callback=_floats,
+@click.option("--intensity", default="1", show_default=True, callback=comma_floats,
               help="Strength sweep: every target at each of these weights, e.g. 0,0.5,1,1.5.")
 @click.option("--from", "source", default="auto", show_default=True,
               help="Source affect of the inputs (an affect spec), or auto to estimate it per face. "

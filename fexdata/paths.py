@@ -70,6 +70,18 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def read_json_or_empty(path: str | os.PathLike) -> dict:
+    """A JSON object file written by an earlier run; {} when it is missing or unreadable (a run killed
+    before its first write, a hand-edited file), so the caller treats the folder as made with other settings."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def remove_temp_files(folder: str | os.PathLike) -> None:
     """Delete the temp files of writes a killed run never finished (atomic_path's `.<name>.*.tmp`)."""
     for dirpath, _, files in os.walk(folder):

@@ -30,7 +30,7 @@ from fexdata.errors import IngestError
 from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
-from fexdata.paths import atomic_write_text, locked, remove_temp_files
+from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
 from fexdata.ingest.sources.base import Item, Reject
 
 INGEST_JSON = "ingest.json"
@@ -165,9 +165,8 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
 def summarize(out: Path, run: RunInfo | None = None) -> dict:
     """Counts over everything in OUT (this run and earlier, resumed ones) plus this run's timing."""
     rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "item", "source_path", "frame", "detector"])
-    rej = R.read_table(out / R.REJECTS_DIR, ["category", "reason", "source_path"])
     summary: dict = {"records": 0, "crops_by_size": {}, "items_with_crops": 0, "frames": 0, "detector": {},
-                     "rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
+                     **R.reject_summary(out / R.REJECTS_DIR)}
     if rec is not None and rec.num_rows:
         df = rec.to_pandas()
         summary["records"] = int(len(df))
@@ -176,13 +175,6 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
         summary["items_with_crops"] = int(first["item"].nunique())
         summary["frames"] = int(len(first))
         summary["detector"] = {str(k): int(v) for k, v in first["detector"].value_counts().items()}
-    if rej is not None and rej.num_rows:
-        dj = rej.to_pandas()
-        summary["rejects"] = int(len(dj))
-        summary["rejects_by_category"] = {str(k): int(v) for k, v in dj["category"].value_counts().items()}
-        summary["reject_examples"] = {
-            str(cat): [f"{r.source_path}: {r.reason}" for r in grp.head(3).itertuples()]
-            for cat, grp in dj.groupby("category", sort=True)}
     if run is not None:
         summary["run"] = {"units": run.units_total, "units_resumed": run.units_done_before,
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
@@ -204,12 +196,7 @@ def format_summary(summary: dict) -> str:
                      f" ({run['seconds']} s{fps})")
         if run.get("frames_without_face"):
             lines.append(f"video frames without a face (skipped): {run['frames_without_face']}")
-    if summary["rejects"]:
-        lines.append(f"{summary['rejects']} rejected:")
-        for cat, n in summary["rejects_by_category"].items():
-            lines.append(f"  {n:6d}  {cat}  (e.g. {summary['reject_examples'][cat][0]})")
-    else:
-        lines.append("nothing rejected")
+    lines += R.reject_lines(summary, f"{summary['rejects']} rejected:")
     return "\n".join(lines)
 
 
@@ -223,13 +210,9 @@ def _fingerprint(sources: Sequence[Source], options: IngestOptions) -> dict:
 
 
 def _check_same_job(out: Path, fingerprint: dict, overwrite: bool) -> None:
-    path = out / INGEST_JSON
-    if not path.exists():
+    if not (out / INGEST_JSON).exists():
         return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = {}
+    old = read_json_or_empty(out / INGEST_JSON)
     same = (old.get("options") == fingerprint["options"]
             and [(s["root"], s["layout"]) for s in old.get("sources", [])]
             == [(s["root"], s["layout"]) for s in fingerprint["sources"]])

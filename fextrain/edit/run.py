@@ -25,7 +25,7 @@ from fexdata.errors import EditError
 from fexdata.images import DEFAULT_MAX_PIXELS, ImageError
 from fexdata.ingest import records as R
 from fexdata.ingest.video import VideoError
-from fexdata.paths import atomic_write_text, locked, remove_temp_files
+from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
 from fextrain.edit import paste
 from fextrain.edit.context import EditContext, Rejected
 from fextrain.edit.faces import make_finder
@@ -177,13 +177,9 @@ def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: E
 
 
 def _check_same_job(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    path = out / EDIT_JSON
-    if not path.exists():
+    if not (out / EDIT_JSON).exists():
         return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = {}
+    old = read_json_or_empty(out / EDIT_JSON)
     keys = ("format", "run", "model", "step", "affects", "size", "recipe", "settings")
     diffs = [k for k in keys if old.get(k) != fingerprint[k]]
     if not diffs:
@@ -209,18 +205,9 @@ def _clear(out: Path) -> None:
 
 
 def _summary(out: Path, counts: Counter, frames: VideoStats, rows: int, seconds: float) -> dict[str, Any]:
-    rej = R.read_table(out / R.REJECTS_DIR, ["category", "reason", "source_path"])
-    by_category: dict[str, int] = {}
-    examples: dict[str, list[str]] = {}
-    if rej is not None and rej.num_rows:
-        df = rej.to_pandas()
-        by_category = {str(k): int(v) for k, v in df["category"].value_counts().items()}
-        examples = {str(c): [f"{r.source_path}: {r.reason}" for r in g.head(3).itertuples()]
-                    for c, g in df.groupby("category", sort=True)}
     return {"photos_edited": counts["photos"], "videos_edited": counts["videos"], "outputs_written": counts["outputs"],
             "inputs_done_before": counts["inputs_done_before"], "rows": rows, "video_frames": asdict(frames),
-            "rejects": sum(by_category.values()), "rejects_by_category": by_category, "reject_examples": examples,
-            "seconds": round(seconds, 2)}
+            **R.reject_summary(out / R.REJECTS_DIR), "seconds": round(seconds, 2)}
 
 
 def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
@@ -231,11 +218,6 @@ def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
     if f["frames"]:
         lines.append(f"video frames: {f['frames']} decoded, {f['edited']} with a face edited, {f['no_face']} without "
                      f"a face and {f['outside']} outside --start/--end passed through unchanged")
-    if summary["rejects"]:
-        lines.append(f"rejected {summary['rejects']} inputs (see {out}/rejects):")
-        for cat, n in summary["rejects_by_category"].items():
-            lines.append(f"  {n:6d}  {cat}  (e.g. {summary['reject_examples'][cat][0]})")
-    else:
-        lines.append("nothing rejected")
+    lines += R.reject_lines(summary, f"rejected {summary['rejects']} inputs (see {out}/rejects):")
     lines.append(f"wrote {out}/{TABLE} ({summary['rows']} rows) and {out}/{EDIT_JSON}")
     return "\n".join(lines)
