@@ -26,6 +26,9 @@ from cli.params import comma_floats
               help="Photos: edit the largest face (as ingest keeps) or every detected face. Videos follow one face.")
 @click.option("--color-match", "colour", is_flag=True,
               help="Shift each generated face's mean colour onto the input face's before pasting.")
+@click.option("--keep-detail", is_flag=True,
+              help="Add only the model's coarse change to each face, keeping the input's fine detail (sharp "
+                   "results from a blurry generator; the edit's own fine texture is not transferred).")
 @click.option("--crops", is_flag=True, help="Also write the aligned input and output crops (<input>/crops/).")
 @click.option("--start", type=click.FloatRange(min=0), default=None,
               help="Videos: edit from this second on; earlier frames pass through unchanged.")
@@ -58,7 +61,7 @@ from cli.params import comma_floats
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any input was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, crops, start, end, batch, device, threads,
+def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch, device, threads,
          align, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
          max_megapixels, judge_epochs, judge_min_steps, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
@@ -84,7 +87,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, crop
               "redetect_every": redetect_every}
     options = EditOptions(
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
-        source=source, estimator=estimator, faces=faces, colour=colour, crops=crops, start=start, end=end,
+        source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops, start=start, end=end,
         batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe, fan_weights=fan_weights,
         judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)

@@ -69,7 +69,8 @@ def test_photo_in_a_larger_canvas(run, tmp_path):
     joy = edits[edits["target"] == "joy"].iloc[0]
     assert list(joy["target_vector"]) == [0, 0, 0, 1, 0, 0, 0]
     assert (out / "me" / "grid.png").is_file()
-    assert read_rgb(out / "me" / "grid.png").shape[1] > 3 * 256  # source + 2 targets
+    grid = read_rgb(out / "me" / "grid.png")
+    assert grid.shape[0] == 256 + 22 and grid.shape[1] > 3 * 200  # one row: source + 2 targets, around the face
     assert {p.name for p in (out / "me" / "crops").iterdir()} == {"face0_source.png", "face0_joy.png",
                                                                   "face0_0.5xsurprise.png"}
     meta = json.loads((out / "edit.json").read_text())

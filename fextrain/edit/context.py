@@ -33,6 +33,7 @@ class EditContext:
     size: int                   # the model's input side
     faces: str = "largest"      # largest | all (photos)
     colour: bool = False        # match the generated face's mean colour to the input's
+    keep_detail: bool = False   # add only the generator's coarse change, keeping the input's fine detail
     crops: bool = False         # also write aligned input and output crops
     max_pixels: int = 100_000_000
     start: float | None = None  # videos: edit only [start, end) seconds
@@ -47,5 +48,5 @@ class EditContext:
                 face.mask = face_mask(face.landmarks, self.size)
             if self.colour:
                 gen = match_colour(gen, face.image, face.mask)
-            paste(out, gen, face.transform, face.mask)
+            paste(out, gen, face.transform, face.mask, face.image if self.keep_detail else None)
         return out

@@ -1,7 +1,8 @@
 """Where `fex edit` writes, and the grid figure of one input.
 
     DIR/<input>/<target>.png | .mp4      the edited photo or video, full resolution
-    DIR/<input>/grid.png                 the source and every target side by side (one frame of a video)
+    DIR/<input>/grid.png                 the source and every target side by side, around the faces
+                                         (one frame of a video)
     DIR/<input>/crops/...                with --crops: the aligned input and output crops
     DIR/.parts/<input+target>-<input signature>.parquet   that output's rows; its presence means done
     DIR/edits.parquet, DIR/rejects/, DIR/edit.json
@@ -62,10 +63,26 @@ def drop_stale_parts(out: Path, item: EditInput, target: Target, sig: str) -> No
             p.unlink()
 
 
-def write_grid(dest: Path, tiles: list[tuple[str, np.ndarray]], per_row: int = 8) -> Path:
-    """The tiles (label, RGB frame) side by side at GRID_HEIGHT, labelled, `per_row` to a row."""
+def face_region(boxes: list[tuple[float, float, float, float]], shape: tuple[int, ...],
+                margin: float = 0.6) -> tuple[int, int, int, int]:
+    """The frame region around the faces (their union grown by `margin` of its size on each side), so a
+    grid of a large photo shows the faces, not a thumbnail where they are a few pixels wide."""
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    grow = margin * max(x1 - x0, y1 - y0)
+    h, w = shape[:2]
+    return (max(0, int(x0 - grow)), max(0, int(y0 - grow)), min(w, int(x1 + grow + 1)), min(h, int(y1 + grow + 1)))
+
+
+def write_grid(dest: Path, tiles: list[tuple[str, np.ndarray]], region: tuple[int, int, int, int] | None = None,
+               per_row: int = 8) -> Path:
+    """The tiles (label, RGB frame) side by side at GRID_HEIGHT, cut to `region` (x0, y0, x1, y1) when given,
+    labelled, `per_row` to a row."""
     cells = []
     for label, img in tiles:
+        if region is not None:
+            x0, y0, x1, y1 = region
+            img = img[y0:y1, x0:x1]
         h, w = img.shape[:2]
         width = max(1, int(round(w * GRID_HEIGHT / h)))
         interp = cv2.INTER_AREA if h > GRID_HEIGHT else cv2.INTER_CUBIC

@@ -6,6 +6,9 @@ forehead an expression moves; eroded, then blurred, so it fades to exactly zero 
 Only pixels under a non-zero mask change: everything else is the input, bit for bit. A whole-image
 fallback face has no landmarks, so its mask is the crop square with the same feathered edge.
 
+Optional detail keeping (`keep_detail_of`) adds only the generator's coarse change to the input instead of
+replacing the face, so the input's fine detail survives a blurry generator.
+
 Optional colour matching shifts the generated face's mean colour (in CIELAB, over the mask) onto the
 input face's, so a generator's drift in skin tone or exposure does not show as a patch.
 """
@@ -58,12 +61,17 @@ def match_colour(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) ->
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
-def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.ndarray
-          ) -> tuple[tuple[int, int], np.ndarray] | None:
+def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.ndarray,
+          keep_detail_of: np.ndarray | None = None) -> tuple[tuple[int, int], np.ndarray] | None:
     """Blend `crop` into `frame` in place; returns ((y0, x0), frame-space mask of the changed region).
 
     `transform` maps frame pixels to crop pixels; the region touched is the frame box of the mask's
     support, so a small face in a 4K frame costs a small warp. None when the face lies outside the frame.
+
+    `keep_detail_of` (the input crop the model was given): instead of the generated face, add only the
+    generator's change at coarse scales, low-pass(crop) - low-pass(input) with a Gaussian of 1/64 of the
+    crop side, to the frame. The input's finer detail then stays (a blurry generator does not blur the
+    face), at the price of the edit's own fine texture.
     """
     h, w = frame.shape[:2]
     m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
@@ -84,8 +92,16 @@ def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.n
     size = (x1 - x0, y1 - y0)
     flags = cv2.WARP_INVERSE_MAP
     alpha = cv2.warpAffine(mask, m_roi, size, flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    face = cv2.warpAffine(crop, m_roi, size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     roi = frame[y0:y1, x0:x1]
-    # roi (1 - a) + face a, rounded; where a == 0 OpenCV's (w1 v + w2 f) / (w1 + w2 + 1e-5) is v exactly.
-    roi[...] = cv2.blendLinear(roi, face, 1.0 - alpha, alpha)
+    if keep_detail_of is None:
+        face = cv2.warpAffine(crop, m_roi, size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        # roi (1 - a) + face a, rounded; where a == 0 OpenCV's (w1 v + w2 f) / (w1 + w2 + 1e-5) is v exactly.
+        roi[...] = cv2.blendLinear(roi, face, 1.0 - alpha, alpha)
+    else:
+        sigma = crop.shape[0] / 64.0
+        change = (cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigma)
+                  - cv2.GaussianBlur(keep_detail_of.astype(np.float32), (0, 0), sigma))
+        change = cv2.warpAffine(change, m_roi, size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        moved = np.clip(np.rint(roi + alpha[..., None] * change), 0, 255).astype(np.uint8)
+        np.copyto(roi, moved, where=alpha[..., None] > 0)
     return (y0, x0), alpha

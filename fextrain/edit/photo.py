@@ -9,7 +9,8 @@ from fexdata.ingest import records as R
 from fextrain.edit.context import EditContext, Rejected
 from fextrain.edit.faces import still_faces
 from fextrain.edit.inputs import EditInput
-from fextrain.edit.outputs import (crop_path, drop_stale_parts, grid_path, output_path, part_path, write_grid)
+from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
+                                   write_grid)
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
@@ -51,5 +52,5 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
             tiles.append((target.name, edited[target.name]))
         elif output_path(ctx.out, item, target).is_file():
             tiles.append((target.name, read_rgb(output_path(ctx.out, item, target))))
-    write_grid(grid_path(ctx.out, item), tiles)
+    write_grid(grid_path(ctx.out, item), tiles, face_region([f.box for f in faces], image.shape))
     return len(pending)

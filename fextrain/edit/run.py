@@ -52,6 +52,7 @@ class EditOptions:
     estimator: str = "auto"           # auto (the model's affect head where it has one) | discriminator | judge
     faces: str = "largest"            # largest | all (photos)
     colour: bool = False
+    keep_detail: bool = False
     crops: bool = False
     start: float | None = None
     end: float | None = None
@@ -91,8 +92,9 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         judge = lambda: run_judge(editor.config, run_path, size, options.judge, str(device), progress, log)  # noqa: E731
         ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
                           SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
-                          options.faces, options.colour, options.crops, options.max_pixels, options.start,
-                          options.end, progress)
+                          faces=options.faces, colour=options.colour, keep_detail=options.keep_detail,
+                          crops=options.crops, max_pixels=options.max_pixels, start=options.start, end=options.end,
+                          progress=progress)
         started = time.perf_counter()
         _write_rejects(out, "inputs", scan_rejects)
         counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
@@ -169,7 +171,8 @@ def _write_rejects(out: Path, name: str, rows: list[dict[str, Any]]) -> None:
 def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: EditOptions) -> dict[str, Any]:
     """What decides the pixels of an output besides its input and target: a DIR holds one of these."""
     settings = {"source": options.source, "estimator": options.estimator, "faces": options.faces,
-                "colour": options.colour, "start": options.start, "end": options.end,
+                "colour": options.colour, "keep_detail": options.keep_detail, "start": options.start,
+                "end": options.end,
                 "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER}}
     return json.loads(json.dumps({"format": FORMAT_VERSION, "run": str(run_path.resolve()), "model": editor.model,
                                   "step": int(editor.step), "affects": list(editor.affects), "size": int(editor.size),

@@ -31,7 +31,8 @@ from fexdata.paths import atomic_path
 from fextrain.edit.context import EditContext, Rejected
 from fextrain.edit.faces import FaceCrop, aligned_face
 from fextrain.edit.inputs import EditInput
-from fextrain.edit.outputs import crop_path, drop_stale_parts, grid_path, output_path, part_path, write_grid
+from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
+                                   write_grid)
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
@@ -66,7 +67,7 @@ class _Pass:
     grid_at: int
     rows: dict[str, list] = field(default_factory=dict)
     stats: VideoStats = field(default_factory=VideoStats)
-    grid: tuple[int, np.ndarray, dict[str, np.ndarray]] | None = None
+    grid: tuple[int, np.ndarray, dict[str, np.ndarray], tuple] | None = None
     _probs: np.ndarray | None = None
 
     def process(self, batch: list[_Frame]) -> None:
@@ -117,7 +118,7 @@ class _Pass:
         for frame in frames:
             if self.grid is None or self.grid[0] < self.grid_at:
                 self.grid = (frame.index, frame.image, {name: out[frame.index] for name, out in outputs.items()
-                                                         if frame.index in out})
+                                                         if frame.index in out}, frame.face.box)
 
 
 def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets: list[Target],
@@ -211,7 +212,7 @@ def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: D
 def _write_grid(ctx: EditContext, item: EditInput, targets: list[Target], run: _Pass, info: VideoInfo) -> None:
     if run.grid is None:
         return
-    index, source, edited = run.grid
+    index, source, edited, box = run.grid
     tiles = [(f"source f{index}", source)]
     for target in targets:
         if target.name in edited:
@@ -220,7 +221,7 @@ def _write_grid(ctx: EditContext, item: EditInput, targets: list[Target], run: _
             frame = frame_at(output_path(ctx.out, item, target), index, info)
             if frame is not None:
                 tiles.append((target.name, frame))
-    write_grid(grid_path(ctx.out, item), tiles)
+    write_grid(grid_path(ctx.out, item), tiles, face_region([box], source.shape))
 
 
 def frame_at(path: Path, index: int, info: VideoInfo) -> np.ndarray | None:
