@@ -77,6 +77,24 @@ def test_photo_in_a_larger_canvas(run, tmp_path):
     assert meta["status"] == "finished" and meta["recipe"]["align"] == "ffhq" and meta["recipe"]["crop_size"] == 128
 
 
+def test_every_face_of_a_group_photo(run, tmp_path):
+    left, right = canvas_photo(1, "joy", border=40, size=256), canvas_photo(2, "anger", border=40, size=224)
+    group = np.zeros((max(left.shape[0], right.shape[0]), left.shape[1] + right.shape[1], 3), np.uint8)
+    group[:left.shape[0], :left.shape[1]] = left
+    group[:right.shape[0], left.shape[1]:] = right
+    photo = write_png(tmp_path / "group.png", group)
+    out = tmp_path / "out"
+    fex_edit(str(run), str(photo), "--to", "surprise", "--out", str(out), "--faces", "all")
+    edits = pd.read_parquet(out / "edits.parquet")
+    assert edits["face"].tolist() == [0, 1]
+    assert edits.iloc[0]["box"][0] < left.shape[1] <= edits.iloc[1]["box"][0]   # the larger face first
+    got = read_rgb(out / "group" / "surprise.png")
+    faces = [crop_quad_mask(group.shape[:2], row.transform, 64) for row in edits.itertuples()]
+    assert all((got[inside] != group[inside]).any() for inside in faces)   # both faces edited
+    untouched = ~(faces[0] | faces[1])
+    assert np.array_equal(got[untouched], group[untouched])
+
+
 def test_video_keeps_frames_rate_duration_and_audio(run, tmp_path):
     clip = clip_with_audio(tmp_path / "take.mp4", frames=24, fps=12.0, faceless=(10, 11))
     out = tmp_path / "out"

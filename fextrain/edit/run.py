@@ -9,6 +9,7 @@ into DIR/edit.json. Every file appears atomically, so a killed run, run again, e
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -80,8 +81,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     targets = parse_targets(options.to, options.intensities, affects)
     items, scan_rejects = collect_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    with locked(out / LOCK_NAME, EditError(f"another fex edit is writing to {out}",
-                                                    hint="wait for it to finish, or use another --out")):
+    busy = EditError(f"another fex edit is writing to {out}", hint="wait for it to finish, or use another --out")
+    with locked(out / LOCK_NAME, busy):
         fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
         _check_same_job(out, fingerprint, options.overwrite)
         atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
@@ -89,7 +90,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
             + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
         model = BatchModel(editor, options.batch)
-        judge = lambda: run_judge(editor.config, run_path, size, options.judge, str(device), progress, log)  # noqa: E731
+        judge = functools.partial(run_judge, editor.config, run_path, size, options.judge, str(device), progress, log)
         ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
                           SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
                           faces=options.faces, colour=options.colour, keep_detail=options.keep_detail,
