@@ -248,12 +248,14 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
               "transform": rec.arrays["transform"][rows]}
     df["_row"] = np.arange(len(df))
 
-    meta = {"crop_size": crop_size, "recipe": merge_recipes([ingest_recipe(d) for d in ingest_dirs], crop_size),
-            "split": {"mode": split, "fractions": list(fr), "seed": seed,
+    meta = {"crop_size": crop_size, "split": {"mode": split, "fractions": list(fr), "seed": seed,
                                               "blocks": blocks if split == "frame" else None,
                                               "guard": options["guard"]},
             "folds": folds, "balance": {"mode": balance, "cap": used_cap}, "options": options,
             "inputs": sorted(df["ingest"].unique().tolist()), "created_by": f"fex {__version__}"}
+    recipe = merge_recipes([ingest_recipe(d) for d in ingest_dirs], crop_size)
+    if recipe is not None:  # absent: an ingest did not record how it cropped (the fex.recipe docs)
+        meta["recipe"] = recipe
     checks = check_manifest(df, {"affects": list(chosen), "identities": identities, **meta},
                             manifest_dir, check_files=False)
     if not checks.ok:
