@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cli.params import comma_floats
+from fexdata.ingest.align import PAD_MODES
 
 
 @click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,10 @@ from cli.params import comma_floats
               help="CPU threads for torch and OpenCV.  [default: the cores this process may use]")
 @click.option("--align", type=click.Choice(["ffhq", "bbox"]), default=None,
               help="Crop recipe, when the run does not record it (or to override it): the alignment of `fex ingest`.")
+@click.option("--zoom", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Crop recipe: the ingest --zoom (> 1: tighter crops).")
+@click.option("--pad", type=click.Choice(PAD_MODES), default=None,
+              help="Crop recipe: the ingest --pad, how crops were filled where they left the frame.")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default=None, help="Crop recipe: the face detector.")
 @click.option("--landmarks", type=click.Choice(["dlib", "fan"]), default=None, help="Crop recipe: the landmark backend.")
 @click.option("--fan-weights", type=click.Path(dir_okay=False), default=None,
@@ -62,7 +67,7 @@ from cli.params import comma_floats
 @click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch, device, threads,
-         align, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
+         align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
          max_megapixels, judge_epochs, judge_min_steps, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
@@ -82,7 +87,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
     from fextrain.edit.source import JudgeOptions
 
     _threads(threads)
-    recipe = {"align": align, "detector": detector, "landmarks": landmarks, "crop_size": crop_size,
+    recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks, "crop_size": crop_size,
               "sizes": tuple(ingest_sizes) or None, "fallback": fallback, "smooth": smooth,
               "redetect_every": redetect_every}
     options = EditOptions(

@@ -9,7 +9,7 @@ import pytest
 from fexdata.affects import AFFECTS, AffectSpecError, UnknownAffect, affect_spec, format_affect_spec
 from fexdata.errors import EditError
 from fexdata.ingest import IngestOptions, ingest, resolve_sources
-from fexdata.ingest.recipe import CropRecipe, merge_recipes, read_recipe
+from fexdata.ingest.recipe import CropRecipe, merge_recipes, read_recipe, recipe_of_options
 from fexdata.manifest.build import build_manifest
 from fexdata.sample import write_image_tree
 from fextrain.edit.inputs import collect_inputs
@@ -29,7 +29,7 @@ def test_manifest_carries_the_ingest_recipe_or_says_it_is_mixed(tmp_path):
     a = _ingest(tmp_path, "a", sizes=(128, 256), align="ffhq")
     build_manifest(a, tmp_path / "one.parquet", size=128, split="none")
     recipe = read_recipe(tmp_path / "one.parquet")
-    assert recipe == {"align": "ffhq", "detector": "hog", "landmarks": "dlib", "sizes": [128, 256], "crop_size": 128,
+    assert recipe == {"align": "ffhq", "zoom": 1.0, "pad": "blur", "detector": "hog", "landmarks": "dlib", "sizes": [128, 256], "crop_size": 128,
                       "fallback": "auto", "smooth": 2.0, "redetect_every": 10}
     b = _ingest(tmp_path, "b", sizes=(128,), align="bbox")
     build_manifest([a, b], tmp_path / "two.parquet", size=128, split="none")
@@ -53,6 +53,9 @@ def test_run_config_recipe_comes_first_and_stated_settings_override():
 
 
 def test_merge_recipes():
+    # An ingest.json from before --zoom and --pad: those crops were framed at zoom 1 and padded by reflection.
+    assert {k: v for k, v in recipe_of_options({"sizes": [256, 128]}).items() if k in ("zoom", "pad", "crop_size")} \
+        == {"zoom": 1.0, "pad": "reflect", "crop_size": 256}
     r = CropRecipe().to_dict()
     assert merge_recipes([r, dict(r)], 128)["crop_size"] == 128
     assert merge_recipes([r, None], 128) is None and merge_recipes([], 128) is None

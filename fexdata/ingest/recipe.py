@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fexdata.ingest.align import Alignment, crop
+from fexdata.ingest.align import DEFAULT_PAD, Alignment, crop
 from fexdata.packed_cache import resize_crop
 
 MIXED = "mixed"  # key of a recipe value made of several disagreeing recipes
@@ -26,6 +26,8 @@ MIXED = "mixed"  # key of a recipe value made of several disagreeing recipes
 @dataclass(frozen=True)
 class CropRecipe:
     align: str = "ffhq"                 # ffhq | bbox
+    zoom: float = 1.0                   # > 1: the alignment's quad shrunk about its centre (tighter crops)
+    pad: str = DEFAULT_PAD              # how the crop was filled where it left the frame (blur | reflect | ...)
     detector: str = "hog"               # hog | cnn
     landmarks: str = "dlib"             # dlib | fan
     sizes: tuple[int, ...] = (256,)     # every size ingest cropped: smaller ones are area-downscaled from the largest
@@ -59,7 +61,7 @@ class CropRecipe:
         Ingest warps the largest of its sizes and area-downscales the others (fexdata.ingest.align.crop);
         the training loader then resizes the manifest's crop to the model's size (resize_crop).
         """
-        img, m = crop(frame, alignment, self.sizes)[self.crop_size]
+        img, m = crop(frame, alignment, self.sizes, self.pad)[self.crop_size]  # type: ignore[arg-type]
         if img.shape[0] == size:
             return img, m
         s = size / img.shape[0]
@@ -71,7 +73,9 @@ class CropRecipe:
 def recipe_of_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe part of ingest options (an IngestOptions fingerprint, as in OUT/ingest.json)."""
     sizes = sorted(int(s) for s in options.get("sizes") or (256,))
-    return CropRecipe(align=options.get("align", "ffhq"), detector=options.get("detector", "hog"),
+    # Ingests from before fex had --zoom and --pad framed at zoom 1 and padded by plain reflection.
+    return CropRecipe(align=options.get("align", "ffhq"), zoom=float(options.get("zoom", 1.0)),
+                      pad=options.get("pad", "reflect"), detector=options.get("detector", "hog"),
                       landmarks=options.get("landmarks", "dlib"), sizes=tuple(sizes), crop_size=sizes[-1],
                       fallback=options.get("fallback", "auto"), smooth=float(options.get("smooth", 2.0)),
                       redetect_every=int(options.get("redetect_every", 10))).to_dict()

@@ -30,6 +30,7 @@ from fexdata.errors import IngestError
 from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
+from fexdata.padding import format_pad_summary, pad_summary
 from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
 from fexdata.ingest.sources.base import Item, Reject
 
@@ -164,9 +165,10 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
 
 def summarize(out: Path, run: RunInfo | None = None) -> dict:
     """Counts over everything in OUT (this run and earlier, resumed ones) plus this run's timing."""
-    rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "item", "source_path", "frame", "detector"])
+    rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "source", "item", "source_path", "frame",
+                                             "detector", "pad_share"])
     summary: dict = {"records": 0, "crops_by_size": {}, "items_with_crops": 0, "frames": 0, "detector": {},
-                     **R.reject_summary(out / R.REJECTS_DIR)}
+                     "padding": {}, **R.reject_summary(out / R.REJECTS_DIR)}
     if rec is not None and rec.num_rows:
         df = rec.to_pandas()
         summary["records"] = int(len(df))
@@ -175,6 +177,7 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
         summary["items_with_crops"] = int(first["item"].nunique())
         summary["frames"] = int(len(first))
         summary["detector"] = {str(k): int(v) for k, v in first["detector"].value_counts().items()}
+        summary["padding"] = pad_summary(first)
     if run is not None:
         summary["run"] = {"units": run.units_total, "units_resumed": run.units_done_before,
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
@@ -189,6 +192,9 @@ def format_summary(summary: dict) -> str:
              f"from {summary['frames']} frames/images of {summary['items_with_crops']} items"]
     if summary.get("detector"):
         lines.append("faces by: " + ", ".join(f"{k} {v}" for k, v in summary["detector"].items()))
+    if summary.get("padding"):
+        lines += ["padded share of the crops (outside the source frame), per source",
+                  *format_pad_summary(summary["padding"])]
     run = summary.get("run")
     if run:
         fps = f", {run['frames_per_second']} frames/s" if run.get("frames_per_second") else ""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from fexdata.ingest import records as R
-from fexdata.ingest.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, sharpness
+from fexdata.ingest.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, pad_share, sharpness
 from fexdata.ingest.faces import Face, FaceFinder, FaceTracker
 from fexdata.images import ImageError, read_rgb
 from fexdata.ingest.plan import IngestOptions, Unit
@@ -121,7 +121,7 @@ class UnitProcessor:
             rejects.append(self._reject(ctx, ctx.item.path, R.NO_FACE,
                                         f"no face found ({self.options.detector} detector){hint}"))
             return
-        face, al = still_alignment(face, self.options.align)
+        face, al = still_alignment(face, self.options.align, self.options.zoom)
         self._emit(ctx, ctx.item.path, None, float("nan"), image, face, al, rows, pending)
         result.frames += 1
 
@@ -195,7 +195,7 @@ class UnitProcessor:
                 self._emit_payload(ctx, payload, al, rows, pending)
             return
         result.frames += 1
-        al = alignment_for(self.options.align, face.landmarks, face.box)  # type: ignore[arg-type]
+        al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
         payload = (index, time, image, face, src)
         for ready, sal in smoother.push(payload, al, cut=tracker.last_was_cut):
             self._emit_payload(ctx, ready, sal, rows, pending)
@@ -209,13 +209,15 @@ class UnitProcessor:
         h, w = image.shape[:2]
         base = ctx.base()
         landmarks = face.landmarks.reshape(-1).astype(np.float32).tolist()
-        for size, (img, m) in sorted(crop(image, al, self.options.sizes).items()):
+        padded = pad_share(al, w, h)
+        crops = crop(image, al, self.options.sizes, self.options.pad)  # type: ignore[arg-type]
+        for size, (img, m) in sorted(crops.items()):
             rel = R.crop_relpath(size, ctx.item.source, ctx.item.identity, ctx.item.key, frame)
             pending.append(self._pool.submit(self._write_png, self.out / rel, img))
             rows.append({**base, "image": rel, "crop_size": size, "source_path": src,
                          "frame": frame, "time": time, "bbox": [float(v) for v in face.box],
                          "det_score": face.score, "face_count": face.face_count, "landmarks": landmarks,
-                         "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img),
+                         "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img), "pad_share": padded,
                          "align": "frame" if face.detector == "frame" else self.options.align,
                          "detector": face.detector,
                          "frame_width": w, "frame_height": h})
@@ -248,12 +250,12 @@ class UnitProcessor:
         return R.reject_row(ctx.item.source, ctx.unit.source.given, src, ctx.item.key, category, reason)
 
 
-def still_alignment(face: Face, align: str) -> tuple[Face, Alignment]:
+def still_alignment(face: Face, align: str, zoom: float = 1.0) -> tuple[Face, Alignment]:
     """The alignment of a still's face; a whole-image fallback face is kept as it is, without landmarks,
     since the predictor's guess inside a box nobody detected is not a measurement."""
     if face.detector == "frame":
         return dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan)), bbox_alignment(face.box, margin=0.0)
-    return face, alignment_for(align, face.landmarks, face.box)  # type: ignore[arg-type]
+    return face, alignment_for(align, face.landmarks, face.box, zoom)  # type: ignore[arg-type]
 
 
 def _merge(into: dict[str, int], stats: dict[str, int]) -> None:

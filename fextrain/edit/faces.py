@@ -54,7 +54,7 @@ def still_faces(image: np.ndarray, finder: FaceFinder, recipe: CropRecipe, size:
         faces = [face] if face is not None else []
     out = []
     for i, face in enumerate(faces):
-        face, al = still_alignment(face, recipe.align)
+        face, al = still_alignment(face, recipe.align, recipe.zoom)
         out.append(aligned_face(image, face, al, recipe, size, i))
     return out
 

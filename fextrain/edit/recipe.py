@@ -14,7 +14,8 @@ from fexdata.errors import EditError
 from fexdata.ingest.recipe import MIXED, CropRecipe, read_recipe
 
 STATE_IT = ("state how the training crops were made, with the `fex ingest` options they were made with: "
-            "--align ffhq|bbox --detector hog|cnn --crop-size N (and --ingest-sizes, --fallback if not the defaults)")
+            "--align ffhq|bbox --detector hog|cnn --crop-size N (and --zoom, --pad, --ingest-sizes, --fallback "
+            "if not the defaults)")
 
 
 def run_manifest(config: Mapping[str, Any], run_path: Path) -> Path | None:

@@ -195,7 +195,7 @@ def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: D
             else:
                 run.stats.edited += 1
                 frame.face, frame.cut = face, tracker.last_was_cut
-                al = alignment_for(ctx.recipe.align, face.landmarks, face.box)  # type: ignore[arg-type]
+                al = alignment_for(ctx.recipe.align, face.landmarks, face.box, ctx.recipe.zoom)  # type: ignore[arg-type]
                 emit(smoother.push(frame, al, cut=tracker.last_was_cut))
             if faces_in_batch >= ctx.model.batch or len(batch) >= 4 * ctx.model.batch:
                 run.process(batch)
