@@ -204,9 +204,8 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
     """Counts over everything in OUT (this run and earlier, resumed ones) plus this run's timing."""
     rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "source", "item", "source_path", "frame",
                                              "detector", "pad_share"])
-    rej = R.read_table(out / R.REJECTS_DIR, ["category", "reason", "source_path"])
     summary: dict = {"records": 0, "crops_by_size": {}, "items_with_crops": 0, "frames": 0, "detector": {},
-                     "padding": {}, "rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
+                     "padding": {}, **R.reject_summary(out / R.REJECTS_DIR)}
     if rec is not None and rec.num_rows:
         df = rec.to_pandas()
         summary["records"] = int(len(df))
@@ -216,13 +215,6 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
         summary["frames"] = int(len(first))
         summary["detector"] = {str(k): int(v) for k, v in first["detector"].value_counts().items()}
         summary["padding"] = pad_summary(first)
-    if rej is not None and rej.num_rows:
-        dj = rej.to_pandas()
-        summary["rejects"] = int(len(dj))
-        summary["rejects_by_category"] = {str(k): int(v) for k, v in dj["category"].value_counts().items()}
-        summary["reject_examples"] = {
-            str(cat): [f"{r.source_path}: {r.reason}" for r in grp.head(3).itertuples()]
-            for cat, grp in dj.groupby("category", sort=True)}
     if run is not None:
         summary["run"] = {"units": run.units_total, "units_resumed": run.units_done_before,
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
@@ -248,10 +240,5 @@ def format_summary(summary: dict) -> str:
                      f" ({run['seconds']} s{fps})")
         if run.get("frames_without_face"):
             lines.append(f"video frames without a face (skipped): {run['frames_without_face']}")
-    if summary["rejects"]:
-        lines.append(f"{summary['rejects']} rejected:")
-        for cat, n in summary["rejects_by_category"].items():
-            lines.append(f"  {n:6d}  {cat}  (e.g. {summary['reject_examples'][cat][0]})")
-    else:
-        lines.append("nothing rejected")
+    lines += R.reject_lines(summary, f"{summary['rejects']} rejected:")
     return "\n".join(lines)

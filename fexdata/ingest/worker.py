@@ -136,13 +136,7 @@ class UnitProcessor:
             rejects.append(self._reject(ctx, ctx.item.path, R.NO_FACE,
                                         f"no face found ({self.options.detector} detector){hint}"))
             return
-        if face.detector == "frame":
-            # The whole image is the face (a dataset of crops): keep it as it is, and record no landmarks,
-            # since the predictor's guess inside a box nobody detected is not a measurement.
-            face = dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan))
-            al = bbox_alignment(face.box, margin=0.0)
-        else:
-            al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
+        face, al = still_alignment(face, self.options.align, self.options.zoom)
         self._emit(ctx, ctx.item.path, None, float("nan"), image, face, al, rows, pending)
         result.frames += 1
 
@@ -275,6 +269,14 @@ class UnitProcessor:
 
     def _reject(self, ctx: _Ctx, src: str, category: str, reason: str) -> dict[str, Any]:
         return R.reject_row(ctx.item.source, ctx.unit.source.given, src, ctx.item.key, category, reason)
+
+
+def still_alignment(face: Face, align: str, zoom: float = 1.0) -> tuple[Face, Alignment]:
+    """The alignment of a still's face; a whole-image fallback face is kept as it is, without landmarks,
+    since the predictor's guess inside a box nobody detected is not a measurement."""
+    if face.detector == "frame":
+        return dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan)), bbox_alignment(face.box, margin=0.0)
+    return face, alignment_for(align, face.landmarks, face.box, zoom)  # type: ignore[arg-type]
 
 
 def _merge(into: dict[str, int], stats: dict[str, int]) -> None:
