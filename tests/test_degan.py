@@ -173,3 +173,35 @@ def test_holdout_fold_trains_on_the_other_folds(tmp_path):
     assert cfg["identities"] == ["test:id1", "test:id2"]  # fold 0 held out; the test-split identity kept
     with pytest.raises(ManifestError, match="cannot hold out fold 5"):
         train(tiny_config(folds, tmp_path / "bad", "degan", steps=1, holdout_fold=5), progress=False)
+
+
+def test_fex_edit_draws_a_photo_on_a_chosen_identity(tmp_path, tmp_path_factory):
+    """`fex edit --identity NAME` on a DE-GAN run: the face keeps its expression and takes the named train
+    identity (outputs differ by identity); an unknown name and an expression model are refused clearly."""
+    from click.testing import CliRunner
+
+    from _edit_fixtures import build_run, canvas_photo
+
+    from cli.main import main as fex
+    from fexdata.images import read_rgb, write_png
+
+    pipeline = tmp_path_factory.getbasetemp() / "edit-pipeline"  # the ingested data test_edit_cli.py uses too
+    run = build_run(pipeline, model="degan", steps=3)
+    names = json.loads((run / "config.json").read_text())["identities"]
+    photo = write_png(tmp_path / "in" / "me.png", canvas_photo())
+    outs = []
+    for name in names[:2]:
+        out = tmp_path / f"out-{name.replace(':', '_')}"
+        res = CliRunner().invoke(fex, ["edit", str(run), str(photo), "--to", "joy", "--identity", name, "--out",
+                                       str(out), "--quiet", "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        assert json.loads((out / "edit.json").read_text())["settings"]["identity"] == name
+        outs.append(read_rgb(out / "me" / "joy.png"))
+    assert not np.array_equal(outs[0], outs[1])
+    res = CliRunner().invoke(fex, ["edit", str(run), str(photo), "--to", "joy", "--identity", "nobody", "--out",
+                                   str(tmp_path / "bad"), "--quiet"])
+    assert res.exit_code == 2 and "not one of this run's train identities" in res.output
+    fexgan = build_run(pipeline)
+    res = CliRunner().invoke(fex, ["edit", str(fexgan), str(photo), "--to", "joy", "--identity", names[0], "--out",
+                                   str(tmp_path / "bad2"), "--quiet"])
+    assert res.exit_code == 2 and "edits expressions, not identities" in res.output
