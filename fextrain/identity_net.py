@@ -115,7 +115,8 @@ def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: Identit
         loss.backward()
         opt.step()
         sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if progress:  # .item() waits for the GPU: only for a bar someone watches
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return net.eval().requires_grad_(False)
 
 
