@@ -63,12 +63,16 @@ from fexdata.ingest.align import PAD_MODES
               help="--estimator judge: epochs of the judge when it has to be trained.")
 @click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
               help="--estimator judge: at least this many judge updates.")
+@click.option("--identity", default=None, metavar="NAME",
+              help="Identity-editing models (degan): draw the faces, with their own expression, on this train "
+                   "identity of the run (e.g. jaffe:KA; the run's config.json lists them). The --to targets "
+                   "then only name the outputs: such a model keeps each face's expression.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any input was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch, device, threads,
          align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
-         max_megapixels, judge_epochs, judge_min_steps, strict, overwrite, quiet) -> None:
+         max_megapixels, judge_epochs, judge_min_steps, identity, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
     RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
@@ -79,6 +83,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
     fex edit runs/fexgan photos/ --to all --intensity 0.5,1,1.5 --out edits
     fex edit runs/fexgan take.mp4 --to 0.5*joy+surprise --start 2 --end 6 --out edits
     fex edit runs/fexgan take.mp4 --to schedule.csv --out edits
+    fex edit runs/degan me.jpg --to all --identity jaffe:KA --out edits
 
     Faces are found and aligned exactly as the run's training crops were made, edited, and pasted back
     into the full-resolution frame. Re-running the same command skips finished outputs. See docs/edit.md.
@@ -94,7 +99,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
         source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops, start=start, end=end,
         batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe, fan_weights=fan_weights,
-        judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite)
+        judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite, identity=identity)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
     click.echo(format_summary(summary, out))
     if strict and summary["rejects"]:

@@ -23,6 +23,7 @@ from .registry import MODELS, UnknownModel, build_from_config, build_model, mode
 
 # Registered models: each module's @register runs on import.
 from . import fexgan, stargan  # noqa: E402,F401
+from . import degan, exprgan  # noqa: E402,F401
 from .editor import Editor, load_editor, load_run  # noqa: E402
 
 __all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "affect_vector", "build_from_config",
