@@ -6,10 +6,15 @@
 2. dlib identity: faces found and faces per second on 64 and 128 px crops of sample faces.
    Baseline: HOG on the crop as it is with upsample 1 (dlib's usual advice for small faces).
    fex: upscale to 256 px, then HOG with upsample 0.
-3. Judge: training images per second and prediction images per second at 64x64 (no baseline: the
-   figure sizes the judge's share of an evaluation).
+3. Judge: training images per second with generator degradations against the version-3 recipe (flips
+   and shifts only) as the baseline, and prediction images per second, at 64x64.
+4. With --run RUN --manifest M (e.g. the demo's): the headline set of a trained run, judged by the
+   version-3 judge (flips and shifts only) and by the degradation-trained judge, each on real test
+   faces clean and blurred by sigma 1 px, and on the edits at their target; then sharpness, identity
+   and collapse, which do not depend on the judge.
 
     .venv/bin/python benchmarks/eval.py [--faces 40] [--samples 2000]
+    .venv/bin/python benchmarks/eval.py --run out/demo/run --manifest out/demo/manifest.parquet --only quality
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from fexdata.sample import sample_face  # noqa: E402
 from fextrain.evaluate.frechet import frechet_distance  # noqa: E402
 from fextrain.evaluate.identity import FaceDescriber  # noqa: E402
 from fextrain.evaluate.judge import JudgeSettings, train_judge  # noqa: E402
+from fextrain.evaluate.run import evaluate_run  # noqa: E402
 
 
 def _timed(fn, repeat: int = 1):
@@ -77,11 +83,39 @@ def bench_judge(n: int) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 64, 64, 3), dtype=np.uint8)
     labels = rng.integers(0, len(AFFECTS), size=n)
-    settings = JudgeSettings(epochs=2, min_steps=0)
-    judge, t_train = _timed(lambda: train_judge(images, labels, AFFECTS, settings, progress=False))
+    print("Judge at 64x64 (baseline: the version-3 recipe, flips and shifts only)")
+    speeds = {False: 0.0, True: 0.0}
+    for degrade in (False, True, False, True):  # alternated, best of two: the machine's load drifts
+        settings = JudgeSettings(epochs=2, min_steps=0, degrade=degrade)
+        judge, t_train = _timed(lambda: train_judge(images, labels, AFFECTS, settings, progress=False))
+        speeds[degrade] = max(speeds[degrade], 2 * n / t_train)
     _, t_pred = _timed(lambda: judge.predict(images))
-    print(f"Judge at 64x64, width {settings.width}: training {2 * n / t_train:.0f} images/s, "
-          f"prediction {n / t_pred:.0f} images/s")
+    print(f"  training: with degradations {speeds[True]:.0f} images/s, baseline {speeds[False]:.0f} images/s, "
+          f"ratio x{speeds[True] / speeds[False]:.2f};  prediction {n / t_pred:.0f} images/s")
+
+
+def bench_quality(run: Path, manifest: Path, out: Path, max_sources: int) -> None:
+    """The headline set of one run under both judges: the version-3 judge alone (section `judge`), then a
+    whole `fex eval` with today's judge, whose summary is printed (each in its own folder under `out`)."""
+    opts = dict(max_sources=max_sources, device="cpu", progress=False)
+    print(f"Edit quality of {run} on {manifest} ({max_sources} test sources x every affect)")
+    rows, full = [], None
+    for degrade, name in ((False, "v3: flips + shifts (baseline)"), (True, "v4: + generator degradations")):
+        start = time.perf_counter()
+        folder = out / ("judge_v4" if degrade else "judge_v3")
+        ev = evaluate_run(run, manifest, folder, sections=None if degrade else ["judge"], judge_degrade=degrade,
+                          **opts)
+        j, full = ev.metrics["judge"], ev if degrade else full
+        rows.append(f"  {name:<32}{j['real']['accuracy']:>10.3f}{j['real_blurred']['accuracy']:>9.3f}"
+                    f"{j['generated']['accuracy']:>8.3f}{j['generated_over_real']:>12.3f}"
+                    f"   {time.perf_counter() - start:6.0f} s ({folder})")
+    print(f"  {'judge':<32}{'real test':>10}{'blurred':>9}{'edits':>8}{'edits/real':>12}   eval time")
+    print("\n".join(rows))
+    s, c = full.metrics["sharpness"], full.metrics["collapse"]
+    print("  sharpness per target: " + ", ".join(f"{a} {v:.2f}" for a, v in s["per_affect"].items()))
+    print("  sources blurred by sigma (px at 64): " + ", ".join(f"{k} {v:.3f}" for k, v in s["blur_reference"].items()))
+    print("  collapse per target: " + ", ".join(f"{a} {v:.2f}" for a, v in c["per_affect"].items()))
+    print("\n" + full.summary)
 
 
 def main() -> None:
@@ -89,10 +123,23 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=40, help="faces for the dlib benchmark")
     ap.add_argument("--samples", type=int, default=2000, help="feature vectors per set for Fréchet")
     ap.add_argument("--judge-images", type=int, default=2048)
+    ap.add_argument("--run", type=Path, help="a trained run for the edit-quality part")
+    ap.add_argument("--manifest", type=Path, help="the manifest the run was trained on")
+    ap.add_argument("--out", type=Path, default=Path("out/bench_eval"), help="folder for the judges and metrics")
+    ap.add_argument("--max-sources", type=int, default=100)
+    ap.add_argument("--only", choices=["frechet", "identity", "judge", "quality"], action="append")
     args = ap.parse_args()
-    bench_frechet(args.samples)
-    bench_identity(args.faces)
-    bench_judge(args.judge_images)
+    parts = args.only or ["frechet", "identity", "judge"] + (["quality"] if args.run else [])
+    if "quality" in parts and not (args.run and args.manifest):
+        ap.error("the quality part needs --run and --manifest")
+    if "frechet" in parts:
+        bench_frechet(args.samples)
+    if "identity" in parts:
+        bench_identity(args.faces)
+    if "judge" in parts:
+        bench_judge(args.judge_images)
+    if "quality" in parts:
+        bench_quality(args.run, args.manifest, args.out, args.max_sources)
 
 
 if __name__ == "__main__":

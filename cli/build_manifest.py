@@ -18,6 +18,8 @@ from fexdata.manifest import build_manifest as build
 @click.option("--min-score", type=float, default=None, help="Drop crops whose detector score is lower.")
 @click.option("--min-sharpness", type=float, default=None, help="Drop crops whose Laplacian variance is lower.")
 @click.option("--max-faces", type=int, default=None, help="Drop frames in which the detector found more faces.")
+@click.option("--max-pad", type=click.FloatRange(0, 1), default=None,
+              help="Drop crops whose padded share (fraction of the crop outside the source frame) is higher.")
 @click.option("--landmark-check/--no-landmark-check", default=True, show_default=True,
               help="Drop crops whose landmarks leave the frame, have implausible eye distance or eyes below mouth.")
 @click.option("--min-gap", default=None, help="Thin video frames to at least this spacing: seconds (0.5s) or frames (10f).")
@@ -39,9 +41,9 @@ from fexdata.manifest import build_manifest as build
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
 def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, affects: str | None,
                    min_score: float | None, min_sharpness: float | None, max_faces: int | None,
-                   landmark_check: bool, min_gap: str | None, balance: str, cap: int | None, split_mode: str,
-                   fractions: str | None, blocks: int, guard: str, folds: int, seed: int, drop_missing: bool,
-                   report: Path | None, quiet: bool) -> None:
+                   max_pad: float | None, landmark_check: bool, min_gap: str | None, balance: str,
+                   cap: int | None, split_mode: str, fractions: str | None, blocks: int, guard: str, folds: int,
+                   seed: int, drop_missing: bool, report: Path | None, quiet: bool) -> None:
     """Merge the records of one or more `fex ingest` outputs into one filtered, balanced, split manifest.
 
     \b
@@ -52,9 +54,9 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
     The same inputs and options give a byte-identical file. See docs/manifest.md.
     """
     result = build(list(ingest_dirs), out, size=size, affects=affects, min_score=min_score,
-                   min_sharpness=min_sharpness, max_faces=max_faces, landmark_check=landmark_check,
-                   min_gap=min_gap, balance=balance, cap=cap, split=split_mode, fractions=fractions,
-                   blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing)
+                   min_sharpness=min_sharpness, max_faces=max_faces, max_pad=max_pad,
+                   landmark_check=landmark_check, min_gap=min_gap, balance=balance, cap=cap, split=split_mode,
+                   fractions=fractions, blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing)
     text = result.to_text()
     click.echo(text.splitlines()[0] if quiet else text)
     if report is not None:

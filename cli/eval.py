@@ -16,12 +16,19 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
     return weights
 
 
+def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False),
               help="The manifest the run was trained on (its test split is evaluated).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
+@click.option("--sections", callback=_names, default=None, metavar="A,B",
+              help="Run only these sections (comma-separated): judge, sharpness, identity, collapse, frechet, "
+                   "discriminator, figures  [default: all]")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--max-sources", type=click.IntRange(1), default=100, show_default=True,
               help="Test images edited into every affect (a seeded subset); 0 is not allowed, use --all-sources.")
@@ -46,7 +53,7 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Identities (rows) in the identity, mixed and intensity figures.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Packed-image cache folder  [default: next to the manifest]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset, targets and latents.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset and the table's target affects.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for torch  [default: this process's share of the cores that are idle]")
@@ -57,30 +64,23 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     \b
     fex eval runs/fexgan --manifest data/manifest.parquet
     fex eval runs/fexgan --manifest data/manifest.parquet --out runs/fexgan/eval --device cuda --all-sources
+    fex eval runs/fexgan --manifest data/manifest.parquet --sections judge,identity
 
-    Writes OUT/metrics.json (discriminator, judge, identity, frechet: each number with its split,
-    counts and the run's step), OUT/report.html (self-contained) and OUT/figures/*.png, and prints
-    a summary table.
+    Prints the headline first (expression, sharpness, identity, collapse), then each section's
+    summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
+    OUT/report.html (self-contained, headline on top) and OUT/figures/*.png.
     """
-    from fexdata.manifest import ManifestError
-    from fexdata.packed_cache import CacheError
-    from fextrain.checkpoint import CheckpointError
-    from fextrain.evaluate.frechet import InceptionWeightsError
-    from fextrain.evaluate.report_sections import summary_text
     from fexdata.threads import set_torch_threads
-    from fextrain.evaluate.run import EvalError, evaluate_run
+    from fextrain.evaluate.run import evaluate_run
 
     set_torch_threads(threads)
 
     out_dir = Path(out) if out else Path(run_dir) / "eval"
     if all_sources:
         opts["max_sources"] = None
-    try:
-        metrics = evaluate_run(run_dir, manifest, out_dir, log=click.echo, landmarks=int(landmarks), **opts)
-    except (EvalError, ManifestError, CheckpointError, CacheError, InceptionWeightsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    evaluation = evaluate_run(run_dir, manifest, out_dir, log=click.echo, landmarks=int(landmarks), **opts)
     click.echo("")
-    click.echo(summary_text(metrics))
+    click.echo(evaluation.summary)
     click.echo("")
     click.echo(f"metrics: {out_dir / 'metrics.json'}")
     click.echo(f"report:  {out_dir / 'report.html'}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from fexdata.ingest.align import DEFAULT_PAD, PAD_MODES
 from fexdata.ingest.sources import LAYOUTS
 
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
@@ -18,6 +19,13 @@ LAYOUT_CHOICES = ("auto", *LAYOUTS)
               help="Crop size in pixels; repeat for several sizes from one alignment.  [default: 256]")
 @click.option("--align", type=click.Choice(["ffhq", "bbox"]), default="ffhq", show_default=True,
               help="ffhq: similarity crop from the 68 landmarks; bbox: square around the detector box.")
+@click.option("--zoom", type=click.FloatRange(min=0.5, max=4.0), default=1.0, show_default=True,
+              help="Crop scale: 1 = the alignment's framing (FFHQ), >1 = tighter around the face, for datasets "
+                   "of tightly framed faces that would otherwise be padded.")
+@click.option("--pad", type=click.Choice(PAD_MODES), default=DEFAULT_PAD, show_default=True,
+              help="Fill for crop parts outside the frame: blur = reflect, blurred and faded to the mean colour "
+                   "the further out (invents no faces); reflect = mirror; edge = repeat border pixels; "
+                   "constant = the frame's mean colour.")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
               help="dlib HOG (fast) or mmod CNN (~100x slower on CPU, finds harder faces).")
 @click.option("--landmarks", type=click.Choice(["dlib", "fan"]), default="dlib", show_default=True,
@@ -43,8 +51,8 @@ LAYOUT_CHOICES = ("auto", *LAYOUTS)
 @click.option("--strict", is_flag=True, help="Exit with status 1 if anything was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made with different options or sources.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def ingest(src, out, layout, sizes, align, detector, landmarks, fan_weights, fps, every, redetect_every,
-           smooth, fallback, max_megapixels, workers, strict, overwrite, quiet) -> None:
+def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_weights, fps, every,
+           redetect_every, smooth, fallback, max_megapixels, workers, strict, overwrite, quiet) -> None:
     """Detect, align and crop the faces in SRC (dataset folders, studio recordings, a CSV list).
 
     \b
@@ -57,8 +65,8 @@ def ingest(src, out, layout, sizes, align, detector, landmarks, fan_weights, fps
     from fexdata.ingest import IngestOptions, format_summary, ingest as run_ingest, resolve_sources
 
     options = IngestOptions(
-        sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, detector=detector,
-        landmarks=landmarks, fan_weights=fan_weights, fps=fps, every=every, redetect_every=redetect_every,
+        sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, zoom=zoom, pad=pad,
+        detector=detector, landmarks=landmarks, fan_weights=fan_weights, fps=fps, every=every, redetect_every=redetect_every,
         smooth=smooth, fallback=fallback, max_pixels=int(max_megapixels * 1e6))
     sources = resolve_sources(src, layout, log=click.echo)
     if landmarks == "fan":

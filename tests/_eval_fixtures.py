@@ -16,8 +16,6 @@ from fexdata.manifest import write_manifest
 from fexdata.sample import sample_face
 
 SPLIT_OF_IDENTITY = {0: "train", 1: "train", 2: "train", 3: "val", 4: "test", 5: "test"}
-# A deliberately small FExGAN so a few CPU steps at 64x64 take seconds.
-TINY_ARCH = {"base_width": 8, "max_width": 32, "bottleneck": 16, "latent_dim": 16, "d_widths": [8, 16, 32]}
 
 
 def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects: tuple[str, ...] = AFFECTS,
@@ -40,13 +38,31 @@ def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects
     return write_manifest(pd.DataFrame(rows), root / "manifest.parquet", affects=affects)
 
 
-def train_tiny_run(manifest: Path, out: Path, steps: int = 3, resume: bool = False) -> Path:
-    """Train the tiny FExGAN for `steps` (total) real steps on CPU through `fextrain.train.train`."""
-    from fextrain.config import TrainConfig
+def train_tiny_run(manifest: Path, out: Path, steps: int = 3, resume: bool = False, model: str = "fexgan") -> Path:
+    """Train a registered model's tiny architecture for `steps` (total) real steps on CPU (`fextrain.train`)."""
+    from _train_fixtures import tiny_config
+
     from fextrain.train import train
 
-    cfg = TrainConfig(manifest=str(manifest), out=str(out), size=64, steps=steps, batch=4, device="cpu",
-                      log_every=1, ckpt_every=100, sample_every=0, num_samples=2, arch=dict(TINY_ARCH),
-                      cache_dir=str(out.parent / "cache"))
+    cfg = tiny_config(manifest, out, model, steps=steps, num_samples=2, cache_dir=str(out.parent / "cache"))
     train(cfg, resume=resume, progress=False, log=lambda msg: None)
     return out
+
+
+class FunctionEditor:
+    """A stand-in model behind the uniform editor interface: `edit` applies `fn(x, source_vec, target_vec)`.
+
+    Known-answer tests use it for oracle 'generators' (a copy, a blurred copy, one face for everyone) whose
+    metrics are known exactly; it has no discriminator, so `classify` returns None.
+    """
+
+    def __init__(self, fn, affects, size: int = 64, step: int = 0, model: str = "oracle") -> None:
+        self.fn, self.affects, self.size, self.step, self.model = fn, tuple(affects), size, step, model
+        self.config = {"model": model, "size": size}
+        self.identities = ()
+
+    def edit(self, x, source_vec, target_vec):
+        return self.fn(x, source_vec, target_vec)
+
+    def classify(self, x):
+        return None

@@ -87,7 +87,7 @@ def write_ingest(root: Path, *, identities: int = 3, affects: tuple[str, ...] = 
                         "identity": ident, "affect": affect, "affect_raw": affect.upper()[:2],
                         "intensity": np.nan, "bbox": [x0, y0, x0 + w, y0 + w], "det_score": 1.5,
                         "face_count": 1, "landmarks": lm.ravel().tolist(),
-                        "transform": [s, 0.0, -x0 * s, 0.0, s, -y0 * s], "sharpness": 150.0,
+                        "transform": [s, 0.0, -x0 * s, 0.0, s, -y0 * s], "sharpness": 150.0, "pad_share": 0.0,
                         "align": "ffhq", "detector": "hog", "frame_width": frame_size, "frame_height": frame_size,
                         "_pix": (i, a_code, f if kind == "video" else clip),
                     })

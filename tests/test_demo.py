@@ -24,10 +24,10 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     assert set(manifest["split"]) == {"train", "test"} and manifest["affect"].nunique() == 7
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"discriminator", "judge", "identity", "frechet"} <= set(metrics)
+    assert {"headline", "discriminator", "judge", "sharpness", "identity", "collapse", "frechet"} <= set(metrics)
     assert metrics["judge"]["step"] == 4
     HTMLParser().feed((out / "report.html").read_text())
-    assert len(list((out / "figures").glob("*.png"))) >= 4
+    assert {p.name for p in (out / "figures").glob("*.png")} == {"identities.png", "mixed.png", "intensity.png"}
 
     # A second run redoes nothing: ingest resumes, training is already at its step count.
     second = _fex("demo", "--smallest", "--out", str(out))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fexdata.images import write_png
-from fextrain.evaluate.figures import as_uint8_images, grid_from_flat, image_grid
-from fextrain.evaluate.report import table, write_report
+from fextrain.evaluate.grids import as_uint8_images, grid_from_flat, image_grid
+from fextrain.evaluate.report import embedded_png, table, write_report
 
 
 class _Collector(HTMLParser):
@@ -73,8 +73,9 @@ def test_png_and_report_are_well_formed(tmp_path):
         decoded = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         assert np.array_equal(decoded, rgb)  # PNG is lossless: exactly what we drew
         figures.append((path, f"{name} <figure>"))
-    sections = [("Judge", table(["affect", "accuracy"], [["anger", 0.5], ["joy & co", None]]))]
-    report = write_report(tmp_path / "report.html", "Run <x>", sections, figures, metrics={"judge": {"a": 1}})
+    blocks = [("Judge", table(["affect", "accuracy"], [["anger", 0.5], ["joy & co", None]])),
+              ("Figures", "".join(embedded_png(p, caption) for p, caption in figures))]
+    report = write_report(tmp_path / "report.html", "Run <x>", blocks, metrics={"judge": {"a": 1}})
     text = report.read_text()
     parser = _Collector()
     parser.feed(text)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fexdata.affects import AFFECTS
-from fextrain.evaluate.discriminator_table import discriminator_scores
+from fextrain.evaluate.sections.discriminator import discriminator_scores
 from fextrain.evaluate.frechet import (
     InceptionFeatures,
     InceptionWeightsError,

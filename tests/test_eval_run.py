@@ -9,11 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _eval_fixtures import train_tiny_run, write_face_manifest
+from _eval_fixtures import FunctionEditor, train_tiny_run, write_face_manifest
 
 from cli.main import main as fex
+from fexdata.errors import EvalError
 from fexdata.manifest import read_manifest, write_manifest
-from fextrain.evaluate.run import EvalError, evaluate_run
+from fextrain.evaluate.run import evaluate_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -46,15 +47,21 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
                                    "--inception", str(inception), *SMALL])
     assert res.exit_code == 0, res.output
     assert "judge accuracy" in res.output and str(out / "report.html") in res.output
+    # The headline comes first, with one line per quality (after the progress log).
+    summary = res.output[res.output.index("headline"):].splitlines()
+    assert [line.split()[0] for line in summary[1:5]] == ["expression", "sharpness", "identity", "collapse"]
 
     m = json.loads((out / "metrics.json").read_text())
     step = m["run"]["step"]
-    assert step == 2
-    for section in ("discriminator", "judge", "identity", "frechet"):
+    assert step == 2 and m["schema_version"] == 2 and m["run"]["model"] == "fexgan"
+    assert m["run"]["config"]["arch"]["latent_dim"] == 16  # the report names the model and its config
+    assert list(m)[:3] == ["schema_version", "headline", "run"]
+    assert set(m["headline"]) == {"expression", "sharpness", "identity", "collapse"}
+    for section in ("discriminator", "judge", "sharpness", "identity", "collapse", "frechet", "figures"):
         assert m[section]["step"] == step
-    # Discriminator table for every split present, with counts.
+    # Discriminator table (the model can classify) for every split present, with counts.
     assert set(m["discriminator"]["splits"]) == {"train", "val", "test"}
-    assert m["discriminator"]["splits"]["test"]["real"]["binary"]["count"] == 8
+    assert m["discriminator"]["splits"]["test"]["real"]["multi"]["count"] == 8
     # Judge: trained on the 3 train identities (42 images: one batch, so 30 epochs reach the 30 minimum
     # steps), scored on all 28 test images, then on 4 sources x 7 affects generated images.
     judge = m["judge"]
@@ -62,6 +69,13 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     assert judge["real"]["count"] == 28 and judge["real"]["split"] == "test"
     assert judge["generated"]["count"] == 28 and judge["generated"]["sources"] == 4
     assert sum(map(sum, judge["real"]["confusion"]["counts"])) == 28
+    assert judge["real_blurred"]["count"] == 28 and judge["real_blurred"]["sigma_px"] == 1.0
+    assert judge["generated_over_real"] == pytest.approx(judge["generated"]["accuracy"] / judge["real"]["accuracy"])
+    assert m["headline"]["expression"]["value"] == judge["generated_over_real"]
+    # Sharpness and collapse read the same 28 edits of 4 sources.
+    assert m["sharpness"]["edits"] == 28 and m["sharpness"]["sources"] == 4
+    assert set(m["sharpness"]["per_affect"]) == set(m["run"]["affects"])
+    assert m["collapse"]["sources"] == 4 and m["collapse"]["ratio"] >= 0
     # Identity: every pair accounted for; sources are real faces dlib finds.
     idn = m["identity"]
     assert idn["pairs"] == 28 and idn["source_face_not_found"] == 0
@@ -72,14 +86,15 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     assert fr["judge_features"]["value"] is not None and fr["judge_features"]["generated_count"] == 28
     assert fr["inception"]["dims"] == 12 and fr["inception"]["real_count"] == 28
     assert fr["dlib_descriptors"]["real_count"] == 4
-    # Figures decode; the report embeds each of them.
-    names = {"random_samples.png", "identities.png", "mixed.png", "intensity.png"}
-    assert {Path(p).name for p in m["run"]["figures"]} == names
+    # Figures decode; the report embeds each of them, below the headline.
+    names = {"identities.png", "mixed.png", "intensity.png"}
+    assert {Path(f["file"]).name for f in m["figures"]["files"]} == names
     for name in names:
         img = cv2.imread(str(out / "figures" / name))
         assert img is not None and img.shape[0] > 50
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Identity preservation" in html
+    assert html.count("data:image/png;base64,") == 3 and "Identity preservation" in html
+    assert html.index("<h2>Headline</h2>") < html.index("<h2>Run</h2>") < html.index("<h2>Judge classifier</h2>")
     assert (out / "judge" / "judge.safetensors").is_file()
 
 
@@ -87,9 +102,9 @@ def test_a_run_still_training_is_evaluated_at_its_latest_checkpoint(trained, tmp
     manifest, run = trained
     opts = dict(max_sources=2, max_table_images=4, judge_epochs=1, judge_min_steps=10, judge_size=32,
                 identity=False, figure_identities=1, device="cpu", progress=False)
-    first = evaluate_run(run, manifest, tmp_path / "eval", **opts)
+    first = evaluate_run(run, manifest, tmp_path / "eval", sections=["judge"], **opts).metrics
     train_tiny_run(manifest, run, steps=3, resume=True)  # the run goes on; a new last.pt appears
-    second = evaluate_run(run, manifest, tmp_path / "eval", **opts)
+    second = evaluate_run(run, manifest, tmp_path / "eval", sections=["judge", "identity"], **opts).metrics
     assert (first["run"]["step"], second["run"]["step"]) == (2, 3)
     assert second["judge"]["trained_on"]["reused_from_cache"] is True
     assert second["identity"] == {"step": 3, "available": False, "reason": "identity metrics switched off"}
@@ -101,7 +116,8 @@ def test_fails_clearly_without_a_checkpoint(trained, tmp_path):
     empty.mkdir()
     (empty / "config.json").write_text("{}")
     res = CliRunner().invoke(fex, ["eval", str(empty), "--manifest", str(manifest), *SMALL])
-    assert res.exit_code == 1 and "no checkpoint yet" in res.output
+    assert res.exit_code == 2 and "error: " in res.output and "no checkpoint yet" in res.output
+    assert "hint: a run writes its first one" in res.output
 
 
 def test_fails_clearly_on_a_manifest_without_test_split(trained, tmp_path):
@@ -110,7 +126,7 @@ def test_fails_clearly_on_a_manifest_without_test_split(trained, tmp_path):
     df["split"] = df["split"].replace({"test": "val"})
     bad = write_manifest(df, manifest.parent / "no_test.parquet", affects=meta["affects"])
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(bad), "--out", str(tmp_path), *SMALL])
-    assert res.exit_code == 1 and "no test split" in res.output
+    assert res.exit_code == 2 and "no test split" in res.output and "hint: rebuild it with a test share" in res.output
 
 
 def test_fails_clearly_when_affects_differ_from_the_run(trained, tmp_path):
@@ -124,33 +140,99 @@ def test_fails_clearly_when_affects_differ_from_the_run(trained, tmp_path):
         evaluate_run(run, bad, tmp_path / "eval", device="cpu", progress=False)
 
 
-class CopyGenerator(torch.nn.Module):
-    """An oracle 'generator' that returns its source unchanged, whatever the target affect."""
-
-    def encode(self, x: torch.Tensor, src_vec: torch.Tensor):
-        return x.flatten(1), torch.zeros(len(x), 1)
-
-    def decode(self, z: torch.Tensor, tgt_vec: torch.Tensor) -> torch.Tensor:
-        return z.view(len(z), 3, 64, 64).clamp(-1, 1)
-
-
-def test_known_answers_with_a_generator_that_copies_its_source(trained, tmp_path, monkeypatch):
+def _oracle_eval(trained, tmp_path, monkeypatch, fn, sections, **opts):
+    """evaluate_run on the tiny run's manifest with the model replaced by an oracle editor."""
     import fextrain.evaluate.run as run_module
-    from fextrain.models import load_run
+    from fexdata.affects import AFFECTS
 
     manifest, run = trained
-    cfg, _, disc, step = load_run(run)
-    monkeypatch.setattr(run_module, "load_run", lambda run_dir, device: (cfg, CopyGenerator(), disc, step))
-    m = evaluate_run(run, manifest, tmp_path / "eval", max_sources=4, max_table_images=4, judge_epochs=1,
-                     judge_min_steps=10, judge_size=32, figure_identities=1, device="cpu", progress=False)
+    monkeypatch.setattr(run_module, "load_editor", lambda run_dir, device: FunctionEditor(fn, AFFECTS, 64))
+    return evaluate_run(run, manifest, tmp_path / "eval", sections=sections, max_sources=4, judge_epochs=1,
+                        judge_min_steps=10, judge_size=32, figure_identities=1, device="cpu", progress=False,
+                        **opts).metrics
+
+
+def test_known_answers_of_a_copy(trained, tmp_path, monkeypatch):
+    m = _oracle_eval(trained, tmp_path, monkeypatch, lambda x, s, t: x.clone(),
+                     ["judge", "sharpness", "identity", "collapse", "frechet", "discriminator"])
     # Each copy is judged as its source is, so exactly one of a source's 7 targets can match.
     assert m["judge"]["generated"]["accuracy"] == pytest.approx(1 / 7)
+    # The copies are the sources' very pixels: as sharp, as varied.
+    assert m["sharpness"]["ratio"] == pytest.approx(1.0) and m["sharpness"]["equivalent_blur_sigma"] == 0.0
+    assert all(v == pytest.approx(1.0) for v in m["sharpness"]["per_affect"].values())
+    assert m["collapse"]["ratio"] == pytest.approx(1.0) and not m["collapse"]["collapsed"]
     # An unchanged face is the same person at distance 0, and dlib finds it exactly when it finds the source.
     idn = m["identity"]
     assert idn["generated_face_not_found"] == 7 * idn["sources_face_not_found"]
     assert idn["measured"] == 28 - 7 * idn["sources_face_not_found"] > 0
     assert idn["mean_distance"] == pytest.approx(0.0, abs=1e-9) and idn["share_under_threshold"] == 1.0
+    assert m["headline"]["identity"]["value"] == 1.0
     # Same descriptors on both sides, only repeated 7 times on the generated side: equal means, and
     # covariances that differ by the factor c = 7(n-1)/(7n-1) of the unbiased estimate, so the distance
     # is tr(S)(1 - sqrt(c))^2, about 0.014 tr(S) for n = 4 (tr(S) of dlib descriptors is well under 1).
     assert m["frechet"]["dlib_descriptors"]["value"] < 0.01
+    # An editor without a discriminator: Table 1 says why it is missing instead of failing.
+    assert m["discriminator"]["available"] is False and "no discriminator" in m["discriminator"]["reason"]
+
+
+def test_known_answers_of_a_blurred_copy(trained, tmp_path, monkeypatch):
+    from fextrain.evaluate.degrade import gaussian_blur
+
+    m = _oracle_eval(trained, tmp_path, monkeypatch, lambda x, s, t: gaussian_blur(x, 1.0),
+                     ["sharpness", "collapse"], identity=False)
+    sharp = m["sharpness"]
+    # Blurrier than its sources, and read off the reference curve as the sigma-1 blur it is (the
+    # reference blurs the uint8 sources, the edit blurs floats: the same filter up to rounding).
+    assert sharp["ratio"] < 0.6 and sharp["ratio"] == pytest.approx(sharp["blur_reference"]["1"], rel=0.05)
+    assert sharp["equivalent_blur_sigma"] == pytest.approx(1.0, abs=0.05)
+    # Softness is not collapse: coarse structure still differs between people.
+    assert m["collapse"]["ratio"] > 0.9 and not m["collapse"]["collapsed"]
+    assert set(m) >= {"sharpness", "collapse"} and "judge" not in m and "identity" not in m
+
+
+def test_a_constant_generator_is_flagged_as_collapsed(trained, tmp_path, monkeypatch):
+    def one_face_per_target(x, s, t):  # every source gives the same face for a given target
+        return (t[:, :3, None, None] * 2 - 1).expand(-1, -1, 64, 64).clone() * 0.5
+
+    m = _oracle_eval(trained, tmp_path, monkeypatch, one_face_per_target, ["collapse"], identity=False)
+    assert m["collapse"]["ratio"] == 0.0 and m["collapse"]["collapsed"] is True
+    assert m["headline"]["collapse"]["flag"] == "COLLAPSED"
+
+
+def test_sections_subset_and_unknown_names(trained, tmp_path):
+    manifest, run = trained
+    res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
+                                   "--sections", "judge,nonsense", *SMALL])
+    assert res.exit_code == 2 and "error: unknown section(s) nonsense" in res.output
+    assert "hint: choose from: judge, sharpness" in res.output
+    res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
+                                   "--sections", "sharpness", *SMALL])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert [k for k in m if k not in ("schema_version", "headline", "run")] == ["sharpness"]
+    assert list(m["headline"]) == ["sharpness"] and not (tmp_path / "judge").exists()
+
+
+def test_every_registered_model_is_evaluated_through_its_editor(trained, tmp_path):
+    """A StarGAN run goes through the same sections; Table 1 appears because its critic classifies."""
+    from fextrain.models import MODELS
+
+    manifest, _ = trained
+    for model in sorted(set(MODELS) - {"fexgan"}):  # fexgan: the CLI test above
+        run = train_tiny_run(manifest, tmp_path / model, steps=2, model=model)
+        m = evaluate_run(run, manifest, tmp_path / f"{model}-eval", sections=["judge", "discriminator", "figures"],
+                         max_sources=2, max_table_images=4, judge_epochs=1, judge_min_steps=10, judge_size=32,
+                         figure_identities=1, device="cpu", progress=False)
+        assert m.metrics["run"]["model"] == model and m.metrics["run"]["config"]["model"] == model
+        assert m.metrics["judge"]["generated"]["count"] == 2 * 7
+        table = m.metrics["discriminator"]["splits"]["test"]
+        assert table["real"]["multi"]["count"] == 4 and table["fake"]["multi"]["count"] == 4
+        assert f"({model}) at step 2" in (tmp_path / f"{model}-eval" / "report.html").read_text()
+
+
+def test_help_lists_every_registered_section():
+    from fextrain.evaluate.sections import SECTIONS
+
+    res = CliRunner().invoke(fex, ["eval", "--help"])
+    assert res.exit_code == 0
+    assert all(name in " ".join(res.output.split()) for name in SECTIONS)

@@ -77,7 +77,7 @@ def test_help_lists_options():
     result = CliRunner().invoke(ingest_cmd, ["--help"])
     assert result.exit_code == 0
     for opt in ("--layout", "--size", "--align", "--detector", "--fps", "--every", "--workers", "--strict",
-                "--redetect-every"):
+                "--redetect-every", "--pad", "--zoom"):
         assert opt in result.output
 
 

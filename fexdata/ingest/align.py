@@ -10,7 +10,13 @@ direction is the crop's horizontal axis, its length half the crop's side in fram
 `Alignment` is that (c, x) pair; `transform(size)` gives the 2x3 affine frame -> crop of a given size, so
 crops of several sizes come from one alignment (the largest is warped, the others are area-downscaled from
 it, with transforms that say exactly where their pixels came from). `crop_to_frame` maps crop points back.
-Parts of the quad outside the frame are filled by reflection, as FFHQ does.
+`zoom` > 1 shrinks the quad about its centre (a tighter crop, for datasets that ship tight faces).
+
+Where the quad leaves the frame the crop has to be padded (`PAD_MODES`). Plain reflection, as FFHQ starts
+with, mirrors the face's own features into the crop (ghost eyes, ears and shoulders that a generator then
+learns to draw), so the default `blur` goes on as FFHQ's recipe does: the reflected band is blurred more the
+further it lies from the frame, and fades towards the frame's mean colour. `pad_share` says how much of a
+crop was padded (docs/ingest.md "Padding and zoom" has the measurements behind the default).
 
 `Smoother` is a centred Gaussian filter over a clip's alignments, so consecutive crops do not jitter with
 the landmark noise; it never blends across a cut (a new track).
@@ -28,7 +34,15 @@ import numpy as np
 from fexdata.errors import IngestError
 
 AlignMode = Literal["ffhq", "bbox"]
+PadMode = Literal["blur", "reflect", "edge", "constant"]
+PAD_MODES: tuple[str, ...] = ("blur", "reflect", "edge", "constant")
+DEFAULT_PAD = "blur"
 BBOX_MARGIN = 0.4   # bbox mode: side = max(box w, h) x (1 + margin)
+# blur padding: a padded pixel d crop pixels outside the frame is blurred with sigma BLUR_SLOPE * d, so a
+# mirrored feature at distance d (the reflection of one at depth d inside) is smeared about as wide as it
+# lies far; its colour fades linearly to the frame's mean, reaching it FADE_LENGTH crop sides out.
+BLUR_SLOPE = 0.5
+FADE_LENGTH = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,12 @@ class Alignment:
         c, x = np.array([self.cx, self.cy]), np.array([self.xx, self.xy])
         y = np.array([-x[1], x[0]])
         return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+    def zoomed(self, zoom: float) -> "Alignment":
+        """The same centre and rotation with a quad `zoom` times smaller (zoom > 1: tighter)."""
+        if zoom <= 0:
+            raise ValueError(f"zoom must be positive, got {zoom}")
+        return Alignment(self.cx, self.cy, self.xx / zoom, self.xy / zoom)
 
     def transform(self, size: int) -> np.ndarray:
         """2x3 affine mapping frame pixels to the pixels of a `size` x `size` crop."""
@@ -82,31 +102,66 @@ def bbox_alignment(box: tuple[float, float, float, float], margin: float = BBOX_
     return Alignment((x0 + x1) / 2.0, (y0 + y1) / 2.0, half, 0.0)
 
 
-def alignment_for(mode: AlignMode, landmarks: np.ndarray, box: tuple[float, float, float, float]) -> Alignment:
+def alignment_for(mode: AlignMode, landmarks: np.ndarray, box: tuple[float, float, float, float],
+                  zoom: float = 1.0) -> Alignment:
     if mode == "ffhq":
-        return ffhq_alignment(landmarks)
-    if mode == "bbox":
-        return bbox_alignment(box)
-    raise IngestError(f"unknown alignment {mode!r}", hint="use ffhq or bbox")
+        al = ffhq_alignment(landmarks)
+    elif mode == "bbox":
+        al = bbox_alignment(box)
+    else:
+        raise IngestError(f"unknown alignment {mode!r}", hint="use ffhq or bbox")
+    return al if zoom == 1.0 else al.zoomed(zoom)
 
 
-def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{size: (crop HxWx3 uint8, 2x3 frame->crop transform)} for each requested size, from one alignment."""
+def pad_share(alignment: Alignment, width: int, height: int) -> float:
+    """Fraction of the crop's area that lies outside a `width` x `height` frame (0: no padding).
+
+    Exact: the area of the quad outside the frame, both in the alignment's coordinates, where the frame
+    spans [0, width] x [0, height] (a whole-frame box (0, 0, width, height) is a quad with no padding).
+    """
+    quad = alignment.quad()
+    if quad[:, 0].min() >= 0 and quad[:, 1].min() >= 0 and quad[:, 0].max() <= width and quad[:, 1].max() <= height:
+        return 0.0
+    area = 4.0 * (alignment.xx ** 2 + alignment.xy ** 2)
+    frame = np.array([[0, 0], [0, height], [width, height], [width, 0]], np.float32)
+    inside, _ = cv2.intersectConvexConvex(quad.astype(np.float32), frame)
+    return float(min(1.0, max(0.0, 1.0 - inside / area))) if area > 0 else 1.0
+
+
+_BORDERS = {"blur": cv2.BORDER_REFLECT_101, "reflect": cv2.BORDER_REFLECT_101, "edge": cv2.BORDER_REPLICATE,
+            "constant": cv2.BORDER_CONSTANT}
+
+
+def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[int],
+         pad: PadMode = DEFAULT_PAD) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{size: (crop HxWx3 uint8, 2x3 frame->crop transform)} for each requested size, from one alignment.
+
+    `pad` fills the parts of the crop outside the frame: `reflect` mirrors the frame, `edge` repeats its
+    border pixels, `constant` paints the frame's mean colour, `blur` reflects, then blurs and fades (above).
+    Pixels inside the frame are the same in every mode.
+    """
+    if pad not in _BORDERS:
+        raise IngestError(f"unknown padding {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
     sizes = sorted(set(int(s) for s in sizes), reverse=True)
     big = sizes[0]
     m = alignment.transform(big)
     k = math.hypot(m[0, 0], m[0, 1])
     src, pre = frame, np.eye(3)
+    h, w = frame.shape[:2]
     if k < 0.5:
         # A large shrink by bilinear warping aliases; area-average the frame first so the warp scales ~0.8.
         r = min(1.0, k * 1.25)
-        h, w = frame.shape[:2]
         nw, nh = max(1, round(w * r)), max(1, round(h * r))
         src = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
         rx, ry = nw / w, nh / h
         pre = np.array([[rx, 0, 0.5 * rx - 0.5], [0, ry, 0.5 * ry - 0.5], [0, 0, 1]])  # frame -> shrunk, pixel centres
-    m_src = m if src is frame else m @ np.linalg.inv(pre)
-    out = {big: (cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), m)}
+    m_src = m if src is frame else m @ np.linalg.inv(pre)  # no inverse when the frame is warped as is
+    fill = _mean_colour(src) if pad in ("constant", "blur") else (0.0, 0.0, 0.0)
+    img = cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[pad],
+                         borderValue=fill)
+    if pad == "blur":
+        img = _soften_outside(img, outside_distance(m, w, h, big), fill)
+    out = {big: (img, m)}
     for size in sizes[1:]:
         s = size / big
         small = cv2.resize(out[big][0], (size, size), interpolation=cv2.INTER_AREA)
@@ -114,6 +169,71 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
         ms[:, 2] += 0.5 * s - 0.5   # area resize maps pixel centres: x_small = s (x_big + 0.5) - 0.5
         out[size] = (small, ms)
     return out
+
+
+def _mean_colour(image: np.ndarray) -> tuple[float, float, float]:
+    mean = cv2.mean(image)
+    return (mean[0], mean[1], mean[2])
+
+
+def outside_distance(transform: np.ndarray, width: int, height: int, size: int) -> np.ndarray | None:
+    """Per crop pixel, its distance outside the frame in crop pixels (0 inside); None if none is outside."""
+    inv = cv2.invertAffineTransform(np.asarray(transform, np.float64))
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    fc = corners @ inv[:, :2].T + inv[:, 2]
+    if fc[:, 0].min() >= -0.5 and fc[:, 1].min() >= -0.5 and fc[:, 0].max() <= width - 0.5 \
+            and fc[:, 1].max() <= height - 0.5:
+        return None
+    u = np.arange(size, dtype=np.float32)
+    (a, b, c), (d, e, f) = inv.tolist()
+    fx = a * u[None, :] + b * u[:, None] + c     # frame coordinates of every crop pixel centre
+    fy = d * u[None, :] + e * u[:, None] + f
+    dx = np.maximum(np.maximum(-0.5 - fx, fx - (width - 0.5)), 0)
+    dy = np.maximum(np.maximum(-0.5 - fy, fy - (height - 0.5)), 0)
+    scale = math.hypot(transform[0, 0], transform[0, 1])   # crop pixels per frame pixel
+    return (np.hypot(dx, dy) * scale).astype(np.float32)
+
+
+def _soften_outside(img: np.ndarray, dist: np.ndarray | None, fill: tuple[float, float, float]) -> np.ndarray:
+    """Blur the padded band by distance and fade it to `fill`; pixels with dist 0 are returned unchanged.
+
+    The blur levels are a Gaussian pyramid brought back to full size (level k ~ sigma 2^k crop pixels);
+    each padded pixel blends the two levels around its sigma = BLUR_SLOPE * dist (linearly in log sigma).
+    """
+    if dist is None:
+        return img
+    flat = np.flatnonzero(dist > 0)          # only the padded pixels are computed
+    if not flat.size:
+        return img
+    size = img.shape[0]
+    d = dist.reshape(-1)[flat]
+    sigma = BLUR_SLOPE * d
+    # level k has sigma ~2^k: go as far as the widest blur asked for, and no coarser than 8-16 pixels
+    widest = math.ceil(math.log2(max(float(sigma.max()), 2.0)))
+    n_levels = 1 + max(1, min(int(math.log2(size / 8)), widest))
+    levels = np.empty((n_levels,) + img.shape, np.uint8)
+    levels[0] = img
+    down, shapes = img, []
+    for k in range(1, n_levels):
+        shapes.append(down.shape[1::-1])
+        down = cv2.pyrDown(down)
+        up = down
+        for shape in reversed(shapes[1:]):
+            up = cv2.pyrUp(up, dstsize=shape)
+        cv2.pyrUp(up, dst=levels[k], dstsize=shapes[0])
+    # level position: 0 -> 1 while sigma grows to 2, then log2(sigma) (level k has sigma 2^k)
+    pos = np.where(sigma < 2.0, sigma / 2.0, np.log2(np.maximum(sigma, 2.0))).clip(0, n_levels - 1)
+    below = np.minimum(pos.astype(np.intp), n_levels - 2)
+    frac = (pos - below).astype(np.float32)[:, None]
+    pixels = levels.reshape(-1, 3)
+    index = below * (size * size) + flat
+    lo = np.take(pixels, index, axis=0).astype(np.float32)
+    out = lo + (np.take(pixels, index + size * size, axis=0) - lo) * frac
+    fade = np.clip(d / (FADE_LENGTH * size), 0.0, 1.0).astype(np.float32)[:, None]
+    out += (np.asarray(fill, np.float32) - out) * fade
+    result = img.copy()
+    result.reshape(-1, 3)[flat] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return result
 
 
 def crop_to_frame(points: np.ndarray, transform: np.ndarray) -> np.ndarray:

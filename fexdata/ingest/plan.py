@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from fexdata.errors import IngestError
+from fexdata.ingest.align import DEFAULT_PAD, PAD_MODES
 from fexdata.ingest.records import stable_hash
 from fexdata.ingest.sources.base import Item, Reject
 
@@ -26,6 +28,8 @@ DEFAULT_STILL_CHUNK = 256
 class IngestOptions:
     sizes: tuple[int, ...] = (256,)
     align: str = "ffhq"              # ffhq | bbox
+    zoom: float = 1.0                # crop scale: 1 = the alignment's framing, > 1 = tighter around the face
+    pad: str = DEFAULT_PAD           # where the crop leaves the frame: blur | reflect | edge | constant
     detector: str = "hog"            # hog | cnn
     landmarks: str = "dlib"          # dlib | fan (face-alignment, weights already on disk)
     fan_weights: str | None = None
@@ -39,6 +43,12 @@ class IngestOptions:
     still_chunk: int = DEFAULT_STILL_CHUNK
     png_compression: int | None = None  # zlib level 0-9 for crops; None = OpenCV's fast default (~3 ms per
                                         # 256 px crop; level 3 takes 12 ms for 8% smaller files)
+
+    def __post_init__(self) -> None:
+        if self.pad not in PAD_MODES:
+            raise IngestError(f"unknown padding {self.pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
+        if not self.zoom > 0:
+            raise IngestError(f"zoom {self.zoom} is not positive", hint="1 is FFHQ framing, above 1 tighter")
 
     def fingerprint(self) -> dict:
         """The options that change outputs (everything; workers/strict are not options of this class)."""

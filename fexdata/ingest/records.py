@@ -51,6 +51,8 @@ RECORDS = Table("records", "ingest.md", strict=False, columns=(
     Column("transform", pa.list_(pa.float64(), 6), False, "2x3 affine frame -> crop, row-major", required=False),
     Column("sharpness", pa.float64(), False, "variance of the Laplacian of the crop (low means blurred)",
            required=False),
+    Column("pad_share", pa.float64(), False, "fraction of the crop's area outside the source frame, filled by "
+           "`--pad` (0: none)", required=False),
     Column("align", pa.string(), False, "`ffhq` (landmarks), `bbox`, or `frame` (the whole image is the face)",
            required=False),
     Column("detector", pa.string(), False, "`hog`, `cnn`, `track` or `frame`", required=False),

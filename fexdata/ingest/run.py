@@ -31,6 +31,7 @@ from fexdata.errors import IngestError
 from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
+from fexdata.padding import format_pad_summary, pad_summary
 from fexdata.paths import atomic_write_text
 from fexdata.threads import ingest_plan
 from fexdata.ingest.sources.base import Item, Reject
@@ -169,10 +170,11 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
 
 def summarize(out: Path, run: RunInfo | None = None) -> dict:
     """Counts over everything in OUT (this run and earlier, resumed ones) plus this run's timing."""
-    rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "item", "source_path", "frame", "detector"])
+    rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "source", "item", "source_path", "frame",
+                                             "detector", "pad_share"])
     rej = R.read_table(out / R.REJECTS_DIR, ["category", "reason", "source_path"])
     summary: dict = {"records": 0, "crops_by_size": {}, "items_with_crops": 0, "frames": 0, "detector": {},
-                     "rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
+                     "padding": {}, "rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
     if rec is not None and rec.num_rows:
         df = rec.to_pandas()
         summary["records"] = int(len(df))
@@ -181,6 +183,7 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
         summary["items_with_crops"] = int(first["item"].nunique())
         summary["frames"] = int(len(first))
         summary["detector"] = {str(k): int(v) for k, v in first["detector"].value_counts().items()}
+        summary["padding"] = pad_summary(first)
     if rej is not None and rej.num_rows:
         dj = rej.to_pandas()
         summary["rejects"] = int(len(dj))
@@ -202,6 +205,9 @@ def format_summary(summary: dict) -> str:
              f"from {summary['frames']} frames/images of {summary['items_with_crops']} items"]
     if summary.get("detector"):
         lines.append("faces by: " + ", ".join(f"{k} {v}" for k, v in summary["detector"].items()))
+    if summary.get("padding"):
+        lines += ["padded share of the crops (outside the source frame), per source",
+                  *format_pad_summary(summary["padding"])]
     run = summary.get("run")
     if run:
         fps = f", {run['frames_per_second']} frames/s" if run.get("frames_per_second") else ""

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from fexdata.ingest import records as R
-from fexdata.ingest.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, sharpness
+from fexdata.ingest.align import Alignment, Smoother, alignment_for, bbox_alignment, crop, pad_share, sharpness
 from fexdata.ingest.faces import Face, FaceFinder, FaceTracker
 from fexdata.images import ImageError, read_rgb
 from fexdata.ingest.plan import IngestOptions, Unit
@@ -142,7 +142,7 @@ class UnitProcessor:
             face = dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan))
             al = bbox_alignment(face.box, margin=0.0)
         else:
-            al = alignment_for(self.options.align, face.landmarks, face.box)  # type: ignore[arg-type]
+            al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
         self._emit(ctx, ctx.item.path, None, float("nan"), image, face, al, rows, pending)
         result.frames += 1
 
@@ -216,7 +216,7 @@ class UnitProcessor:
                 self._emit_payload(ctx, payload, al, rows, pending)
             return
         result.frames += 1
-        al = alignment_for(self.options.align, face.landmarks, face.box)  # type: ignore[arg-type]
+        al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
         payload = (index, time, image, face, src)
         for ready, sal in smoother.push(payload, al, cut=tracker.last_was_cut):
             self._emit_payload(ctx, ready, sal, rows, pending)
@@ -230,13 +230,15 @@ class UnitProcessor:
         h, w = image.shape[:2]
         base = ctx.base
         landmarks = face.landmarks.reshape(-1).astype(np.float32).tolist()
-        for size, (img, m) in sorted(crop(image, al, self.options.sizes).items()):
+        padded = pad_share(al, w, h)
+        crops = crop(image, al, self.options.sizes, self.options.pad)  # type: ignore[arg-type]
+        for size, (img, m) in sorted(crops.items()):
             rel = R.crop_relpath(size, ctx.item.source, ctx.item.identity, ctx.item.key, frame)
             pending.append(self._pool.submit(self._write_png, self.out / rel, img))
             rows.append({**base, "image": rel, "crop_size": size, "source_path": src,
                          "frame": frame, "time": time, "bbox": [float(v) for v in face.box],
                          "det_score": face.score, "face_count": face.face_count, "landmarks": landmarks,
-                         "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img),
+                         "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img), "pad_share": padded,
                          "align": "frame" if face.detector == "frame" else self.options.align,
                          "detector": face.detector,
                          "frame_width": w, "frame_height": h})

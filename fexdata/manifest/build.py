@@ -23,6 +23,7 @@ from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, 
 from fexdata.manifest.checks import CheckResult, check_manifest, codes
 from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
 from fexdata.manifest.io import Records, manifest_image_prefix, read_records, write_manifest
+from fexdata.padding import format_pad_summary, pad_summary
 from fexdata.manifest.splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
                                      split_by_identity)
 from fexdata.paths import existing_files, unsafe_paths
@@ -48,6 +49,7 @@ class BuildReport:
     cap: int | None
     checks: CheckResult
     options: dict[str, Any]
+    padding: dict[str, dict[str, float | int]] = field(default_factory=dict)  # per source, manifest rows
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -56,7 +58,8 @@ class BuildReport:
                 "crop_size": self.crop_size, "affects": list(self.affects), "dropped": self.dropped,
                 "other_crop_sizes": self.other_sizes, "cap": self.cap, "options": self.options,
                 "warnings": self.warnings, "seconds": round(self.seconds, 3),
-                "table_before": _table_dict(self.table_before), "checks": self.checks.to_dict()}
+                "table_before": _table_dict(self.table_before), "checks": self.checks.to_dict(),
+                "padding": self.padding}
 
     def to_text(self) -> str:
         lines = [f"manifest {self.out}: {self.rows_out} rows of {self.rows_in} records "
@@ -70,6 +73,8 @@ class BuildReport:
             f", cap {self.cap})" if self.cap else ")")
         lines += [title, _indent(self.table_before.to_string()), "identity x affect in the manifest",
                   _indent(self.table_after.to_string()), "split x affect", _indent(self.checks.split_affect.to_string())]
+        if self.padding:
+            lines += ["padded share of the crops in the manifest, per source", *format_pad_summary(self.padding)]
         if self.checks.fold_sizes:
             lines.append("folds: " + ", ".join(f"{k}: {v}" for k, v in self.checks.fold_sizes.items()))
         lines += [f"warning: {w}" for w in self.warnings + self.checks.warnings]
@@ -137,7 +142,7 @@ def _crop_landmarks(landmarks: np.ndarray, transform: np.ndarray) -> np.ndarray:
 def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike, *,
                    size: int | None = None, affects: str | tuple[str, ...] | None = None,
                    min_score: float | None = None, min_sharpness: float | None = None,
-                   max_faces: int | None = None, landmark_check: bool = True,
+                   max_faces: int | None = None, max_pad: float | None = None, landmark_check: bool = True,
                    min_gap: str | float | None = None, balance: str = "weight", cap: int | None = None,
                    split: str = "identity", fractions: str | tuple[float, ...] | None = None,
                    blocks: int = 10, guard: str | float | None = "0.5s", folds: int = 0, seed: int = 0,
@@ -165,8 +170,12 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     if out.suffix != ".parquet":
         raise ManifestError(f"--out {out}: a manifest is a .parquet file", hint=f"e.g. --out {out / 'manifest.parquet'}")
     manifest_dir = out.parent.resolve()
+    if max_pad is not None and not 0 <= max_pad <= 1:
+        raise ManifestError(f"--max-pad {max_pad:g}: not a fraction of the crop",
+                            hint="give a value between 0 and 1, e.g. --max-pad 0.3")
     options = {"size": size, "affects": list(chosen), "min_score": min_score, "min_sharpness": min_sharpness,
-               "max_faces": max_faces, "landmark_check": landmark_check, "min_gap": str(gap) if gap else None,
+               "max_faces": max_faces, "max_pad": max_pad, "landmark_check": landmark_check,
+               "min_gap": str(gap) if gap else None,
                "balance": balance, "cap": cap, "split": split, "fractions": list(fr), "blocks": blocks,
                "guard": str(guard_gap) if guard_gap else None, "folds": folds, "seed": seed,
                "drop_missing": drop_missing}
@@ -191,7 +200,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     df = df[~dup]
 
     df, dropped = apply_filters(df, rec.arrays["landmarks"], FilterOptions(
-        chosen, min_score, min_sharpness, max_faces, landmark_check, gap))
+        chosen, min_score, min_sharpness, max_faces, max_pad, landmark_check, gap))
     dropped = {R_DUPLICATE: int(dup.sum()), **dropped, R_MISSING: 0}
     if check_files and len(df):
         present = existing_files(df["image"], manifest_dir)
@@ -205,7 +214,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     if not len(df):
         reasons = ", ".join(f"{r}: {n}" for r, n in dropped.items() if n)
         raise ManifestError(f"no records left after filtering ({reasons or 'nothing matched'})",
-                            hint="relax the filters (--min-score, --min-sharpness, --max-faces, --min-gap, "
+                            hint="relax the filters (--min-score, --min-sharpness, --max-faces, --max-pad, --min-gap, "
                                  "--no-landmark-check) or choose other --affects")
     table_before = cell_table(df, chosen)
 
@@ -261,4 +270,4 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     return BuildReport(out=out, rows_in=rows_in, rows_out=len(df), crop_size=crop_size, affects=chosen,
                        dropped=dropped, other_sizes=other_sizes, table_before=table_before,
                        table_after=cell_table(df, chosen), cap=used_cap, checks=checks, options=options,
-                       warnings=warnings, seconds=time.perf_counter() - t0)
+                       padding=pad_summary(df), warnings=warnings, seconds=time.perf_counter() - t0)

@@ -1,7 +1,7 @@
 """Quality filters for manifest building; every dropped row is counted under one reason.
 
 Filters run in a fixed order and a row is counted under the first reason that removes it:
-affect not selected, detector score, sharpness, face count, the three landmark sanity checks, and
+affect not selected, detector score, sharpness, face count, padded share, the three landmark sanity checks, and
 last the thinning of near-duplicate consecutive video frames (`--min-gap`), so thinning chooses
 among frames that passed everything else. All of it is vectorised over the whole record table.
 """
@@ -21,11 +21,12 @@ R_AFFECT = "affect not selected"
 R_SCORE = "detector score below --min-score"
 R_SHARP = "sharpness below --min-sharpness"
 R_FACES = "more faces than --max-faces"
+R_PAD = "padded share above --max-pad"
 R_LM_OUTSIDE = "landmarks outside the frame"
 R_LM_EYES = "landmarks: implausible eye distance"
 R_LM_ORDER = "landmarks: eyes not above mouth"
 R_GAP = "closer than --min-gap to a kept frame"
-REASONS = (R_AFFECT, R_SCORE, R_SHARP, R_FACES, R_LM_OUTSIDE, R_LM_EYES, R_LM_ORDER, R_GAP)
+REASONS = (R_AFFECT, R_SCORE, R_SHARP, R_FACES, R_PAD, R_LM_OUTSIDE, R_LM_EYES, R_LM_ORDER, R_GAP)
 
 # Landmark sanity bounds, as fractions: generous, they catch fits that collapsed or flipped, not
 # unusual faces. Inter-ocular distance is compared with the jaw width (points 0..16).
@@ -65,6 +66,7 @@ class FilterOptions:
     min_score: float | None = None
     min_sharpness: float | None = None
     max_faces: int | None = None
+    max_pad: float | None = None
     landmark_check: bool = True
     min_gap: Gap | None = None
 
@@ -139,7 +141,7 @@ def apply_filters(df: pd.DataFrame, landmarks: np.ndarray, opts: FilterOptions) 
         reason[newly] = REASONS.index(r)
 
     mark(~df["affect"].isin(opts.affects).to_numpy(), R_AFFECT)
-    # A missing score/sharpness/face count (NaN) cannot be judged and passes: e.g. pre-cropped
+    # A missing score/sharpness/face count/padded share (NaN) cannot be judged and passes: e.g. pre-cropped
     # datasets aligned to the whole frame have no detector score.
     if opts.min_score is not None:
         _need(df, "det_score", "--min-score")
@@ -150,6 +152,9 @@ def apply_filters(df: pd.DataFrame, landmarks: np.ndarray, opts: FilterOptions) 
     if opts.max_faces is not None:
         _need(df, "face_count", "--max-faces")
         mark((df["face_count"] > opts.max_faces).fillna(False).to_numpy(bool), R_FACES)
+    if opts.max_pad is not None:
+        _need(df, "pad_share", "--max-pad")
+        mark((df["pad_share"] > opts.max_pad).fillna(False).to_numpy(bool), R_PAD)
     if opts.landmark_check:
         w = df["frame_width"].to_numpy(np.float64, na_value=np.nan) if "frame_width" in df else np.full(len(df), np.nan)
         h = df["frame_height"].to_numpy(np.float64, na_value=np.nan) if "frame_height" in df else np.full(len(df), np.nan)

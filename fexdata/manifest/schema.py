@@ -39,6 +39,8 @@ MANIFEST = Table("manifest", "manifest.md", columns=(
     Column("det_score", pa.float64(), True, "face detector score (NaN when the detector gives none)"),
     Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
     Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),
+    Column("pad_share", pa.float64(), True, "fraction of the crop's area outside the source frame, filled by "
+                                            "`fex ingest --pad` (0: none); NaN for records that predate it"),
     Column("crop_size", pa.int32(), False, "crop side in pixels; one value per manifest"),
     Column("align", pa.string(), True, "`ffhq` (landmark alignment), `bbox`, or `frame` "
                                        "(the whole image is the face: datasets of crops)"),

@@ -1,7 +1,14 @@
-"""Evaluation of a trained expression GAN (`fex eval`); the entry point is `run.evaluate_run`.
+"""Evaluation of a trained expression model (`fex eval`): a registry of sections over one shared context.
 
-One module per concern: `judge` (independent ResNet expression classifier), `discriminator_table`
-(FExGAN Table 1), `identity` (dlib descriptors), `frechet` + `inception` (Fréchet distances),
-`generate` (running the generator deterministically), `figures` + `paper_figures` (PNG grids),
-`report` + `report_sections` (report.html and the terminal summary), `scores` (accuracies).
+`run.evaluate_run` loads the model through its uniform editor, builds an `EvalContext` (the judge, the
+generated set and dlib descriptors, each computed once when a section first asks) and runs the selected
+sections of `sections.SECTIONS`; each section computes its numbers and renders its own part of
+metrics.json, report.html and the terminal summary, and may add numbers to the headline.
+
+Library parts the sections use: `judge` (the independent ResNet expression classifier) and `degrade`
+(the generator degradations it trains with), `identity` (dlib descriptors), `frechet` + `inception`
+(Fréchet distances), `scores` (accuracies), `grids` (labelled PNG grids), `report` (HTML pieces).
 """
+from fextrain.evaluate.run import Evaluation, EvalOptions, evaluate_run
+
+__all__ = ["Evaluation", "EvalOptions", "evaluate_run"]

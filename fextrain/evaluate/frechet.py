@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fexdata.errors import EvalError
 from fextrain.evaluate.inception import load_state_dict_model
 
 
@@ -79,7 +80,11 @@ def frechet_entry(space: str, real: np.ndarray, generated: np.ndarray, real_spli
     return entry
 
 
-class InceptionWeightsError(ValueError):
+_WHICH = ("pass a TorchScript Inception (e.g. stylegan2-ada-pytorch's inception-2015-12-05.pt) or an "
+          "Inception-v3 state dict (e.g. pytorch-fid's pt_inception-2015-12-05-6726825d.pth)")
+
+
+class InceptionWeightsError(EvalError):
     """The given Inception weights file cannot be used for FID."""
 
 
@@ -93,7 +98,7 @@ class InceptionFeatures:
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         path = Path(path)
         if not path.is_file():
-            raise InceptionWeightsError(f"Inception weights file not found: {path}")
+            raise InceptionWeightsError(f"Inception weights file not found: {path}", hint=_WHICH)
         self.device = device
         self.nvidia_style = False
         try:
@@ -108,17 +113,15 @@ class InceptionFeatures:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise InceptionWeightsError(
-                f"{path}: neither a TorchScript module nor a state dict ({type(exc).__name__}); pass a TorchScript "
-                "Inception (e.g. stylegan2-ada-pytorch's inception-2015-12-05.pt) or an Inception-v3 state dict "
-                "(e.g. pytorch-fid's pt_inception-2015-12-05-6726825d.pth)"
-            ) from None
+            raise InceptionWeightsError(f"{path}: neither a TorchScript module nor a state dict "
+                                        f"({type(exc).__name__})", hint=_WHICH) from None
         if not isinstance(state, dict):
-            raise InceptionWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict or TorchScript")
+            raise InceptionWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict or TorchScript",
+                                        hint=_WHICH)
         try:
             self.model = load_state_dict_model(state, str(path)).to(device)
         except ValueError as exc:
-            raise InceptionWeightsError(str(exc)) from None
+            raise InceptionWeightsError(str(exc), hint=_WHICH) from None
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:

@@ -22,20 +22,11 @@ import torch
 from tqdm import tqdm
 
 from fexdata.ingest.faces import model_file
+from fextrain.evaluate.grids import as_uint8_images
 
 SAME_PERSON_THRESHOLD = 0.6
 _SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
 _DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def to_uint8_rgb(images: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float NCHW in [-1, 1] (generator output) or uint8 NHWC -> uint8 NHWC RGB."""
-    if isinstance(images, torch.Tensor):
-        x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return x.permute(0, 2, 3, 1).cpu().numpy()
-    if images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images, got {images.dtype}")
-    return images
 
 
 @dataclass
@@ -76,7 +67,7 @@ class FaceDescriber:
 
     def describe(self, images: np.ndarray | torch.Tensor, progress: bool = False) -> Descriptors:
         """Descriptors of a batch (uint8 NHWC or float NCHW in [-1, 1]); a tqdm bar when `progress`."""
-        arr = to_uint8_rgb(images)
+        arr = as_uint8_images(images)
         vectors = np.full((len(arr), 128), np.nan)
         found = np.zeros(len(arr), dtype=bool)
         for i, img in enumerate(tqdm(arr, desc="dlib", unit="face", disable=not progress, leave=False)):

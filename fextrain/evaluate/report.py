@@ -18,7 +18,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figcaption{color:#555;font-size:.9em}img{max-width:100%;image-rendering:pixelated}
-.note{color:#555;font-size:.9em}
+.note{color:#555;font-size:.9em}.flag{color:#b00;font-weight:bold}
 """
 
 
@@ -49,29 +49,16 @@ def embedded_png(path: Path, caption: str) -> str:
     )
 
 
-def write_report(
-    path: str | Path,
-    title: str,
-    sections: Sequence[tuple[str, str]],
-    figures: Sequence[tuple[Path, str]],
-    metrics: dict | None = None,
-) -> Path:
-    """Write report.html.
-
-    `sections` are (heading, HTML body) pairs built with `table()`; `figures` are (PNG path, caption)
-    pairs embedded in order; `metrics`, when given, is appended verbatim as JSON for reference.
-    """
+def write_report(path: str | Path, title: str, blocks: Sequence[tuple[str, str]], metrics: dict | None = None) -> Path:
+    """Write report.html: `blocks` are (heading, HTML body) pairs in reading order (bodies built with
+    `table()`, `embedded_png()`, ...); `metrics`, when given, is appended verbatim as JSON for reference."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    for heading, body in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        parts.extend(embedded_png(p, cap) for p, cap in figures)
+    parts.extend(f"<h2>{html.escape(heading)}</h2>{body}" for heading, body in blocks)
     if metrics is not None:
         dump = html.escape(json.dumps(metrics, indent=2))
         parts.append(f"<h2>metrics.json</h2><details><summary>show</summary><pre>{dump}</pre></details>")

@@ -1,4 +1,4 @@
-"""Plain classification scores shared by the discriminator table and the judge.
+"""Plain scores shared by the sections: accuracies, confusion matrices, ratios.
 
 Every score comes back with the count it was computed on, so a number in metrics.json can always be
 read as "x of n".
@@ -14,6 +14,11 @@ def accuracy(predicted: np.ndarray, truth: np.ndarray) -> dict:
     n = int(len(truth))
     k = int((predicted == truth).sum())
     return {"accuracy": (k / n) if n else None, "correct": k, "count": n}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is 0."""
+    return None if numerator is None or not denominator else numerator / denominator
 
 
 def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:

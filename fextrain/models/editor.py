@@ -77,9 +77,6 @@ def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
     return _editor(gan, config, meta.get("step", 0), device, False)
 
 
-__all__ = ["Editor", "load_editor"]
-
-
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     """(TrainConfig, generator, discriminator or None, step) of a run, in eval mode on `device`.
 
@@ -94,3 +91,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     nets = ed.gan.networks()
     return (from_dict(ed.config), nets["generator"], nets["discriminator"] if ed.has_discriminator else None,
             ed.step)
+
+
+__all__ = ["Editor", "load_editor", "load_run"]

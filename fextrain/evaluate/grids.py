@@ -1,4 +1,4 @@
-"""Labelled image grids written as PNG with OpenCV: the papers' figures for a run.
+"""Labelled image grids (uint8 RGB), the canvas of every figure `fex eval` writes.
 
 A grid is a list of rows of uint8 RGB images (all resized to one cell size), with a header row of
 column labels and a left column of row labels, so a figure says what it shows without a caption.
@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from fextrain.augment import to_uint8
+
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BG = 255  # white paper behind cells and labels
@@ -18,11 +20,12 @@ _INK = (20, 20, 20)
 
 
 def as_uint8_images(images: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float NCHW in [-1, 1] or uint8 NHWC -> uint8 NHWC RGB."""
+    """Float NCHW in [-1, 1] (a model's output) or uint8 NHWC -> uint8 NHWC RGB."""
     if isinstance(images, torch.Tensor):
-        x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return x.permute(0, 2, 3, 1).cpu().numpy()
-    return np.asarray(images, dtype=np.uint8)
+        return to_uint8(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images or a float tensor, got {images.dtype}")
+    return images
 
 
 def _fit_text(text: str, width: int) -> tuple[str, float]:

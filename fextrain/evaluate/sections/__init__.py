@@ -1,0 +1,30 @@
+"""The registry of `fex eval` sections: the one place a section is listed.
+
+Order is report order, and the headline takes its numbers in this order too (expression, sharpness,
+identity, collapse). To add a metric, write a `Section` subclass in a new file here and add it below.
+"""
+from __future__ import annotations
+
+from fextrain.evaluate.section import Section
+from fextrain.evaluate.sections.collapse import CollapseSection
+from fextrain.evaluate.sections.discriminator import DiscriminatorSection
+from fextrain.evaluate.sections.figures import FiguresSection
+from fextrain.evaluate.sections.frechet import FrechetSection
+from fextrain.evaluate.sections.identity import IdentitySection
+from fextrain.evaluate.sections.judge import JudgeSection
+from fextrain.evaluate.sections.sharpness import SharpnessSection
+
+SECTIONS: dict[str, type[Section]] = {
+    cls.name: cls
+    for cls in (
+        JudgeSection,
+        SharpnessSection,
+        IdentitySection,
+        CollapseSection,
+        FrechetSection,
+        DiscriminatorSection,
+        FiguresSection,
+    )
+}
+
+__all__ = ["SECTIONS", "Section"]
