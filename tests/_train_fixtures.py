@@ -25,6 +25,7 @@ TINY_ARCH: dict[str, Any] = {"base_width": 16, "max_width": 32, "bottleneck": 16
 TINY_ARCHS: dict[str, dict[str, Any]] = {
     "fexgan": TINY_ARCH,
     "stargan": {"g_conv_dim": 8, "g_repeat": 2, "d_conv_dim": 4},
+    "fexgan-skip": {"base_width": 16, "max_width": 32, "bottleneck": 16, "d_widths": [8, 16, 32]},
 }
 
 
