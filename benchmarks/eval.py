@@ -95,26 +95,27 @@ def bench_judge(n: int) -> None:
 
 
 def bench_quality(run: Path, manifest: Path, out: Path, max_sources: int) -> None:
-    """The headline set of one run under both judges (each judge cached in its own folder under `out`)."""
+    """The headline set of one run under both judges: the version-3 judge alone (section `judge`), then a
+    whole `fex eval` with today's judge, whose summary is printed (each in its own folder under `out`)."""
     opts = dict(max_sources=max_sources, device="cpu", progress=False)
     print(f"Edit quality of {run} on {manifest} ({max_sources} test sources x every affect)")
-    print(f"  {'judge':<38}{'real test':>10}{'blurred':>9}{'edits':>8}{'edits/real':>12}   train s")
+    rows, full = [], None
     for degrade, name in ((False, "v3: flips + shifts (baseline)"), (True, "v4: + generator degradations")):
         start = time.perf_counter()
-        j = evaluate_run(run, manifest, out / f"judge_degrade_{degrade}", sections=["judge"], judge_degrade=degrade,
-                         **opts).metrics["judge"]
-        print(f"  {name:<38}{j['real']['accuracy']:>10.3f}{j['real_blurred']['accuracy']:>9.3f}"
-              f"{j['generated']['accuracy']:>8.3f}{j['generated_over_real']:>12.3f}"
-              f"   {time.perf_counter() - start:6.0f}")
-    m = evaluate_run(run, manifest, out / "quality", sections=["sharpness", "identity", "collapse"], **opts).metrics
-    s, c = m["sharpness"], m["collapse"]
-    print(f"  sharpness edits/real {s['ratio']:.3f} (like a sigma {s['equivalent_blur_sigma'] or float('nan'):.2f} px "
-          "blur at 64 px); per target: " + ", ".join(f"{a} {v:.2f}" for a, v in s["per_affect"].items()))
-    print("  blurred sources: " + ", ".join(f"sigma {k} {v:.3f}" for k, v in s["blur_reference"].items()))
-    print(f"  collapse ratio {c['ratio']:.3f} (flagged under {c['threshold']}); per target: "
-          + ", ".join(f"{a} {v:.2f}" for a, v in c["per_affect"].items()))
-    for item in m["headline"].values():
-        print(f"  headline {item['label']}: {item['text']}")
+        folder = out / ("judge_v4" if degrade else "judge_v3")
+        ev = evaluate_run(run, manifest, folder, sections=None if degrade else ["judge"], judge_degrade=degrade,
+                          **opts)
+        j, full = ev.metrics["judge"], ev if degrade else full
+        rows.append(f"  {name:<32}{j['real']['accuracy']:>10.3f}{j['real_blurred']['accuracy']:>9.3f}"
+                    f"{j['generated']['accuracy']:>8.3f}{j['generated_over_real']:>12.3f}"
+                    f"   {time.perf_counter() - start:6.0f} s ({folder})")
+    print(f"  {'judge':<32}{'real test':>10}{'blurred':>9}{'edits':>8}{'edits/real':>12}   eval time")
+    print("\n".join(rows))
+    s, c = full.metrics["sharpness"], full.metrics["collapse"]
+    print("  sharpness per target: " + ", ".join(f"{a} {v:.2f}" for a, v in s["per_affect"].items()))
+    print("  sources blurred by sigma (px at 64): " + ", ".join(f"{k} {v:.3f}" for k, v in s["blur_reference"].items()))
+    print("  collapse per target: " + ", ".join(f"{a} {v:.2f}" for a, v in c["per_affect"].items()))
+    print("\n" + full.summary)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Every registered model on the same manifest, for the same number of training images: one row each.
 
-    python benchmarks/models.py                          # demo data, 64 px, 1,600 images per model (~10 min, 2 CPUs)
+    python benchmarks/models.py                          # demo data, 64 px, 6,400 images per model (~10 min, 2 CPUs)
     python benchmarks/models.py --images 48000 --sources 100   # 3,000 steps of batch 16: edits worth judging
     python benchmarks/models.py --manifest data/manifest.parquet --size 128
 
@@ -9,7 +9,8 @@ split exactly as `fex demo` does, into OUT/data (reused on the next run); or --m
 
 Each model trains with its own paper losses, schedule and learning rate, at the demo's narrow widths
 (BENCH_ARCH; the paper widths are 4x the compute and more), batch 16, for --images images: the same
-image budget for every model. Then, on the manifest's test split (the first --sources faces x every
+image budget for every model, in bf16 autocast where this CPU has it natively (--amp, as `fex train`).
+Then, on the manifest's test split (the first --sources faces x every
 affect), with the evaluation pieces of `fex eval`:
 
 * judge @ target / real: the expression judge's accuracy on the edits at their target affect, as a
@@ -38,6 +39,7 @@ from fextrain.evaluate.frechet import frechet_distance
 from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, FaceDescriber, descriptor_distance
 from fextrain.evaluate.judge import JudgeSettings, load_or_train_judge
 from fextrain.models import MODELS, load_editor, one_hot
+from fextrain.runtime import amp_dtype
 from fextrain.train import train
 
 # The demo's narrow widths (cli/demo.py for fexgan); StarGAN at half its official widths.
@@ -100,9 +102,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(sorted(MODELS)))
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--images", type=int, default=1600, help="training images per model (steps = images / batch)")
+    ap.add_argument("--images", type=int, default=6400, help="training images per model (steps = images / batch)")
     ap.add_argument("--sources", type=int, default=30, help="test faces edited into every affect")
-    ap.add_argument("--amp", default="off", choices=["off", "bf16", "auto"])
+    ap.add_argument("--amp", default="auto", choices=["off", "bf16", "auto"], help="as fex train (auto: bf16 where native)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -126,7 +128,7 @@ def main() -> None:
     print(f"manifest {manifest}: {len(train_split)} train / {len(test)} test faces, {k} affects; "
           f"judge (today's: flips and shifts) on real test faces {judge_real:.3f}; "
           f"{steps} steps x batch {args.batch} = {steps * args.batch} images per model, {args.size} px, "
-          f"{'bf16' if args.amp != 'off' else 'fp32'}, {args.threads} thread(s)", flush=True)
+          f"{'bf16' if amp_dtype(args.amp, torch.device('cpu')) else 'fp32'}, {args.threads} thread(s)", flush=True)
 
     rows = []
     for name in args.models.split(","):

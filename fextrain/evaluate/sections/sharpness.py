@@ -81,8 +81,13 @@ class SharpnessSection(Section):
         }
 
     def headline(self, r: dict[str, Any]) -> list[HeadlineItem]:
-        sigma = r["equivalent_blur_sigma"]
-        like = "" if sigma is None else f" (like a sigma {sigma:.2f} px blur)" if sigma > 0 else " (as sharp as real)"
+        sigma, strongest = r["equivalent_blur_sigma"], max(REFERENCE_SIGMAS_AT_64)
+        if r["ratio"] is None:
+            like = ""
+        elif sigma is None:
+            like = f" (blurrier than a sigma {strongest:g} px blur)"
+        else:
+            like = f" (like a sigma {sigma:.2f} px blur)" if sigma > 0 else " (as sharp as real)"
         return [HeadlineItem("sharpness", "sharpness", r["ratio"], f"{fmt(r['ratio'])}{like}")]
 
     def summary(self, r: dict[str, Any]) -> list[str]:
