@@ -41,14 +41,8 @@ from fextrain.config import TrainConfig
 from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
+from models import BENCH_ARCH  # benchmarks/models.py (this script's folder is on sys.path): the same widths
 
-# The demo's narrow widths (cli/demo.py) for the FExGAN family; StarGAN at half its official widths.
-DEMO_WIDTHS = {"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]}
-BENCH_ARCH = {
-    "fexgan": {**DEMO_WIDTHS, "latent_dim": 64},
-    "fexgan-skip": DEMO_WIDTHS,
-    "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
-}
 SPLITS = {
     "frame": ["--split", "frame", "--blocks", "4", "--guard", "0"],
     "identity": ["--split", "identity", "--fractions", "0.67,0.33"],
