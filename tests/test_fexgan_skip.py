@@ -66,11 +66,11 @@ def test_the_mask_penalty_lowers_the_mask(tmp_path):
     assert shares[20.0] < shares[0.0] - 0.05, shares
 
 
-def test_settings_it_refuses_name_the_setting():
+def test_a_refused_setting_is_named_and_skips_and_mask_can_be_switched_off():
     with pytest.raises(TrainingError, match="skip_divisors"):
         build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[3])
-    without = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], mask=False, **{
-        k: v for k, v in TINY_ARCHS["fexgan-skip"].items()})
+    without = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], mask=False,
+                          **TINY_ARCHS["fexgan-skip"])
     with torch.no_grad():
         y = without.eval().edit(_faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3))
     assert y.shape == (1, 3, 64, 64) and y.abs().max() <= 1
