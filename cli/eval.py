@@ -5,15 +5,7 @@ from pathlib import Path
 
 import click
 
-
-def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
-    try:
-        weights = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: write comma-separated numbers, e.g. 0,0.5,1,1.5") from None
-    if not weights:
-        raise click.BadParameter("give at least one weight")
-    return weights
+from cli.params import comma_floats
 
 
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -47,7 +39,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Local Inception weights (TorchScript or Inception-v3 state dict) for an Inception FID; nothing is downloaded.")
 @click.option("--sweep-affect", default="joy", show_default=True, help="Affect of the intensity-sweep figure.")
-@click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=_floats,
+@click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=comma_floats,
               help="Weights of the intensity sweep.")
 @click.option("--figure-identities", type=click.IntRange(1), default=6, show_default=True,
               help="Identities (rows) in the identity, mixed and intensity figures.")
@@ -55,7 +47,10 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Packed-image cache folder  [default: next to the manifest]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset and the table's target affects.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, **opts) -> None:
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for torch  [default: this process's share of the cores that are idle]")
+def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, threads: int | None,
+             **opts) -> None:
     """Evaluate a training run (its latest checkpoint, so a run still training works too).
 
     \b
@@ -67,7 +62,10 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
     OUT/report.html (self-contained, headline on top) and OUT/figures/*.png.
     """
+    from fexdata.threads import set_torch_threads
     from fextrain.evaluate.run import evaluate_run
+
+    set_torch_threads(threads)
 
     out_dir = Path(out) if out else Path(run_dir) / "eval"
     if all_sources:

@@ -37,7 +37,6 @@ through `edit`), the NaN stop and Ctrl-C.
 """
 from __future__ import annotations
 
-import re
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar, Iterator
@@ -173,23 +172,8 @@ def one_hot(index: torch.Tensor, num_affects: int) -> torch.Tensor:
 
 
 def affect_vector(spec: str, affects: tuple[str, ...] | list[str]) -> torch.Tensor:
-    """Parse an inference condition such as 'joy', 'anger+sadness' or '0.6*joy + 0.3*surprise'.
+    """Parse an inference condition such as 'joy', 'anger+sadness' or '0.6*joy + 0.3*surprise' (fex's affect
+    grammar, fexdata.affects.affect_spec) into a float vector [K] in the run's affect order."""
+    from fexdata.affects import affect_spec
 
-    Each term is `[weight*]affect` (weight 1 when omitted); names accept every alias fexdata knows.
-    Returns a float vector [K] in the run's affect order; mixed and scaled vectors are allowed.
-    """
-    from fexdata.affects import canonical_affect
-
-    vec = torch.zeros(len(affects))
-    terms = [t.strip() for t in spec.split("+") if t.strip()]
-    if not terms:
-        raise ValueError("empty affect specification")
-    for term in terms:
-        m = re.fullmatch(r"(?:([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*\*\s*)?([A-Za-z_ -]+)", term)
-        if not m:
-            raise ValueError(f"cannot read affect term {term!r}; write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
-        name = canonical_affect(m.group(2))
-        if name not in affects:
-            raise ValueError(f"affect {name!r} is not one of this model's affects: {', '.join(affects)}")
-        vec[list(affects).index(name)] += float(m.group(1)) if m.group(1) else 1.0
-    return vec
+    return torch.tensor(affect_spec(spec, tuple(affects)), dtype=torch.float32)
