@@ -45,10 +45,11 @@ from fextrain.models import MODELS, load_editor, one_hot
 from fextrain.runtime import amp_dtype
 from fextrain.train import train
 
-# The demo's narrow widths (cli/demo.py for fexgan); StarGAN at half its official widths; ExprGAN and
-# DE-GAN at a quarter of theirs (their codes, f(x) and heads at the papers' sizes).
+# The demo's narrow widths (cli/demo.py for fexgan, the same blocks for fexgan-skip); StarGAN at half its
+# official widths; ExprGAN and DE-GAN at a quarter of theirs (their codes, f(x) and heads at the papers' sizes).
 BENCH_ARCH = {
     "fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
+    "fexgan-skip": {"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]},
     "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
     "exprgan": {"enc_base": 16, "enc_max": 256, "dec_base": 8, "d_widths": [8, 16, 32, 64], "d_fc": 256},
     "degan": {"base_width": 16, "max_width": 128},

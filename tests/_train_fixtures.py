@@ -26,6 +26,7 @@ TINY_ARCHS: dict[str, dict[str, Any]] = {
     "fexgan": TINY_ARCH,
     "stargan": {"g_conv_dim": 8, "g_repeat": 2, "d_conv_dim": 4},
     "exprgan": {"enc_base": 8, "enc_max": 64, "dec_base": 16, "d_widths": [4, 8, 8, 16], "d_fc": 32, "q_hidden": 8, "dz_widths": [8, 8, 8]},
+    "fexgan-skip": {"base_width": 16, "max_width": 32, "bottleneck": 16, "d_widths": [8, 16, 32]},
     "degan": {"base_width": 8, "max_width": 32, "rep_dim": 16, "noise_dim": 8, "local_width": 8, "local_fc": 8},
 }
 # Loss settings a tiny run needs, so that 60 steps at lr 1e-3 show the reconstruction wiring the shared
