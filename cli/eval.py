@@ -47,7 +47,10 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Packed-image cache folder  [default: next to the manifest]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the source subset and the table's target affects.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, **opts) -> None:
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for torch  [default: this process's share of the cores that are idle]")
+def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, landmarks: str, threads: int | None,
+             **opts) -> None:
     """Evaluate a training run (its latest checkpoint, so a run still training works too).
 
     \b
@@ -59,7 +62,10 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
     OUT/report.html (self-contained, headline on top) and OUT/figures/*.png.
     """
+    from fexdata.threads import set_torch_threads
     from fextrain.evaluate.run import evaluate_run
+
+    set_torch_threads(threads)
 
     out_dir = Path(out) if out else Path(run_dir) / "eval"
     if all_sources:

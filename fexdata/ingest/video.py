@@ -167,7 +167,10 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
     if stop is not None and stop <= first:
         return
 
-    input_args = {"nostdin": None}
+    # One decoder thread: a worker's frames take longer to track than to decode, and ffmpeg's frame
+    # threads (one per core by default) cost ~10 % more CPU and would contend with the other workers.
+    # Decoding is bit-exact whatever the thread count.
+    input_args = {"nostdin": None, "threads": 1}
     if first > 0:
         # Input seeking is fast (jumps to a keyframe) and accurate (ffmpeg drops decoded frames before the
         # target). Aim half a frame early so rounding of container timestamps cannot skip frame `first`.
@@ -189,6 +192,7 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                                 bufsize=0)
         assert proc.stdout is not None
+        _widen_pipe(proc.stdout.fileno(), frame_bytes)
         try:
             for index in indices:
                 buf = np.empty(frame_bytes, dtype=np.uint8)
@@ -211,6 +215,17 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
         if report.error:
             raise VideoError(f"video is truncated or corrupt: no frame could be decoded ({report.error})")
         raise VideoError("video contains no frames")
+
+
+def _widen_pipe(fd: int, frame_bytes: int) -> None:
+    """Let the pipe hold a whole frame (Linux: 64 KB by default, up to 1 MB unprivileged): a 512x512 RGB
+    frame then crosses in ~2 reads instead of ~15, and ffmpeg blocks less (~10 % less decode CPU)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), min(frame_bytes, 1 << 20))
+    except (ImportError, OSError):
+        pass  # not Linux, or a lower limit: the default pipe works, a little slower
 
 
 H264 = ("-c:v", "libx264", "-crf", "18", "-preset", "veryfast")
