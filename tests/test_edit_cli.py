@@ -114,6 +114,11 @@ def test_video_keeps_frames_rate_duration_and_audio(run, tmp_path):
     assert max(diff[10], diff[11]) < 1.5                    # faceless frames pass through (re-encoded)
     assert min(diff[i] for i in edited) > 2 * max(diff[10], diff[11])
     assert "22 with a face edited, 2 without a face" in result.output
+    # A new target later: one more pass for it alone; the grid shows the earlier output too (read back).
+    one_tile = read_rgb(out / "take" / "grid.png").shape[1] / 2
+    result = fex_edit(str(run), str(clip), "--to", "sadness,joy", "--out", str(out), "--from", "neutral")
+    assert "into 1 outputs" in result.output
+    assert read_rgb(out / "take" / "grid.png").shape[1] == pytest.approx(3 * one_tile, abs=3)
 
 
 def test_video_start_end_limits_the_edit(run, tmp_path):

@@ -87,7 +87,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     with locked(out / LOCK_NAME, busy):
         fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
         _check_same_job(out, fingerprint, options.overwrite)
-        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
+        fingerprint_and_targets = {**fingerprint, "targets": {t.name: t.spec for t in targets}}
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "running"}, indent=2))
         remove_temp_files(out)
         log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
             + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
@@ -103,8 +104,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
         rows = gather(out)
         summary = _summary(out, counts, frames, rows, time.perf_counter() - started)
-        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "finished", "summary": summary},
-                                                      indent=2, default=str))
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "finished",
+                                                       "summary": summary}, indent=2, default=str))
         return summary
 
 
