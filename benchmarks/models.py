@@ -22,6 +22,10 @@ every affect, with the eval defaults (the judge trained with generator degradati
 * collapse: how much edits of different sources differ, relative to the sources (flagged under 0.3);
 * judge Frechet: Frechet distance between judge features of real test faces and of the edits;
 * train img/s (median over logging intervals after the first) and edits/s (eval mode, batch 64).
+
+DE-GAN edits identity, not expression: its edit keeps the source's affect (drawn on the average train
+identity here), so its judge @ target sits near 1/7 by design; its own measure is `fex eval --fer-folds`.
+The baseline of each ratio is measured in the same run (the judge on real faces).
 """
 from __future__ import annotations
 
@@ -41,11 +45,17 @@ from fextrain.models import MODELS, load_editor, one_hot
 from fextrain.runtime import amp_dtype
 from fextrain.train import train
 
-# The demo's narrow widths (cli/demo.py for fexgan); StarGAN at half its official widths.
+# The demo's narrow widths (cli/demo.py for fexgan, the same blocks for fexgan-skip); StarGAN at half its
+# official widths; ExprGAN and DE-GAN at a quarter of theirs (their codes, f(x) and heads at the papers' sizes).
 BENCH_ARCH = {
     "fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
+    "fexgan-skip": {"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]},
     "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
+    "exprgan": {"enc_base": 16, "enc_max": 256, "dec_base": 8, "d_widths": [8, 16, 32, 64], "d_fc": 256},
+    "degan": {"base_width": 16, "max_width": 128},
 }
+# ExprGAN's identity network (its L_id) at half width and a quarter of its default updates.
+BENCH_LOSS = {"exprgan": {"id_net": {"width": 16, "steps": 500}}}
 
 
 def demo_manifest(root: Path) -> Path:
@@ -72,7 +82,7 @@ def train_model(name: str, manifest: Path, out: Path, size: int, steps: int, bat
     every = max(1, steps // 10)
     cfg = TrainConfig(manifest=str(manifest), out=str(out), model=name, size=size, steps=steps, batch=batch,
                       device="cpu", amp=amp, log_every=every, ckpt_every=10**9, sample_every=0,
-                      arch=dict(BENCH_ARCH.get(name, {})))
+                      arch=dict(BENCH_ARCH.get(name, {})), loss=dict(BENCH_LOSS.get(name, {})))
     train(cfg, progress=False, log=lambda msg: print("   ", msg))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["img_per_s"] for r in rows[1:]] or [rows[0]["img_per_s"]]

@@ -3,8 +3,8 @@
 Sample characters are rendered from a public-domain photo (fexdata.sample), written as a
 MetaHuman-studio capture tree of H.264 clips, then `fex ingest` (real dlib detection, tracking
 and FFHQ alignment), `fex build-manifest` (FExGAN-Meta's within-identity frame split in time
-blocks), a short CPU-sized `fex train`, and `fex eval`. Every stage resumes, so a second run only
-redoes what is missing.
+blocks), a short CPU-sized `fex train`, `fex eval`, and `fex edit` of one clip and one photo (linked
+from the report). Every stage resumes, so a second run only redoes what is missing.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ _SMALL_ARCH = ("arch.base_width=32", "arch.max_width=128", "arch.bottleneck=64",
 @click.pass_context
 def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: float, steps: int, batch: int,
          size: str, full: bool, device: str, smallest: bool) -> None:
-    """Run ingest -> build-manifest -> train -> eval on built-in sample characters.
+    """Run ingest -> build-manifest -> train -> eval -> edit on built-in sample characters.
 
     \b
     fex demo                      # under 10 minutes on a 2-core CPU
@@ -50,7 +50,9 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     from cli.main import main as fex
     from fexdata.errors import FexError
     from fexdata.paths import atomic_write_text
-    from fexdata.sample import write_studio_tree
+    from fexdata.images import write_png
+    from fexdata.sample import CHARACTERS, sample_photo, write_studio_tree
+    from fextrain.edit.report import add_to_report
 
     if smallest:
         characters, seconds, fps, steps, batch = 3, 0.6, 10.0, 4, 8
@@ -94,5 +96,13 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
         eval_args += ["--judge-epochs", "1", "--judge-min-steps", "20", "--max-sources", "8",
                       "--max-table-images", "32", "--judge-size", "32"]
     stage("eval", eval_args)
+    # Finally a user's view: one studio clip and one photo edited by the model, linked from the report.
+    photo = root / "photo.png"
+    if not photo.exists():
+        write_png(photo, sample_photo())
+    clip = captures / CHARACTERS[0] / "neutral.mp4"
+    stage("edit", ["edit", str(run), str(photo), str(clip), "--to", "joy,surprise", "--out", str(root / "edit"),
+                   "--device", device])
+    add_to_report(root / "report.html", root / "edit")
     click.secho(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {root / 'report.html'}",
                 fg="green", bold=True)

@@ -48,21 +48,34 @@ LAYOUT_CHOICES = ("auto", *LAYOUTS)
               help="Refuse larger stills before decoding (decompression bombs).")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes.  [default: all cores]")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run only shard I of N (0 <= I < N): N such processes, on any hosts sharing OUT, "
+                   "together make the whole ingest.  [default: everything]")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: Ray tasks (pip install 'fex[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="--executor ray: the cluster to join (auto, HOST:PORT, ray://HOST:PORT).  "
+                   "[default: $RAY_ADDRESS, else a local Ray with --workers CPUs]")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if anything was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made with different options or sources.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_weights, fps, every,
-           redetect_every, smooth, fallback, max_megapixels, workers, strict, overwrite, quiet) -> None:
+           redetect_every, smooth, fallback, max_megapixels, workers, shard, executor, ray_address, strict,
+           overwrite, quiet) -> None:
     """Detect, align and crop the faces in SRC (dataset folders, studio recordings, a CSV list).
 
     \b
     fex ingest captures/ --out data/studio --size 256 --size 512
     fex ingest jaffe/ ckplus/ --out data/public --layout auto
     fex ingest takes/ --out data/takes --fps 30 --workers 2
+    fex ingest captures/ --out /shared/studio --shard $SLURM_ARRAY_TASK_ID/16
+    fex ingest captures/ --out /shared/studio --executor ray --ray-address auto
 
-    Re-running the same command resumes: finished work is skipped. See docs/ingest.md.
+    Re-running the same command resumes: finished work is skipped. See docs/ingest.md and docs/scale.md.
     """
-    from fexdata.ingest import IngestOptions, format_summary, ingest as run_ingest, resolve_sources
+    from fexdata.ingest import IngestOptions, Shard, format_summary, ingest as run_ingest, resolve_sources
+
+    shard_spec = Shard.parse(shard) if shard is not None else Shard()
 
     options = IngestOptions(
         sizes=tuple(sorted({int(s) for s in sizes})) or (256,), align=align, zoom=zoom, pad=pad,
@@ -74,8 +87,9 @@ def ingest(src, out, layout, sizes, align, zoom, pad, detector, landmarks, fan_w
 
         FanLandmarker(fan_weights)  # fail now, with the reason, rather than once per input
     summary = run_ingest(sources, out, options, workers=workers, overwrite=overwrite, progress=not quiet,
-                         log=click.echo)
+                         log=click.echo, shard=shard_spec, executor=executor, ray_address=ray_address)
     click.echo(format_summary(summary))
-    click.echo(f"wrote {out}/records, {out}/rejects, {out}/crops and {out}/ingest.json")
+    status = "ingest.json" if shard_spec.whole else f"shards/shard-{shard_spec.name}.json"
+    click.echo(f"wrote {out}/records, {out}/rejects, {out}/crops and {out}/{status}")
     if strict and summary["rejects"]:
         raise click.ClickException(f"--strict: {summary['rejects']} inputs were rejected (see {out}/rejects)")

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "manifest-info": ("cli.manifest_info", "manifest_info", "Tables, split sizes and leakage checks for a manifest."),
     "train": ("cli.train", "train", "Train an expression GAN on a manifest."),
     "eval": ("cli.eval", "eval_run", "Evaluate a training run: metrics.json, figures, report.html."),
+    "edit": ("cli.edit", "edit", "Change the expression in photos and videos with a trained run."),
     "demo": ("cli.demo", "demo", "Run the whole pipeline on built-in sample data."),
 }
 
@@ -56,6 +57,7 @@ def main() -> None:
     fex build-manifest data/studio --out data/manifest.parquet
     fex train --manifest data/manifest.parquet --out runs/fexgan
     fex eval runs/fexgan --manifest data/manifest.parquet --out runs/fexgan/eval
+    fex edit runs/fexgan photos/ --to joy --out edits
     """
 
 

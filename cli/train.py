@@ -57,9 +57,11 @@ _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed
 @click.option("--log-every", type=click.IntRange(1), default=_DEFAULTS.log_every, show_default=True,
               help="Steps between logged scalars.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for torch  [default: this process's share of the cores that are idle]")
 @click.pass_context
 def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str, ...], resume: bool,
-          progress: bool, **options: Any) -> None:
+          progress: bool, threads: int | None, **options: Any) -> None:
     """Train an expression-editing GAN on the train split of a manifest.
 
     \b
@@ -76,8 +78,11 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
     Models (--model):
     MODELS_HELP
     """
+    from fexdata.threads import set_torch_threads
     from fextrain.config import resolve
     from fextrain.train import train as run_training
+
+    set_torch_threads(threads)
 
     explicit = {}
     for key in _OPTIONS:

@@ -6,6 +6,8 @@ out unless asked for, so it is not part of the default seven.
 """
 from __future__ import annotations
 
+import re
+
 from fexdata.errors import FexError
 
 AFFECTS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -59,3 +61,41 @@ def parse_affects(spec: str | None) -> tuple[str, ...]:
         return KNOWN_AFFECTS
     chosen = {canonical_affect(part) for part in spec.split(",") if part.strip()}
     return tuple(a for a in KNOWN_AFFECTS if a in chosen)
+
+
+class AffectSpecError(FexError):
+    """An affect specification ('joy', '0.5*joy', 'anger+sadness') that cannot be read."""
+
+
+_TERM = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*\*\s*)?([A-Za-z][A-Za-z _-]*)")
+
+
+def affect_spec(spec: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> tuple[float, ...]:
+    """Parse an affect specification into a weight per affect, in the order of `affects`.
+
+    Grammar: terms joined by '+', each `[weight*]affect` (weight 1 when omitted), e.g. `joy`, `0.5*joy`,
+    `anger+sadness`, `0.6*joy + 0.3*surprise`. Names accept every alias (`happy`, `AN`); an affect named
+    twice adds up. The result may be mixed or scaled: models take such vectors as they are.
+    """
+    terms = [t.strip() for t in str(spec).split("+") if t.strip()]
+    if not terms:
+        raise AffectSpecError(f"empty affect specification {spec!r}",
+                              hint="write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
+    weights = [0.0] * len(affects)
+    for term in terms:
+        m = _TERM.fullmatch(term)
+        if not m:
+            raise AffectSpecError(f"cannot read affect term {term!r} of {spec!r}",
+                                  hint="write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
+        name = canonical_affect(m.group(2))
+        if name not in affects:
+            raise AffectSpecError(f"affect {name!r} in {spec!r} is not one of {', '.join(affects)}",
+                                  hint="use the affects the model was trained with")
+        weights[list(affects).index(name)] += float(m.group(1)) if m.group(1) else 1.0
+    return tuple(weights)
+
+
+def format_affect_spec(weights: tuple[float, ...] | list[float], affects: tuple[str, ...] | list[str] = AFFECTS) -> str:
+    """The canonical spelling of a weight vector: `joy`, `0.5*joy`, `anger+sadness` (zero terms left out)."""
+    terms = [name if w == 1 else f"{w:g}*{name}" for name, w in zip(affects, weights) if w != 0]
+    return "+".join(terms) or "0"

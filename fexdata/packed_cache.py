@@ -58,10 +58,16 @@ def decode_crop(path: str | os.PathLike, size: int) -> np.ndarray:
     if bgr is None:
         raise CacheError(f"cannot decode crop {path}: missing or not an image",
                          hint="run `fex manifest-info` on the manifest to list missing files")
-    if bgr.shape[0] != size or bgr.shape[1] != size:
-        interp = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_CUBIC
-        bgr = cv2.resize(bgr, (size, size), interpolation=interp)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(resize_crop(bgr, size), cv2.COLOR_BGR2RGB)
+
+
+def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """A square crop at `size`: area-averaged when shrinking, cubic when enlarging. The rule that makes
+    training images from manifest crops; `fex edit` applies it to the faces it feeds a model."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interp)
 
 
 def _build(paths: Sequence[Path], size: int, dest: Path, workers: int, progress: bool, desc: str) -> None:

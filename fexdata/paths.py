@@ -70,6 +70,43 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def read_json_or_empty(path: str | os.PathLike) -> dict:
+    """A JSON object file written by an earlier run; {} when it is missing or unreadable (a run killed
+    before its first write, a hand-edited file), so the caller treats the folder as made with other settings."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def remove_temp_files(folder: str | os.PathLike) -> None:
+    """Delete the temp files of writes a killed run never finished (atomic_path's `.<name>.*.tmp`)."""
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.unlink(os.path.join(dirpath, name))
+
+
+@contextmanager
+def locked(lock_file: str | os.PathLike, busy: FexError) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (released by the OS if the process dies); raise `busy` if
+    another process holds it, so two runs never write into the same folder."""
+    import fcntl
+
+    fh = open(lock_file, "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        fh.close()  # closing the file releases the lock
+
+
 def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import functools
 import math
-import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from fexdata.affects import AFFECTS
 from fexdata.images import write_png
+from fexdata.ingest.video import H264, VideoWriter
 from fexdata.paths import atomic_path
 
 CHARACTERS: tuple[str, ...] = ("ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana", "ivo", "juno")
@@ -228,49 +228,26 @@ def clip_frames(identity: int, affect: str, seconds: float, fps: float, size: in
         yield sample_face(identity, affect, size, clip_intensity(t, seconds), seed=1 + i, time=t)
 
 
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-_CODECS = {".mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "veryfast"],
-           ".mov": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "veryfast"],
-           ".mkv": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "veryfast"],
-           ".avi": ["-c:v", "mpeg4", "-q:v", "3"],
-           ".webm": ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32", "-deadline", "realtime"]}
+_CODECS = {".mp4": H264, ".mov": H264, ".mkv": H264, ".avi": ("-c:v", "mpeg4", "-q:v", "3"),
+           ".webm": ("-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32", "-deadline", "realtime")}
+_CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi", ".webm": "webm"}
 
 
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Path:
     """Encode RGB frames to a video with ffmpeg; the codec follows the extension. Written atomically."""
     path = Path(path)
-    if path.suffix.lower() not in _CODECS:
+    ext = path.suffix.lower()
+    if ext not in _CODECS:
         raise ValueError(f"unsupported clip extension {path.suffix!r}; use one of {', '.join(_CODECS)}")
     frames = iter(frames)
     first = next(frames)
     h, w = first.shape[:2]
     with atomic_path(path) as tmp:
-        cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-", *_CODECS[path.suffix.lower()],
-               "-f", {".mkv": "matroska", ".mov": "mov", ".avi": "avi", ".webm": "webm"}.get(path.suffix.lower(), "mp4"),
-               str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdin is not None
-        try:
-            for frame in _chain(first, frames):
-                proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-        finally:
-            proc.stdin.close()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            code = proc.wait()
-        if code != 0:
-            raise RuntimeError(f"ffmpeg failed writing {path}: {err.strip()}")
+        with VideoWriter(tmp, w, h, fps, _CODECS[ext], _CONTAINERS[ext]) as writer:
+            writer.write(first)
+            for frame in frames:
+                writer.write(frame)
     return path
-
-
-def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    yield first
-    yield from rest
 
 
 def write_studio_tree(root: str | Path, identities: int = 2, affects: Sequence[str] = AFFECTS,
@@ -316,3 +293,16 @@ def write_image_tree(root: str | Path, identities: int = 2, affects: Sequence[st
                 face = sample_face(identity, affect, size, intensity=1.0 - 0.15 * k, seed=7 + k, time=0.3 * k)
                 write_png(root / name / affect / f"{k:03d}.png", face)
     return root
+
+
+def sample_photo(border: int = 96) -> np.ndarray:
+    """A user's portrait: the public-domain astronaut photo, untouched, in a wider frame of plain background,
+    so the face is a small part of the picture (what `fex edit` is given, unlike the aligned crops)."""
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    h, w = photo.shape[:2]
+    canvas = np.empty((h + 2 * border, w + 4 * border, 3), np.uint8)
+    canvas[:] = (196, 204, 212)
+    canvas[border:border + h, 2 * border:2 * border + w] = photo
+    return canvas

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 # Modules that define a Table at module level (each table's doc page says where it is rendered).
-TABLE_MODULES: tuple[str, ...] = ("fexdata.ingest.records", "fexdata.manifest.schema")
+TABLE_MODULES: tuple[str, ...] = ("fexdata.ingest.records", "fexdata.manifest.schema", "fexdata.edits")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
@@ -86,6 +86,8 @@ def type_name(t: pa.DataType) -> str:
     """The type as docs spell it: `float32`, not Arrow's `float`; `fixed_size_list<float32>[136]`."""
     if pa.types.is_fixed_size_list(t):
         return f"fixed_size_list<{type_name(t.value_type)}>[{t.list_size}]"
+    if pa.types.is_list(t):
+        return f"list<{type_name(t.value_type)}>"
     return {"float": "float32", "double": "float64", "halffloat": "float16"}.get(str(t), str(t))
 
 

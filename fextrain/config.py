@@ -49,6 +49,9 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (0: only at exit)
     log_every: int = 50  # steps between scalar logs (TensorBoard, metrics.jsonl, bar)
     num_samples: int = 8  # source faces in each sample grid
+    # Cross-validation (`fex eval --fer-folds`): train on every row outside this fold of the manifest's
+    # identity-disjoint folds (`fex build-manifest --folds K`), whatever its split; None: the train split.
+    holdout_fold: int | None = None
     arch: dict[str, Any] = field(default_factory=dict)  # the model's architecture settings (widths, ...)
     loss: Any = None  # the model's Loss dataclass (weights, schedules, condition laws); a dict is converted
     augment: AugmentConfig = field(default_factory=AugmentConfig)

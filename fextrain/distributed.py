@@ -1,9 +1,11 @@
-"""Multi-process training under `torchrun`: the same `fex train` command, one process per GPU.
+"""Multi-process training under `torchrun`: the same `fex train` command, one process per GPU, on one
+node or many (`torchrun --nnodes N --nproc_per_node G ...`, docs/scale.md).
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (or with WORLD_SIZE=1) everything here is
-a no-op and training runs in one process. Each rank draws its own pairs (a pair sampler seeded per
-rank) and trains on its own batch; gradients are averaged by DistributedDataParallel; only rank 0
-writes the run directory.
+torchrun sets RANK (global), WORLD_SIZE, LOCAL_RANK (within the node) and LOCAL_WORLD_SIZE; without
+them (or with WORLD_SIZE=1) everything here is a no-op and training runs in one process. A process
+trains on its node's GPU number LOCAL_RANK. Each rank draws its own pairs (a pair sampler seeded per
+rank) and trains on its own batch; gradients are averaged by DistributedDataParallel; only global rank
+0 writes the run directory, which must therefore be on storage every node can read when resuming.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from fexdata.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,19 @@ def init_distributed(device_spec: str) -> DistInfo:
     use_cuda = device_spec != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():
         if use_cuda:
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(cuda_device_index(local, torch.cuda.device_count()))
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return DistInfo(rank, world, local)
+
+
+def cuda_device_index(local_rank: int, devices: int) -> int:
+    """The GPU of a node's `local_rank`-th process: its own, one per process (NCCL refuses two ranks
+    on one GPU), so a node may run at most as many processes as it shows GPUs."""
+    if local_rank >= devices:
+        raise TrainingError(f"local rank {local_rank} has no GPU: this node shows {devices} CUDA device(s)",
+                            hint=f"start one process per GPU: torchrun --nproc_per_node {devices} "
+                                 "(and check CUDA_VISIBLE_DEVICES)")
+    return local_rank
 
 
 def shutdown(info: DistInfo) -> None:

@@ -28,6 +28,11 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     assert metrics["judge"]["step"] == 4
     HTMLParser().feed((out / "report.html").read_text())
     assert {p.name for p in (out / "figures").glob("*.png")} == {"identities.png", "mixed.png", "intensity.png"}
+    # The last stage edits one clip and one photo, and the report links both.
+    edits = pd.read_parquet(out / "edit" / "edits.parquet")
+    assert set(edits["output"]) == {"photo/joy.png", "photo/surprise.png", "neutral/joy.mp4", "neutral/surprise.mp4"}
+    report = (out / "report.html").read_text()
+    assert 'href="edit/photo/joy.png"' in report and 'href="edit/neutral/surprise.mp4"' in report
 
     # A second run redoes nothing: ingest resumes, training is already at its step count.
     second = _fex("demo", "--smallest", "--out", str(out))

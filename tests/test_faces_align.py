@@ -99,6 +99,8 @@ def test_reflect_pad_fills_outside_the_frame(astronaut):
 
 
 def test_sharpness_drops_with_blur(astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    assert sharpness(astronaut) == pytest.approx(float(cv2.Laplacian(gray, cv2.CV_64F).var()), rel=1e-12)
     assert sharpness(cv2.GaussianBlur(astronaut, (9, 9), 3)) < 0.5 * sharpness(astronaut)
 
 
@@ -162,3 +164,38 @@ def test_smoothing_reduces_jitter_and_respects_cuts(finder):
 def test_fan_backend_refuses_without_weights(tmp_path):
     with pytest.raises(FaceError, match="weights not found"):
         FanLandmarker(tmp_path / "2DFAN4-11f355bf06.pth.tar")
+
+
+def test_shipped_hog_model_is_dlibs_frontal_detector(tmp_path):
+    import dlib
+
+    from fexdata.ingest.faces import HOG_MODEL_FILE
+
+    # The file must be exactly what this dlib builds in; regenerate it with
+    # dlib.get_frontal_face_detector().save("fexdata/ingest/dlib_frontal_face_detector.svm").
+    dlib.get_frontal_face_detector().save(str(tmp_path / "builtin.svm"))
+    assert HOG_MODEL_FILE.read_bytes() == (tmp_path / "builtin.svm").read_bytes()
+
+
+def test_coarse_first_pass_finds_dataset_faces_like_the_full_size_pass(finder):
+    for identity, size in ((0, 512), (3, 420), (7, 640)):
+        image = sample_face(identity, "surprise", size, seed=identity)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        coarse, full = finder.detect_all(image, gray, coarse_first=True), finder.detect_all(image, gray)
+        assert len(coarse) == len(full) == 1
+        lm_c, lm_f = (finder.landmarker(image, gray, found[0][0]) for found in (coarse, full))
+        iod = np.linalg.norm(np.diff(_eyes(lm_f), axis=0))
+        assert np.linalg.norm(lm_c - lm_f, axis=1).mean() < 0.03 * iod   # measured: ~0.6 % on average
+
+
+def test_tracker_rechecks_a_track_that_drifts_in_scale(finder):
+    tracker = FaceTracker(finder)
+    face = finder.find(sample_face(0, "joy", 256))
+    tracker._learn(face)
+    centre = face.landmarks.mean(0)
+    step = [centre + (face.landmarks - centre) * 1.08 ** k for k in range(3)]
+    assert tracker._plausible(step[0], step[1])          # 8 % wider than the last frame and the detection
+    assert not tracker._plausible(step[1], step[2])      # 8 % on the last frame, but 17 % off the detection
+    squashed = step[0].copy()
+    squashed[:, 1] = centre[1] + (squashed[:, 1] - centre[1]) * 0.8
+    assert not tracker._plausible(step[0], squashed)     # flattening is a change of scale too

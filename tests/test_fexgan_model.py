@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fexdata.errors import FexError
 from fextrain.augment import AugmentConfig, augment_pairs, random_affines, to_uint8, to_unit_range
 from fextrain.losses import kl_divergence
 from fextrain.models import MODELS, UnknownModel, build_model
@@ -68,9 +69,9 @@ def test_affect_vector_mixes_and_scales():
     assert affect_vector("joy", affects).tolist() == [0, 0, 0, 1, 0, 0, 0]
     assert affect_vector("anger+sadness", affects).tolist() == [1, 0, 0, 0, 0, 1, 0]
     assert affect_vector("0.6*happy + 0.3*surprised", affects).tolist() == pytest.approx([0, 0, 0, .6, 0, 0, .3])
-    with pytest.raises(ValueError):
+    with pytest.raises(FexError, match="not one of"):
         affect_vector("contempt", affects)
-    with pytest.raises(ValueError):
+    with pytest.raises(FexError, match="cannot read"):
         affect_vector("2*", affects)
 
 

@@ -6,6 +6,10 @@ that decides its output: the options that change crops or records, the items (pa
 bounds) and each input file's size and modification time. A finished unit leaves
 `records/part-<id>.parquet`; a rerun skips units whose part exists, so killed runs resume, and a changed
 input or option gives a new id, so stale output is never mistaken for current.
+
+A `Shard` (`fex ingest --shard I/N`) is the share of the units one of N independent processes runs. Every
+process makes the same plan and keeps the units whose key (layout and item keys: no options, file times or
+absolute paths, so every host agrees) hashes to I modulo N.
 """
 from __future__ import annotations
 
@@ -72,6 +76,49 @@ class Unit:
     @property
     def kind(self) -> str:
         return self.items[0].kind
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0 <= index < count); Shard() is the whole plan."""
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`I/N` as typed after --shard; IngestError with the valid forms otherwise."""
+        try:
+            index, count = (int(v) for v in str(text).split("/"))
+        except ValueError:
+            raise IngestError(f"--shard {text}: expected I/N with whole numbers, e.g. --shard 0/4",
+                              hint="shard I of N runs the units whose key hashes to I modulo N") from None
+        if count < 1:
+            raise IngestError(f"--shard {text}: the number of shards must be at least 1",
+                              hint="--shard I/N runs shard I of N; N=1 is the whole ingest")
+        if not 0 <= index < count:
+            raise IngestError(f"--shard {text}: shard {index} does not exist, shards of {count} are 0 to {count - 1}",
+                              hint=f"run --shard 0/{count} ... --shard {count - 1}/{count} (a SLURM array: "
+                                   f"--array=0-{count - 1} and --shard $SLURM_ARRAY_TASK_ID/{count})")
+        return cls(index, count)
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+    def owns(self, unit: Unit) -> bool:
+        return self.whole or int(stable_hash(unit_key(unit)), 16) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def unit_key(unit: Unit) -> str:
+    """What a unit is, independent of where and when: its layout and the keys of its items."""
+    return "\n".join([unit.source.layout, *(f"{item.source}:{item.key}" for item in unit.items)])
 
 
 @dataclass

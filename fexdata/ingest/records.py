@@ -153,3 +153,23 @@ def read_table(folder: Path, columns: Iterable[str] | None = None) -> pa.Table |
         return None
     cols = list(columns) if columns is not None else None
     return pa.concat_tables([pq.read_table(p, columns=cols) for p in parts])
+
+
+def reject_summary(folder: Path) -> dict[str, Any]:
+    """`rejects`, `rejects_by_category` and up to three `reject_examples` per category from a rejects folder."""
+    table = read_table(folder, ["category", "reason", "source_path"])
+    if table is None or not table.num_rows:
+        return {"rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
+    df = table.to_pandas()
+    return {"rejects": int(len(df)),
+            "rejects_by_category": {str(k): int(v) for k, v in df["category"].value_counts().items()},
+            "reject_examples": {str(cat): [f"{r.source_path}: {r.reason}" for r in grp.head(3).itertuples()]
+                                for cat, grp in df.groupby("category", sort=True)}}
+
+
+def reject_lines(summary: dict[str, Any], title: str) -> list[str]:
+    """The summary's rejects as printed lines: `title`, then one line per category with an example."""
+    if not summary["rejects"]:
+        return ["nothing rejected"]
+    return [title] + [f"  {n:6d}  {cat}  (e.g. {summary['reject_examples'][cat][0]})"
+                      for cat, n in summary["rejects_by_category"].items()]

@@ -1,27 +1,27 @@
 """`fex ingest`: dataset trees and studio recordings in, aligned face crops and record tables out.
 
     OUT/ingest.json                 options, sources and summary of the last run
+    OUT/shards/shard-<I>-of-<N>.json  the same for one shard (--shard I/N)
     OUT/crops/<size>/<source>/<identity>/<item-slug>[_f<frame>].png
     OUT/records/part-<unit>.parquet one part per finished unit of work
     OUT/rejects/part-<unit>.parquet one row per rejected input
 
-The run: lock OUT, check it was made with the same options (else refuse: mixing would corrupt it), clear
-temp files a killed run left, scan the sources into a plan of units (fexdata.ingest.plan), drop parts no
-unit of the plan owns (inputs that changed or vanished), run the units that have no records part yet on
-`workers` processes (fexdata.ingest.worker), delete crops no record lists, and summarise from the tables.
-Every file appears atomically, so a run killed at any moment and run again ends exactly like one that was
-never interrupted.
+The run: lock OUT, check it was made with the same options (else refuse: mixing would corrupt it), scan
+the sources into a plan of units (fexdata.ingest.plan), keep this shard's units, run those that have no
+records part yet on `workers` local processes (fexdata.ingest.worker) or as Ray tasks
+(fexdata.ingest.ray_executor), then - when no other shard is still writing - drop parts no unit owns any
+more, temp files of killed writes and crops no record lists (fexdata.ingest.outdir), and summarise from the
+tables. Every file appears atomically, so a run killed at any moment and run again ends exactly like one
+that was never interrupted, and N shards into one OUT end exactly like one whole run.
 """
 from __future__ import annotations
 
-import fcntl
-import json
 import multiprocessing
 import os
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -29,15 +29,14 @@ from tqdm import tqdm
 
 from fexdata.errors import IngestError
 from fexdata.ingest import records as R
-from fexdata.ingest.plan import IngestOptions, Plan, Source, Unit, make_plan
+from fexdata.ingest import outdir
+from fexdata.ingest.plan import IngestOptions, Shard, Source, Unit, make_plan
 from fexdata.ingest.worker import UnitProcessor, UnitResult, init_worker, run_unit
 from fexdata.padding import format_pad_summary, pad_summary
-from fexdata.paths import atomic_write_text
+from fexdata.threads import ingest_plan
 from fexdata.ingest.sources.base import Item, Reject
 
-INGEST_JSON = "ingest.json"
-LOCK_NAME = ".ingest.lock"
-FORMAT_VERSION = 1
+EXECUTORS = ("local", "ray")
 
 
 def resolve_sources(srcs: Sequence[str | os.PathLike], layout: str = "auto",
@@ -67,48 +66,75 @@ class RunInfo:
     frames: int
     no_face_frames: int  # video/sequence frames skipped for want of a face (not rejects)
     tracker: dict[str, int]
+    executor: dict = field(default_factory=dict)  # what ran the units (fexdata.ingest.run._run_units)
 
 
 def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOptions = IngestOptions(),
            workers: int | None = None, overwrite: bool = False, progress: bool = True,
            log: Callable[[str], None] = print,
-           scan: Callable[[Source], Iterable[Item | Reject]] | None = None) -> dict:
-    """Run (or resume) an ingest; returns the summary also written to OUT/ingest.json.
+           scan: Callable[[Source], Iterable[Item | Reject]] | None = None,
+           shard: Shard = Shard(), executor: str = "local", ray_address: str | None = None) -> dict:
+    """Run (or resume) an ingest, or one shard of it; returns the summary also written to the status file
+    (OUT/ingest.json, or OUT/shards/shard-<I>-of-<N>.json).
 
     `scan` lists a source's items (default: its layout adapter); tests and callers with their own
-    item lists pass one.
+    item lists pass one. `executor` runs the units on local worker processes or as Ray tasks
+    (`ray_address`: a cluster to join; default $RAY_ADDRESS, else a local Ray for the run).
     """
     scan = scan or _scan
     out = Path(out)
+    if executor not in EXECUTORS:
+        raise IngestError(f"unknown executor {executor!r}", hint=f"use one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        from fexdata.ingest import ray_executor
+
+        ray_executor.preflight(ray_address)  # Ray missing, or no cluster there: say so before the scan
+    if overwrite and not shard.whole:
+        raise IngestError("--overwrite cannot be used with --shard: it would delete what the other shards write",
+                          hint="empty OUT once (rm -r OUT, or one `fex ingest ... --overwrite` without --shard), "
+                               "then start the shards")
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
-        fingerprint = _fingerprint(sources, options)
-        _check_same_job(out, fingerprint, overwrite)
-        atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
-        _remove_temp_files(out)
+    with outdir.OutLock(out, shared=not shard.whole, log=log) as lock:
+        fingerprint = outdir.fingerprint(sources, options)
+        outdir.check_same_job(out, fingerprint, overwrite)
+        header = fingerprint if shard.whole else {**fingerprint, "shard": str(shard)}
+        status_file = outdir.status_path(out, shard)
+        outdir.write_status(status_file, {**header, "status": "running"})
+        if shard.whole:
+            outdir.remove_status_temp_files(out)
 
         # a source that cannot be listed at all (e.g. a CSV without its columns) raises LayoutError
         plan = make_plan(((s, scan(s)) for s in sources), options)
-        scan_part = _write_scan_rejects(out, plan)
-        _remove_stale_parts(out, plan, scan_part)
-        done = {p.name for p in (out / R.RECORDS_DIR).glob("part-*.parquet")}
-        pending = [u for u in plan.units if R.part_name(u.id) not in done]
+        scan_part = outdir.write_scan_rejects(out, plan)
+        done = outdir.done_parts(out)
+        mine = [u for u in plan.units if shard.owns(u)]
+        pending = [u for u in mine if R.part_name(u.id) not in done]
         # Long units first, so the last worker is not left alone with a long clip.
         pending.sort(key=lambda u: (u.kind == "image", -len(u.items)))
 
         started = time.perf_counter()
-        results = _run_units(out, options, pending, workers, progress)
+        results, executor_info = _run_units(out, options, pending, workers, progress, executor, ray_address)
         seconds = time.perf_counter() - started
-        _remove_orphan_crops(out)
+        alone = lock.alone()
+        if alone:  # no other shard is writing: tidy the whole folder
+            outdir.tidy(out, plan, scan_part, options)
 
         tracker: Counter = Counter()
         for r in results:
             tracker.update(r.tracker)
-        run = RunInfo(len(plan.units), len(plan.units) - len(pending), len(results), seconds,
-                      sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker))
+        run = RunInfo(len(mine), len(mine) - len(pending), len(results), seconds,
+                      sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker),
+                      executor_info)
         summary = summarize(out, run)
-        atomic_write_text(out / INGEST_JSON, json.dumps({**fingerprint, "status": "finished",
-                                                          "summary": summary}, indent=2, default=str))
+        if not shard.whole:
+            summary["run"]["shard"] = str(shard)
+        outdir.write_status(status_file, {**header, "status": "finished", "summary": summary})
+        if alone and not shard.whole:  # the last shard standing speaks for the whole folder
+            finished = len(outdir.done_parts(out) & {R.part_name(u.id) for u in plan.units})
+            outdir.write_status(out / outdir.INGEST_JSON, {
+                **fingerprint, "status": "finished" if finished == len(plan.units) else "partial",
+                "units": len(plan.units), "units_finished": finished, "shards": outdir.shard_statuses(out),
+                "summary": summarize(out)})
         return summary
 
 
@@ -121,8 +147,12 @@ def _scan(source: Source):
 
 
 def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: int | None,
-               progress: bool) -> list[UnitResult]:
-    workers = max(1, min(workers or _cpu_count(), len(pending) or 1))
+               progress: bool, executor: str = "local", ray_address: str | None = None
+               ) -> tuple[list[UnitResult], dict]:
+    """Each pending unit's result, and what ran them (executor, workers; for Ray its worker processes)."""
+    plan = ingest_plan(workers, len(pending))  # workers x their threads within the cores
+    workers = plan.workers
+    info: dict = {"name": executor, "workers": workers}
     total_items = sum(len(u.items) for u in pending)
     bar = tqdm(total=total_items, unit="item", desc="ingest", disable=not progress or not pending,
                dynamic_ncols=True)
@@ -138,8 +168,12 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
     try:
         if not pending:
             pass
+        elif executor == "ray":
+            from fexdata.ingest import ray_executor
+
+            info.update(ray_executor.run_units(out, options, pending, ray_address, workers, advance))
         elif workers == 1:
-            processor = UnitProcessor(out, options)
+            processor = UnitProcessor(out, options, plan.writer_threads)
             try:
                 for unit in pending:
                     advance(processor.run(unit))
@@ -148,28 +182,30 @@ def _run_units(out: Path, options: IngestOptions, pending: list[Unit], workers: 
         else:
             # Not plain fork: a caller that already used OpenCV (fex demo renders its clips first) has
             # a thread pool a forked child inherits half-dead, and the child hangs on its first cv2
-            # call. forkserver starts workers from a clean process; each loads the models once.
+            # call. forkserver starts workers from a clean process, which imports fex and loads the
+            # models once before it forks them (fexdata.ingest.preload).
             # Workers end themselves when this process is gone (see init_worker), and the fork server
             # then exits, so a killed run leaves no worker writing, nor holding the OUT lock.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["__main__", "fexdata.ingest.preload"])
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                     initargs=(str(out), options, os.getpid())) as pool:
+                                     initargs=(str(out), options, os.getpid(), plan.writer_threads)) as pool:
                 futures = [pool.submit(run_unit, u) for u in pending]
                 for fut in as_completed(futures):
                     advance(fut.result())
     finally:
         bar.close()
-    return results
+    return results, info
 
 
 def summarize(out: Path, run: RunInfo | None = None) -> dict:
     """Counts over everything in OUT (this run and earlier, resumed ones) plus this run's timing."""
     rec = R.read_table(out / R.RECORDS_DIR, ["image", "crop_size", "source", "item", "source_path", "frame",
                                              "detector", "pad_share"])
-    rej = R.read_table(out / R.REJECTS_DIR, ["category", "reason", "source_path"])
     summary: dict = {"records": 0, "crops_by_size": {}, "items_with_crops": 0, "frames": 0, "detector": {},
-                     "padding": {}, "rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
+                     "padding": {}, **R.reject_summary(out / R.REJECTS_DIR)}
     if rec is not None and rec.num_rows:
         df = rec.to_pandas()
         summary["records"] = int(len(df))
@@ -179,19 +215,12 @@ def summarize(out: Path, run: RunInfo | None = None) -> dict:
         summary["frames"] = int(len(first))
         summary["detector"] = {str(k): int(v) for k, v in first["detector"].value_counts().items()}
         summary["padding"] = pad_summary(first)
-    if rej is not None and rej.num_rows:
-        dj = rej.to_pandas()
-        summary["rejects"] = int(len(dj))
-        summary["rejects_by_category"] = {str(k): int(v) for k, v in dj["category"].value_counts().items()}
-        summary["reject_examples"] = {
-            str(cat): [f"{r.source_path}: {r.reason}" for r in grp.head(3).itertuples()]
-            for cat, grp in dj.groupby("category", sort=True)}
     if run is not None:
         summary["run"] = {"units": run.units_total, "units_resumed": run.units_done_before,
                           "units_processed": run.units_run, "seconds": round(run.seconds, 2),
                           "frames_processed": run.frames, "frames_without_face": run.no_face_frames,
                           "frames_per_second": round(run.frames / run.seconds, 1) if run.seconds > 0 else None,
-                          "tracker": run.tracker}
+                          "tracker": run.tracker, "executor": run.executor}
     return summary
 
 
@@ -206,120 +235,10 @@ def format_summary(summary: dict) -> str:
     run = summary.get("run")
     if run:
         fps = f", {run['frames_per_second']} frames/s" if run.get("frames_per_second") else ""
-        lines.append(f"this run: {run['units_processed']} units processed, {run['units_resumed']} already done"
+        who = f"this run (shard {run['shard']})" if run.get("shard") else "this run"
+        lines.append(f"{who}: {run['units_processed']} units processed, {run['units_resumed']} already done"
                      f" ({run['seconds']} s{fps})")
         if run.get("frames_without_face"):
             lines.append(f"video frames without a face (skipped): {run['frames_without_face']}")
-    if summary["rejects"]:
-        lines.append(f"{summary['rejects']} rejected:")
-        for cat, n in summary["rejects_by_category"].items():
-            lines.append(f"  {n:6d}  {cat}  (e.g. {summary['reject_examples'][cat][0]})")
-    else:
-        lines.append("nothing rejected")
+    lines += R.reject_lines(summary, f"{summary['rejects']} rejected:")
     return "\n".join(lines)
-
-
-# -- bookkeeping -------------------------------------------------------------------------------------------
-
-class _locked:
-    """Exclusive lock on OUT so two runs never write the same parts (released by the OS if killed)."""
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / LOCK_NAME
-
-    def __enter__(self) -> None:
-        self.fh = open(self.path, "a")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise IngestError(f"another fex ingest is writing to {self.path.parent}",
-                              hint="wait for it to finish, or use another --out") from None
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-
-
-def _fingerprint(sources: Sequence[Source], options: IngestOptions) -> dict:
-    fp = {"format": FORMAT_VERSION,
-          "sources": [{"root": str(s.root), "given": s.given, "layout": s.layout} for s in sources],
-          "options": options.fingerprint()}
-    return json.loads(json.dumps(fp))  # as it reads back from ingest.json (tuples become lists)
-
-
-def _check_same_job(out: Path, fingerprint: dict, overwrite: bool) -> None:
-    path = out / INGEST_JSON
-    if not path.exists():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = {}
-    same = (old.get("options") == fingerprint["options"]
-            and [(s["root"], s["layout"]) for s in old.get("sources", [])]
-            == [(s["root"], s["layout"]) for s in fingerprint["sources"]])
-    if same:
-        return
-    if not overwrite:
-        diffs = [k for k in fingerprint["options"] if old.get("options", {}).get(k) != fingerprint["options"][k]]
-        what = f"options {', '.join(diffs)}" if diffs else "sources"
-        raise IngestError(f"{out} holds an ingest made with different {what}",
-                          hint="use another --out, or --overwrite to replace it")
-    import shutil
-
-    for name in (R.RECORDS_DIR, R.REJECTS_DIR, R.CROPS_DIR):
-        shutil.rmtree(out / name, ignore_errors=True)
-
-
-def _remove_temp_files(out: Path) -> None:
-    """Delete the temp files of writes a killed run never finished (fexdata.paths.atomic_path names)."""
-    for dirpath, _, files in os.walk(out):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                os.unlink(os.path.join(dirpath, name))
-
-
-def _write_scan_rejects(out: Path, plan: Plan) -> str | None:
-    rows = [R.reject_row(rj.source or src.layout, src.given, rj.source_path, "", R.LAYOUT, rj.reason)
-            for src, rj in plan.scan_rejects]
-    rows += [R.reject_row(item.source, src.given, item.path, item.key, R.DUPLICATE,
-                          "same layout and path as an item of an earlier SRC; its crops would overwrite those")
-             for src, item in plan.duplicates]
-    if not rows:
-        return None
-    name = R.part_name("scan-" + R.stable_hash(json.dumps(rows, sort_keys=True)))
-    if not (out / R.REJECTS_DIR / name).exists():
-        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECTS)
-    return name
-
-
-def _remove_stale_parts(out: Path, plan: Plan, scan_part: str | None) -> None:
-    wanted = {R.part_name(u.id) for u in plan.units} | ({scan_part} if scan_part else set())
-    for folder in (out / R.RECORDS_DIR, out / R.REJECTS_DIR):
-        for part in folder.glob("part-*.parquet"):
-            if part.name not in wanted:
-                part.unlink()
-
-
-def _remove_orphan_crops(out: Path) -> None:
-    """Delete crops that no record lists (left by a killed unit whose inputs then changed, or stale units)."""
-    crops = out / R.CROPS_DIR
-    if not crops.is_dir():
-        return
-    table = R.read_table(out / R.RECORDS_DIR, ["image"])
-    listed = set(table.column("image").to_pylist()) if table is not None else set()
-    for dirpath, dirnames, files in os.walk(crops, topdown=False):
-        for name in files:
-            rel = Path(dirpath, name).relative_to(out).as_posix()
-            if rel not in listed:
-                os.unlink(os.path.join(dirpath, name))
-        if not os.listdir(dirpath) and Path(dirpath) != crops:
-            os.rmdir(dirpath)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

@@ -19,6 +19,7 @@ import pandas as pd
 from fexdata import __version__
 from fexdata.affects import KNOWN_AFFECTS, parse_affects
 from fexdata.errors import ManifestError
+from fexdata.ingest.recipe import ingest_recipe, merge_recipes
 from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
 from fexdata.manifest.checks import CheckResult, check_manifest, codes
 from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
@@ -261,6 +262,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                                               "guard": options["guard"]},
             "folds": folds, "balance": {"mode": balance, "cap": used_cap}, "options": options,
             "inputs": sorted(df["ingest"].unique().tolist()), "created_by": f"fex {__version__}"}
+    recipe = merge_recipes([ingest_recipe(d) for d in ingest_dirs], crop_size)
+    if recipe is not None:  # absent: an ingest did not record how it cropped (the fex.recipe docs)
+        meta["recipe"] = recipe
     checks = check_manifest(df, {"affects": list(chosen), "identities": identities, **meta},
                             manifest_dir, check_files=False)
     if not checks.ok:

@@ -27,7 +27,7 @@ from fextrain.checkpoint import CHECKPOINT, GENERATOR
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.options import EvalOptions
 from fextrain.evaluate.report import table, write_report
-from fextrain.evaluate.section import HeadlineItem, note
+from fextrain.evaluate.section import HeadlineItem, Section, note
 from fextrain.evaluate.sections import SECTIONS
 from fextrain.models import load_editor
 
@@ -104,6 +104,45 @@ def _headline_text(items: list[HeadlineItem]) -> list[str]:
     return ["headline", *[f"  {h.label:<{width}}  {h.text}" for h in items]] if items else []
 
 
+@dataclass
+class _Rendered:
+    """One section's result and its renderings."""
+
+    name: str
+    result: dict[str, Any]
+    block: tuple[str, str]  # (heading, HTML) in report.html
+    lines: list[str]  # terminal summary
+    headline: list[HeadlineItem]
+
+
+def _run_section(section: Section, ctx: EvalContext) -> _Rendered:
+    reason = section.unavailable(ctx)
+    if reason is not None:
+        return _Rendered(section.name, {"step": ctx.step, "available": False, "reason": reason},
+                         (section.title, note(reason)), [f"{section.name}: {reason}"], [])
+    result = {"step": ctx.step, **section.compute(ctx)}
+    return _Rendered(section.name, result, (section.title, section.html(result, ctx.out_dir)), section.summary(result),
+                     section.headline(result))
+
+
+def _write(ctx: EvalContext, run: dict[str, Any], done: list[_Rendered]) -> Evaluation:
+    """metrics.json and report.html (headline, run, then each section), and the terminal summary."""
+    headline = [item for r in done for item in r.headline]
+    metrics = {"schema_version": SCHEMA_VERSION, "headline": {h.name: h.as_json() for h in headline}, "run": run,
+               **{r.name: r.result for r in done}}
+    atomic_write_text(ctx.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    run_table = table(["run", "model", "step", "manifest", "image size", "affects"],
+                      [[run["run_dir"], run["model"], run["step"], run["manifest"], run["image_size"],
+                        ", ".join(run["affects"])]])
+    config = "<details><summary>config</summary>" + table(["key", "value"], _flat(run["config"])) + "</details>"
+    write_report(ctx.out_dir / "report.html", f"fex eval: {Path(run['run_dir']).name} ({run['model']}) at step "
+                 f"{ctx.step}", [("Headline", _headline_html(headline)), ("Run", run_table + config),
+                                 *[r.block for r in done]], metrics)
+    summary = [*_headline_text(headline), "", f"{run['model']} step {ctx.step}  ({ctx.size}px, {ctx.k} affects)", "",
+               *[line for r in done for line in r.lines]]
+    return Evaluation(metrics, "\n".join(summary))
+
+
 def evaluate_run(
     run_dir: str | Path,
     manifest: str | Path,
@@ -118,6 +157,8 @@ def evaluate_run(
     """
     o = EvalOptions.from_kwargs(**opts)
     names = select_sections(sections)
+    if sections is None:  # opt-in studies join when their option asks for them
+        names = [n for n in names if SECTIONS[n].requested(o)]
     say = log or (lambda msg: None)
     run_dir, manifest, out_dir = Path(run_dir), Path(manifest), Path(out_dir)
     started = time.time()
@@ -130,40 +171,15 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(editor, manifest, splits, o, out_dir, device, say)
     chosen = [SECTIONS[n]() for n in names]
-    for section in chosen:
+    for section in chosen:  # every option checked before the first section spends minutes
         section.check(ctx)
     say(f"run {run_dir}: {editor.model} at step {ctx.step}; manifest {manifest}; device {device}; "
         f"sections {', '.join(names)}")
-
-    results, blocks, lines, headline = {}, [], [], []
-    for section in chosen:
-        reason = section.unavailable(ctx)
-        if reason is not None:
-            results[section.name] = {"step": ctx.step, "available": False, "reason": reason}
-            blocks.append((section.title, note(reason)))
-            lines.append(f"{section.name}: {reason}")
-            continue
-        result = {"step": ctx.step, **section.compute(ctx)}
-        results[section.name] = result
-        blocks.append((section.title, section.html(result, out_dir)))
-        lines += section.summary(result)
-        headline += section.headline(result)
-
+    done = [_run_section(section, ctx) for section in chosen]
     run = {"run_dir": str(run_dir), "step": ctx.step, "model": editor.model, "manifest": str(manifest),
            "affects": list(ctx.affects), "image_size": ctx.size, "device": device, "sections": names,
            "seconds": round(time.time() - started, 1), "config": editor.config}
-    metrics = {"schema_version": SCHEMA_VERSION, "headline": {h.name: h.as_json() for h in headline}, "run": run,
-               **results}
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    run_table = table(["run", "model", "step", "manifest", "image size", "affects"],
-                      [[run["run_dir"], run["model"], run["step"], run["manifest"], run["image_size"],
-                        ", ".join(run["affects"])]])
-    config = "<details><summary>config</summary>" + table(["key", "value"], _flat(editor.config)) + "</details>"
-    write_report(out_dir / "report.html", f"fex eval: {run_dir.name} ({editor.model}) at step {ctx.step}",
-                 [("Headline", _headline_html(headline)), ("Run", run_table + config), *blocks], metrics)
-    summary = [*_headline_text(headline), "",
-               f"{editor.model} step {ctx.step}  ({ctx.size}px, {ctx.k} affects)", "", *lines]
-    return Evaluation(metrics, "\n".join(summary))
+    return _write(ctx, run, done)
 
 
 __all__ = ["Evaluation", "EvalOptions", "evaluate_run", "select_sections"]

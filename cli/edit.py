@@ -1,0 +1,119 @@
+"""`fex edit RUN INPUT... --to SPEC... --out DIR`: parse options, call fextrain.edit, print the summary."""
+from __future__ import annotations
+
+import click
+
+from cli.params import comma_floats
+from fexdata.ingest.align import PAD_MODES
+
+
+@click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run", type=click.Path(exists=True))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--to", "to", multiple=True, required=True,
+              help="Target: an affect spec (joy, 0.5*joy, anger+sadness), 'all' (every affect), or for videos a "
+                   "schedule CSV (affect,start,end[,intensity]). Repeat it, or separate specs with commas.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: <input>/<target>.png|.mp4, <input>/grid.png, edits.parquet, rejects/, edit.json.")
+@click.option("--intensity", default="1", show_default=True, callback=comma_floats,
+              help="Strength sweep: every target at each of these weights, e.g. 0,0.5,1,1.5.")
+@click.option("--from", "source", default="auto", show_default=True,
+              help="Source affect of the inputs (an affect spec), or auto to estimate it per face. "
+                   "A CSV input list's affect column overrides it.")
+@click.option("--estimator", type=click.Choice(["auto", "discriminator", "judge"]), default="auto", show_default=True,
+              help="--from auto: the model's own affect head (auto: where it has one), or the independent judge "
+                   "trained on the run's manifest and cached in RUN/eval/judge.")
+@click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
+              help="Photos: edit the largest face (as ingest keeps) or every detected face. Videos follow one face.")
+@click.option("--color-match", "colour", is_flag=True,
+              help="Shift each generated face's mean colour onto the input face's before pasting.")
+@click.option("--keep-detail", is_flag=True,
+              help="Add only the model's coarse change to each face, keeping the input's fine detail (sharp "
+                   "results from a blurry generator; the edit's own fine texture is not transferred).")
+@click.option("--crops", is_flag=True, help="Also write the aligned input and output crops (<input>/crops/).")
+@click.option("--start", type=click.FloatRange(min=0), default=None,
+              help="Videos: edit from this second on; earlier frames pass through unchanged.")
+@click.option("--end", type=click.FloatRange(min=0), default=None,
+              help="Videos: edit up to this second; later frames pass through unchanged.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Faces per model forward.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA with bf16 when present), cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch and OpenCV.  [default: the cores this process may use]")
+@click.option("--align", type=click.Choice(["ffhq", "bbox"]), default=None,
+              help="Crop recipe, when the run does not record it (or to override it): the alignment of `fex ingest`.")
+@click.option("--zoom", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Crop recipe: the ingest --zoom (> 1: tighter crops).")
+@click.option("--pad", type=click.Choice(PAD_MODES), default=None,
+              help="Crop recipe: the ingest --pad, how crops were filled where they left the frame.")
+@click.option("--detector", type=click.Choice(["hog", "cnn"]), default=None, help="Crop recipe: the face detector.")
+@click.option("--landmarks", type=click.Choice(["dlib", "fan"]), default=None, help="Crop recipe: the landmark backend.")
+@click.option("--fan-weights", type=click.Path(dir_okay=False), default=None,
+              help="Path of 2DFAN4-11f355bf06.pth.tar for --landmarks fan.")
+@click.option("--crop-size", type=click.IntRange(min=16), default=None,
+              help="Crop recipe: the manifest's crop size in pixels.")
+@click.option("--ingest-sizes", type=click.IntRange(min=16), multiple=True,
+              help="Crop recipe: every --size the ingest made (smaller crops were downscaled from the largest).")
+@click.option("--fallback", type=click.Choice(["auto", "frame", "reject"]), default=None,
+              help="Crop recipe: a photo without a detected face is taken whole (frame), only when small (auto), or rejected.")
+@click.option("--smooth", type=click.FloatRange(min=0), default=None, help="Crop recipe: video alignment smoothing sigma.")
+@click.option("--redetect-every", type=click.IntRange(min=1), default=None, help="Crop recipe: video re-detection interval.")
+@click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
+              help="Refuse larger photos before decoding (decompression bombs).")
+@click.option("--judge-epochs", type=click.IntRange(1), default=15, show_default=True,
+              help="--estimator judge: epochs of the judge when it has to be trained.")
+@click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
+              help="--estimator judge: at least this many judge updates.")
+@click.option("--identity", default=None, metavar="NAME",
+              help="Identity-editing models (degan): draw the faces, with their own expression, on this train "
+                   "identity of the run (e.g. jaffe:KA; the run's config.json lists them). The --to targets "
+                   "then only name the outputs: such a model keeps each face's expression.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any input was rejected.")
+@click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch, device, threads,
+         align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
+         max_megapixels, judge_epochs, judge_min_steps, identity, strict, overwrite, quiet) -> None:
+    """Change the expression of the faces in photos and videos with a trained RUN.
+
+    RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
+    INPUT is an image, a video, a folder (searched recursively) or a CSV of path[,affect].
+
+    \b
+    fex edit runs/fexgan me.jpg --to joy --out edits
+    fex edit runs/fexgan photos/ --to all --intensity 0.5,1,1.5 --out edits
+    fex edit runs/fexgan take.mp4 --to 0.5*joy+surprise --start 2 --end 6 --out edits
+    fex edit runs/fexgan take.mp4 --to schedule.csv --out edits
+    fex edit runs/degan me.jpg --to all --identity jaffe:KA --out edits
+
+    Faces are found and aligned exactly as the run's training crops were made, edited, and pasted back
+    into the full-resolution frame. Re-running the same command skips finished outputs. See docs/edit.md.
+    """
+    from fextrain.edit import EditOptions, edit as run_edit, format_summary
+    from fextrain.edit.source import JudgeOptions
+
+    _threads(threads)
+    recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks, "crop_size": crop_size,
+              "sizes": tuple(ingest_sizes) or None, "fallback": fallback, "smooth": smooth,
+              "redetect_every": redetect_every}
+    options = EditOptions(
+        to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
+        source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops, start=start, end=end,
+        batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe, fan_weights=fan_weights,
+        judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite, identity=identity)
+    summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
+    click.echo(format_summary(summary, out))
+    if strict and summary["rejects"]:
+        raise click.ClickException(f"--strict: {summary['rejects']} inputs were rejected (see {out}/rejects)")
+
+
+def _threads(n: int | None) -> None:
+    """Size torch's and OpenCV's thread pools (default: this process's CPU affinity, not the machine's cores)."""
+    import os
+
+    import cv2
+    import torch
+
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)

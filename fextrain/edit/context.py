@@ -1,0 +1,52 @@
+"""What editing one input needs (shared by photos and videos), and the rejection of one input."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fexdata.ingest.faces import FaceFinder
+from fexdata.ingest.recipe import CropRecipe
+from fextrain.edit.faces import FaceCrop
+from fextrain.edit.model import BatchModel
+from fextrain.edit.paste import face_mask, match_colour, paste
+from fextrain.edit.source import SourceAffects
+
+
+class Rejected(Exception):
+    """One input that cannot be edited; becomes a reject row with ingest's category and this reason."""
+
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
+
+
+@dataclass
+class EditContext:
+    out: Path
+    recipe: CropRecipe
+    finder: FaceFinder
+    model: BatchModel
+    sources: SourceAffects
+    affects: tuple[str, ...]
+    size: int                   # the model's input side
+    faces: str = "largest"      # largest | all (photos)
+    colour: bool = False        # match the generated face's mean colour to the input's
+    keep_detail: bool = False   # add only the generator's coarse change, keeping the input's fine detail
+    crops: bool = False         # also write aligned input and output crops
+    max_pixels: int = 100_000_000
+    start: float | None = None  # videos: edit only [start, end) seconds
+    end: float | None = None
+    progress: bool = True
+
+    def paste_faces(self, frame: np.ndarray, faces: list[FaceCrop], generated: list[np.ndarray]) -> np.ndarray:
+        """A copy of `frame` with every generated crop pasted back over its face."""
+        out = frame.copy()
+        for face, gen in zip(faces, generated):
+            if face.mask is None:
+                face.mask = face_mask(face.landmarks, self.size)
+            if self.colour:
+                gen = match_colour(gen, face.image, face.mask)
+            paste(out, gen, face.transform, face.mask, face.image if self.keep_detail else None)
+        return out

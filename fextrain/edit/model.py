@@ -1,0 +1,87 @@
+"""The run's model behind `fex edit`: loaded through the registry's one inference interface, run in batches.
+
+Any registered model works the same way (`Editor.edit(x, source_vec, target_vec)`, `Editor.classify(x)`;
+`identity=` for the models that draw a chosen train identity); nothing here knows an architecture. On CUDA the forward runs under bf16 autocast in channels_last memory;
+on CPU in float32.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fexdata.errors import EditError
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise EditError(f"--device {spec}: no CUDA device is visible to torch", hint="use --device cpu")
+    if spec != "cpu" and not spec.startswith("cuda"):
+        raise EditError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
+    return torch.device(spec)
+
+
+def load_model(path: str | Path, device: torch.device) -> Any:
+    """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors."""
+    from fextrain.models import load_editor
+
+    path = Path(path)
+    if not path.exists():
+        raise EditError(f"{path}: no such run", hint="pass a `fex train --out` folder or its generator.safetensors")
+    return load_editor(path, device)
+
+
+class BatchModel:
+    """uint8 crops in, uint8 crops out, `batch` faces per forward.
+
+    `identity`: a train-identity index every face is drawn on, for identity-editing models (DE-GAN).
+    """
+
+    def __init__(self, editor: Any, batch: int = 16, identity: int | None = None) -> None:
+        self.editor = editor
+        self.batch = max(1, int(batch))
+        self.identity = identity
+        self.device = torch.device(editor.device)
+        cuda = self.device.type == "cuda"
+        self._amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+        self._channels_last = cuda
+
+    def _input(self, crops: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        x = x.div_(127.5).sub_(1.0)
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self._amp, enabled=self._amp is not None)
+
+    @torch.inference_mode()
+    def edit(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """crops N x S x S x 3 uint8; source, target N x K float -> N x S x S x 3 uint8."""
+        out = np.empty_like(crops)
+        for i in range(0, len(crops), self.batch):
+            sl = slice(i, i + self.batch)
+            who = {} if self.identity is None else {"identity": torch.full((len(crops[sl]),), self.identity)}
+            with self._autocast():
+                y = self.editor.edit(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
+                                     torch.as_tensor(target[sl], dtype=torch.float32), **who)
+            y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            out[sl] = y.permute(0, 2, 3, 1).cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
+        """Softmax of the model's own affect head (its discriminator's), or None when it has none."""
+        if not getattr(self.editor, "has_discriminator", True):
+            return None
+        outs = []
+        for i in range(0, len(crops), self.batch):
+            with self._autocast():
+                logits = self.editor.classify(self._input(crops[i:i + self.batch]))
+            if logits is None:
+                return None
+            outs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, len(self.editor.affects)), np.float32)

@@ -1,0 +1,56 @@
+"""Edit one photo into every pending target: find and align its faces, one model pass for faces x targets,
+paste back, write each output and then its part (the output's "done" mark), then the grid."""
+from __future__ import annotations
+
+import numpy as np
+
+from fexdata.images import read_rgb, write_png
+from fexdata.ingest import records as R
+from fextrain.edit.context import EditContext, Rejected
+from fextrain.edit.faces import still_faces
+from fextrain.edit.inputs import EditInput
+from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
+                                   write_grid)
+from fextrain.edit.table import edit_row, write_part
+from fextrain.edit.targets import Target
+
+
+def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets: list[Target], sig: str) -> int:
+    """Write the outputs of `pending` (constant targets); returns how many. Raises Rejected, ImageError."""
+    image = read_rgb(item.path, max_pixels=ctx.max_pixels)
+    faces = still_faces(image, ctx.finder, ctx.recipe, ctx.size, ctx.faces)
+    if not faces:
+        hint = "; if the images are face crops already, use --fallback frame" if ctx.recipe.fallback != "frame" else ""
+        raise Rejected(R.NO_FACE, f"no face found ({ctx.recipe.detector} detector){hint}")
+    crops = np.stack([f.image for f in faces])
+    src = ctx.sources.decide(crops, item.affect)
+    n = len(faces)
+    vectors = np.asarray([t.vector for t in pending], np.float32)
+    generated = ctx.model.edit(np.tile(crops, (len(pending), 1, 1, 1)), np.tile(src.vectors, (len(pending), 1)),
+                               np.repeat(vectors, n, axis=0))
+    if ctx.crops:
+        for face in faces:
+            write_png(crop_path(ctx.out, item, None, face.index, "source"), face.image)
+    edited: dict[str, np.ndarray] = {}
+    for ti, target in enumerate(pending):
+        gen = list(generated[ti * n:(ti + 1) * n])
+        frame = ctx.paste_faces(image, faces, gen)
+        dest = output_path(ctx.out, item, target)
+        write_png(dest, frame)
+        if ctx.crops:
+            for face, g in zip(faces, gen):
+                write_png(crop_path(ctx.out, item, None, face.index, target.name), g)
+        rel = dest.relative_to(ctx.out).as_posix()
+        rows = [edit_row(item.shown, "image", None, float("nan"), face, src.names[i], src.confidence[i], src.by,
+                         target.name, target.vector, rel) for i, face in enumerate(faces)]
+        write_part(part_path(ctx.out, item, target, sig), rows)
+        drop_stale_parts(ctx.out, item, target, sig)
+        edited[target.name] = frame
+    tiles = [("source", image)]
+    for target in targets:
+        if target.name in edited:
+            tiles.append((target.name, edited[target.name]))
+        elif output_path(ctx.out, item, target).is_file():
+            tiles.append((target.name, read_rgb(output_path(ctx.out, item, target))))
+    write_grid(grid_path(ctx.out, item), tiles, face_region([f.box for f in faces], image.shape))
+    return len(pending)

@@ -1,0 +1,240 @@
+"""`fex edit RUN INPUT... --to SPEC... --out DIR`: the run.
+
+Lock DIR, check it holds edits made with the same run and settings (else refuse: two models' outputs
+would mix), clear temp files a killed run left, load the model and the run's crop recipe, list the inputs
+and targets, then edit every input whose outputs are not all done (photos: fextrain.edit.photo; videos:
+fextrain.edit.video). An input that cannot be edited becomes one reject row with ingest's category and
+reason, and the rest goes on. At the end every part is gathered into DIR/edits.parquet and the summary
+into DIR/edit.json. Every file appears atomically, so a killed run, run again, ends as if never stopped.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from fexdata.errors import EditError
+from fexdata.images import DEFAULT_MAX_PIXELS, ImageError
+from fexdata.ingest import records as R
+from fexdata.ingest.video import VideoError
+from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
+from fextrain.edit import paste
+from fextrain.edit.context import EditContext, Rejected
+from fextrain.edit.faces import make_finder
+from fextrain.edit.inputs import EditInput, collect_inputs
+from fextrain.edit.model import BatchModel, load_model, resolve_device
+from fextrain.edit.outputs import GRID_NAME, done, signature
+from fextrain.edit.photo import edit_photo
+from fextrain.edit.recipe import resolve_recipe
+from fextrain.edit.source import JudgeOptions, SourceAffects, run_judge
+from fextrain.edit.table import PARTS_DIR, TABLE, gather
+from fextrain.edit.targets import Target, parse_targets
+from fextrain.edit.video import VideoStats, edit_video
+
+EDIT_JSON = "edit.json"
+LOCK_NAME = ".edit.lock"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    to: tuple[str, ...] = ("all",)
+    intensities: tuple[float, ...] = (1.0,)
+    source: str = "auto"              # --from: an affect spec, or auto
+    estimator: str = "auto"           # auto (the model's affect head where it has one) | discriminator | judge
+    faces: str = "largest"            # largest | all (photos)
+    colour: bool = False
+    keep_detail: bool = False
+    crops: bool = False
+    start: float | None = None
+    end: float | None = None
+    batch: int = 16
+    device: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    recipe: dict[str, Any] = field(default_factory=dict)   # stated recipe settings (override the run's)
+    fan_weights: str | None = None
+    judge: JudgeOptions = JudgeOptions()
+    overwrite: bool = False
+    identity: str | None = None       # --identity: a train identity to draw the faces on (identity-editing models)
+
+
+def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+         options: EditOptions = EditOptions(), progress: bool = True,
+         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) an edit; returns the summary also written to DIR/edit.json."""
+    if options.start is not None and options.end is not None and options.end <= options.start:
+        raise EditError(f"--end {options.end:g} is not after --start {options.start:g}",
+                        hint="give an --end later than --start, or leave one out")
+    run_path, out = Path(run), Path(out)
+    device = resolve_device(options.device)
+    editor = load_model(run_path, device)
+    identity = _identity(editor, options.identity)
+    affects, size = tuple(editor.affects), int(editor.size)
+    recipe, recipe_from = resolve_recipe(editor.config, run_path, size, options.recipe)
+    targets = parse_targets(options.to, options.intensities, affects)
+    items, scan_rejects = collect_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    busy = EditError(f"another fex edit is writing to {out}", hint="wait for it to finish, or use another --out")
+    with locked(out / LOCK_NAME, busy):
+        fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
+        _check_same_job(out, fingerprint, options.overwrite)
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
+        remove_temp_files(out)
+        log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
+            + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
+        model = BatchModel(editor, options.batch, identity)
+        judge = functools.partial(run_judge, editor.config, run_path, size, options.judge, str(device), progress, log)
+        ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
+                          SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
+                          faces=options.faces, colour=options.colour, keep_detail=options.keep_detail,
+                          crops=options.crops, max_pixels=options.max_pixels, start=options.start, end=options.end,
+                          progress=progress)
+        started = time.perf_counter()
+        _write_rejects(out, "inputs", scan_rejects)
+        counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
+        rows = gather(out)
+        summary = _summary(out, counts, frames, rows, time.perf_counter() - started)
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "finished", "summary": summary},
+                                                      indent=2, default=str))
+        return summary
+
+
+def _edit_all(ctx: EditContext, items: list[EditInput], targets: list[Target], overwrite: bool, progress: bool,
+              log: Callable[[str], None]) -> tuple[Counter, VideoStats]:
+    counts: Counter = Counter()
+    frames = VideoStats()
+    constant = [t for t in targets if not t.scheduled]
+    if any(it.kind == "image" for it in items) and len(constant) < len(targets):
+        log("note: schedules apply to videos only; photos get the other targets")
+    bar = tqdm(items, desc="edit", unit="input", disable=not progress, dynamic_ncols=True)
+    for item in bar:
+        mine = targets if item.kind == "video" else constant
+        if not mine:
+            continue
+        try:
+            sig = signature(item.path)
+        except OSError:
+            _reject(ctx.out, item, R.BAD_IMAGE if item.kind == "image" else R.BAD_VIDEO, "file does not exist")
+            continue
+        pending = [t for t in mine if overwrite or not done(ctx.out, item, t, sig)]
+        if not pending:
+            counts["inputs_done_before"] += 1
+            continue
+        try:
+            if item.kind == "image":
+                counts["outputs"] += edit_photo(ctx, item, pending, mine, sig)
+                counts["photos"] += 1
+            else:
+                written, stats = edit_video(ctx, item, pending, mine, sig)
+                counts["outputs"] += written
+                counts["videos"] += 1
+                for k, v in asdict(stats).items():
+                    setattr(frames, k, getattr(frames, k) + v)
+            _reject_path(ctx.out, item).unlink(missing_ok=True)
+        except Rejected as exc:
+            _reject(ctx.out, item, exc.category, str(exc))
+        except ImageError as exc:
+            _reject(ctx.out, item, R.BAD_IMAGE, str(exc))
+        except VideoError as exc:
+            _reject(ctx.out, item, R.BAD_VIDEO, str(exc))
+        except EditError:
+            raise  # a problem with the run or options, not with this input: stop
+        except Exception as exc:  # never let one input stop the run; say what happened
+            _reject(ctx.out, item, R.ERROR, f"{type(exc).__name__}: {exc}")
+        bar.set_postfix(outputs=counts["outputs"], refresh=False)
+    return counts, frames
+
+
+def _reject_path(out: Path, item: EditInput) -> Path:
+    return out / R.REJECTS_DIR / R.part_name(R.stable_hash(item.key))
+
+
+def _reject(out: Path, item: EditInput, category: str, reason: str) -> None:
+    R.write_part(_reject_path(out, item), [R.reject_row(item.kind, item.root, item.shown, item.key, category, reason)],
+                 R.REJECTS)
+
+
+def _write_rejects(out: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    path = out / R.REJECTS_DIR / R.part_name(name)
+    if rows:
+        R.write_part(path, rows, R.REJECTS)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _identity(editor: Any, name: str | None) -> int | None:
+    """--identity NAME as a train-identity index; refused for models that edit expressions."""
+    if name is None:
+        return None
+    if not getattr(editor.gan, "identity_edit", False):
+        raise EditError(f"--identity: model {editor.model!r} edits expressions, not identities",
+                        hint="leave --identity out, or use a run of an identity-editing model (degan)")
+    return editor.identity_index(name)
+
+
+def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: EditOptions) -> dict[str, Any]:
+    """What decides the pixels of an output besides its input and target: a DIR holds one of these."""
+    settings = {"source": options.source, "estimator": options.estimator, "faces": options.faces,
+                "colour": options.colour, "keep_detail": options.keep_detail, "start": options.start,
+                "end": options.end,
+                "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER},
+                **({"identity": options.identity} if options.identity else {})}
+    return json.loads(json.dumps({"format": FORMAT_VERSION, "run": str(run_path.resolve()), "model": editor.model,
+                                  "step": int(editor.step), "affects": list(editor.affects), "size": int(editor.size),
+                                  "recipe": recipe, "settings": settings}))
+
+
+def _check_same_job(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+    if not (out / EDIT_JSON).exists():
+        return
+    old = read_json_or_empty(out / EDIT_JSON)
+    keys = ("format", "run", "model", "step", "affects", "size", "recipe", "settings")
+    diffs = [k for k in keys if old.get(k) != fingerprint[k]]
+    if not diffs:
+        return
+    if not overwrite:
+        raise EditError(f"{out} holds edits made with other {', '.join(diffs)}",
+                        hint="use another --out, or --overwrite to replace them")
+    _clear(out)
+
+
+def _clear(out: Path) -> None:
+    """Remove every output the edit table lists, its grid and crops, the parts and the rejects."""
+    table = out / TABLE
+    if table.is_file():
+        for rel in set(pd.read_parquet(table, columns=["output"])["output"]):
+            folder = (out / rel).parent
+            (out / rel).unlink(missing_ok=True)
+            shutil.rmtree(folder / "crops", ignore_errors=True)
+            (folder / GRID_NAME).unlink(missing_ok=True)
+        table.unlink()
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(out / R.REJECTS_DIR, ignore_errors=True)
+
+
+def _summary(out: Path, counts: Counter, frames: VideoStats, rows: int, seconds: float) -> dict[str, Any]:
+    return {"photos_edited": counts["photos"], "videos_edited": counts["videos"], "outputs_written": counts["outputs"],
+            "inputs_done_before": counts["inputs_done_before"], "rows": rows, "video_frames": asdict(frames),
+            **R.reject_summary(out / R.REJECTS_DIR), "seconds": round(seconds, 2)}
+
+
+def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
+    f = summary["video_frames"]
+    lines = [f"edited {summary['photos_edited']} photos and {summary['videos_edited']} videos into "
+             f"{summary['outputs_written']} outputs in {summary['seconds']:.1f}s "
+             f"({summary['inputs_done_before']} inputs already done)"]
+    if f["frames"]:
+        lines.append(f"video frames: {f['frames']} decoded, {f['edited']} with a face edited, {f['no_face']} without "
+                     f"a face and {f['outside']} outside --start/--end passed through unchanged")
+    lines += R.reject_lines(summary, f"rejected {summary['rejects']} inputs (see {out}/rejects):")
+    lines.append(f"wrote {out}/{TABLE} ({summary['rows']} rows) and {out}/{EDIT_JSON}")
+    return "\n".join(lines)
