@@ -57,6 +57,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     affects: list[str] = field(default_factory=list)  # filled from the manifest: the affect vector order
     identities: list[str] = field(default_factory=list)  # filled from the train split: identity id order
+    # filled from the manifest: how its faces were found, aligned and cropped, so that `fex edit` crops a
+    # user's faces the same way even when the manifest has moved (None: the manifest does not say)
+    recipe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         try:

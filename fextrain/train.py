@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fexdata.dataset import FaceDataset
+from fexdata.ingest.recipe import read_recipe
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import default_cache_dir
 from fexdata.paths import resolve_inside
@@ -125,6 +126,7 @@ class Session:
         state = self._load_state()
         self.rt = Runtime(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, info)
         cfg.affects = list(check_manifest(cfg.manifest, cfg.size, cfg.holdout_fold))
+        cfg.recipe = read_recipe(cfg.manifest)
         if cfg.batch < 2:
             raise TrainingError("--batch must be at least 2 (normalisation layers need more than one sample)")
 

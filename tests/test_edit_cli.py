@@ -248,3 +248,12 @@ def test_killed_run_leaves_no_half_written_file_and_resumes(run, tmp_path):
     for name in ("joy", "anger"):
         assert len(list(iter_frames(out / "in" / "long" / f"{name}.mp4"))) == 48
     assert set(pd.read_parquet(out / "edits.parquet")["output"]) >= {"in/long/joy.mp4", "in/a/anger.png"}
+
+
+def test_the_run_carries_the_manifests_crop_recipe(run):
+    """The recipe travels ingest -> manifest -> run config, so the run still knows it if the manifest moves."""
+    from fexdata.ingest.recipe import read_recipe
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"] is not None and config["recipe"] == read_recipe(config["manifest"])
+    assert config["recipe"]["align"] == "ffhq" and config["recipe"]["crop_size"] == 128
