@@ -52,7 +52,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--sweep-affect", default="joy", show_default=True, help="Affect of the intensity-sweep figure.")
 @click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=comma_floats,
               help="Weights of the intensity sweep.")
-@click.option("--intensities", default="0.2,0.4,0.6,0.8,1", show_default=True, callback=_floats,
+@click.option("--intensities", default="0.2,0.4,0.6,0.8,1", show_default=True, callback=comma_floats,
               help="Target-vector magnitudes of the intensity check (judge confidence in the target vs intensity).")
 @click.option("--intensity-sources", type=click.IntRange(1), default=20, show_default=True,
               help="Test faces the intensity check edits to every other affect at every intensity.")
