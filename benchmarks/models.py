@@ -10,16 +10,21 @@ split exactly as `fex demo` does, into OUT/data (reused on the next run); or --m
 Each model trains with its own paper losses, schedule and learning rate, at the demo's narrow widths
 (BENCH_ARCH; the paper widths are 4x the compute and more), batch 16, for --images images: the same
 image budget for every model, in bf16 autocast where this CPU has it natively (--amp, as `fex train`).
-Then, on the manifest's test split (the first --sources faces x every
-affect), with the evaluation pieces of `fex eval`:
+Then each run goes through `fex eval`'s own code (`fextrain.evaluate.evaluate_run`, sections judge,
+sharpness, identity, collapse, frechet) on the manifest's test split, --sources faces edited into
+every affect, with the eval defaults (the judge trained with generator degradations, issue 9):
 
-* judge @ target / real: the expression judge's accuracy on the edits at their target affect, as a
-  ratio to its accuracy on the real test faces (the judge is the one `fex eval` trains today, flips
-  and shifts only; it reads blur as anger, see issue 9, so a blurry model scores low here);
+* judge @ target / real: the judge's accuracy on the edits at their target affect, as a ratio to its
+  accuracy on the real test faces (the baseline, measured in the same run);
+* sharpness: Laplacian variance of the edits over that of the real sources;
 * identity < 0.6: share of edits whose dlib face descriptor lies within 0.6 of its source's (among
   edits where both faces are found), and faces found: share of edits where dlib finds a face;
+* collapse: how much edits of different sources differ, relative to the sources (flagged under 0.3);
 * judge Frechet: Frechet distance between judge features of real test faces and of the edits;
 * train img/s (median over logging intervals after the first) and edits/s (eval mode, batch 64).
+
+DE-GAN edits identity, not expression: its edit keeps the source's affect (drawn on the average train
+identity here), so its judge @ target sits near 1/7 by design; its own measure is `fex eval --fer-folds`.
 The baseline of each ratio is measured in the same run (the judge on real faces).
 """
 from __future__ import annotations
@@ -35,18 +40,22 @@ import torch
 
 from fexdata.dataset import FaceDataset
 from fextrain.config import TrainConfig
-from fextrain.evaluate.frechet import frechet_distance
-from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, FaceDescriber, descriptor_distance
-from fextrain.evaluate.judge import JudgeSettings, load_or_train_judge
+from fextrain.evaluate.run import evaluate_run
 from fextrain.models import MODELS, load_editor, one_hot
 from fextrain.runtime import amp_dtype
 from fextrain.train import train
 
-# The demo's narrow widths (cli/demo.py for fexgan); StarGAN at half its official widths.
+# The demo's narrow widths (cli/demo.py for fexgan, the same blocks for fexgan-skip); StarGAN at half its
+# official widths; ExprGAN and DE-GAN at a quarter of theirs (their codes, f(x) and heads at the papers' sizes).
 BENCH_ARCH = {
     "fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
+    "fexgan-skip": {"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]},
     "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
+    "exprgan": {"enc_base": 16, "enc_max": 256, "dec_base": 8, "d_widths": [8, 16, 32, 64], "d_fc": 256},
+    "degan": {"base_width": 16, "max_width": 128},
 }
+# ExprGAN's identity network (its L_id) at half width and a quarter of its default updates.
+BENCH_LOSS = {"exprgan": {"id_net": {"width": 16, "steps": 500}}}
 
 
 def demo_manifest(root: Path) -> Path:
@@ -73,26 +82,42 @@ def train_model(name: str, manifest: Path, out: Path, size: int, steps: int, bat
     every = max(1, steps // 10)
     cfg = TrainConfig(manifest=str(manifest), out=str(out), model=name, size=size, steps=steps, batch=batch,
                       device="cpu", amp=amp, log_every=every, ckpt_every=10**9, sample_every=0,
-                      arch=dict(BENCH_ARCH.get(name, {})))
+                      arch=dict(BENCH_ARCH.get(name, {})), loss=dict(BENCH_LOSS.get(name, {})))
     train(cfg, progress=False, log=lambda msg: print("   ", msg))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["img_per_s"] for r in rows[1:]] or [rows[0]["img_per_s"]]
     return float(np.median(speeds))
 
 
-def edit_all(run: Path, sources: np.ndarray, src_aff: np.ndarray, k: int) -> tuple[np.ndarray, float]:
-    """(uint8 edits [n*k, H, W, 3] ordered source-major, edits per second)."""
+def edit_rate(run: Path, sources: np.ndarray, src_aff: np.ndarray, k: int) -> float:
+    """Edits per second through `load_editor(run).edit`: every source into every affect, batches of 64."""
     ed = load_editor(run)
     x = torch.from_numpy(np.repeat(sources, k, axis=0)).permute(0, 3, 1, 2).float() / 127.5 - 1
     src = one_hot(torch.from_numpy(np.repeat(src_aff, k)), k)
     tgt = one_hot(torch.arange(k).repeat(len(sources)), k)
-    outs, t0 = [], time.perf_counter()
+    t0 = time.perf_counter()
     with torch.no_grad():
         for a in range(0, len(x), 64):
-            outs.append(ed.edit(x[a:a + 64], src[a:a + 64], tgt[a:a + 64]))
-    rate = len(x) / (time.perf_counter() - t0)
-    y = torch.cat(outs).clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return y, rate
+            ed.edit(x[a:a + 64], src[a:a + 64], tgt[a:a + 64])
+    return len(x) / (time.perf_counter() - t0)
+
+
+def evaluate(run: Path, manifest: Path, out: Path, judge_cache: Path, sources: int) -> dict:
+    """The headline numbers of `fex eval` for one run (the judge is trained once and reused)."""
+    shutil.rmtree(out, ignore_errors=True)
+    if judge_cache.is_dir():
+        shutil.copytree(judge_cache, out / "judge")
+    ev = evaluate_run(run, manifest, out, sections=["judge", "sharpness", "identity", "collapse", "frechet"],
+                      max_sources=sources, device="cpu", progress=False)
+    if not judge_cache.is_dir():
+        shutil.copytree(out / "judge", judge_cache)
+    m = ev.metrics
+    ident = m["identity"]
+    return {"judge_ratio": m["judge"]["generated_over_real"], "judge_at_target": m["judge"]["generated"]["accuracy"],
+            "judge_real": m["judge"]["real"]["accuracy"], "sharpness": m["sharpness"]["ratio"],
+            "identity": ident["share_under_threshold"],
+            "faces_found": 1 - ident["generated_face_not_found"] / max(1, ident["pairs"]),
+            "collapse": m["collapse"]["ratio"], "frechet": m["frechet"]["judge_features"]["value"]}
 
 
 def main() -> None:
@@ -113,21 +138,10 @@ def main() -> None:
     steps = max(1, args.images // args.batch)
 
     test = FaceDataset(manifest, "test", args.size, progress=False)
-    train_split = FaceDataset(manifest, "train", args.size, progress=False)
-    affects, k = test.affects, len(test.affects)
+    k = len(test.affects)
     pick = np.sort(np.random.default_rng(0).choice(len(test), min(args.sources, len(test)), replace=False))
-    sources, src_aff = test.image_array(pick), test.affect_ids[pick]
-    targets = np.tile(np.arange(k), len(pick))
-
-    judge, _ = load_or_train_judge(args.out / "judge", train_split.images, train_split.affect_ids, affects,
-                                   JudgeSettings(size=min(64, args.size)), progress=False)
-    judge_real = float((judge.predict(test.images) == test.affect_ids).mean())
-    real_feats = judge.features(test.images)
-    describer = FaceDescriber(5, 256)
-    src_desc = describer.describe(sources)
-    print(f"manifest {manifest}: {len(train_split)} train / {len(test)} test faces, {k} affects; "
-          f"judge (today's: flips and shifts) on real test faces {judge_real:.3f}; "
-          f"{steps} steps x batch {args.batch} = {steps * args.batch} images per model, {args.size} px, "
+    print(f"manifest {manifest}: {len(test)} test faces, {k} affects; {steps} steps x batch {args.batch} = "
+          f"{steps * args.batch} images per model, {args.size} px, "
           f"{'bf16' if amp_dtype(args.amp, torch.device('cpu')) else 'fp32'}, {args.threads} thread(s)", flush=True)
 
     rows = []
@@ -135,27 +149,25 @@ def main() -> None:
         print(f"== {name}", flush=True)
         run = args.out / "runs" / name
         img_s = train_model(name, manifest, run, args.size, steps, args.batch, args.amp)
-        edits, edit_rate = edit_all(run, sources, src_aff, k)
-        judge_gen = float((judge.predict(edits) == targets).mean())
-        gen_desc = describer.describe(edits)
-        both = np.repeat(src_desc.found, k) & gen_desc.found
-        dist = descriptor_distance(np.repeat(src_desc.vectors, k, axis=0), gen_desc.vectors)[both]
-        rows.append({"model": name, "judge_ratio": judge_gen / judge_real, "judge_at_target": judge_gen,
-                     "identity": float((dist < SAME_PERSON_THRESHOLD).mean()) if len(dist) else float("nan"),
-                     "faces_found": float(gen_desc.found.mean()),
-                     "frechet": frechet_distance(real_feats, judge.features(edits)),
-                     "train_img_s": img_s, "edits_s": edit_rate})
+        rate = edit_rate(run, test.image_array(pick), test.affect_ids[pick], k)
+        scores = evaluate(run, manifest, args.out / "eval" / name, args.out / "judge", args.sources)
+        rows.append({"model": name, **scores, "train_img_s": img_s, "edits_s": rate})
         print(f"   {rows[-1]}", flush=True)
 
-    print(f"\n{len(pick)} test sources x {k} affects = {len(targets)} edits per model; "
+    print(f"\n{len(pick)} test sources x {k} affects = {len(pick) * k} edits per model; "
           f"{steps * args.batch} training images each; total {time.perf_counter() - started:.0f} s\n")
-    print("| model | judge @ target / real | identity < 0.6 | faces found | judge Fréchet | train img/s | edits/s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['judge_ratio']:.2f} ({r['judge_at_target']:.3f} / {judge_real:.3f}) | "
-              f"{r['identity']:.2f} | {r['faces_found']:.2f} | {r['frechet']:.1f} | {r['train_img_s']:.1f} | "
-              f"{r['edits_s']:.0f} |")
+    print("| model | judge @ target / real | sharpness | identity < 0.6 | faces found | collapse | judge Fréchet "
+          "| train img/s | edits/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
+    def num(v: float | None, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)
+
+    for r in rows:
+        print(f"| {r['model']} | {num(r['judge_ratio'], '.2f')} ({r['judge_at_target']:.3f} / {r['judge_real']:.3f}) "
+              f"| {num(r['sharpness'], '.2f')} | {num(r['identity'], '.2f')} | {r['faces_found']:.2f} "
+              f"| {num(r['collapse'], '.2f')} | {num(r['frechet'], '.1f')} | {r['train_img_s']:.1f} "
+              f"| {r['edits_s']:.0f} |")
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ thread holds up the rest. `fex train`/`fex eval` now pick their threads with `fe
     busy, fex           the same competitor, threads from fexdata.threads
 
 Each row runs in its own process (thread settings are per process): the real FExGAN step
-(`fextrain.train._Run.step`, as benchmarks/train.py times it) at 64 px, batch 16, with `fex demo`'s small
+(`Session.model.train_step`, as benchmarks/train.py times it) at 64 px, batch 16, with `fex demo`'s small
 widths. Reported: steps/s of wall time (what contention costs) and CPU seconds per step; the ratio of each
 row to "alone, default" is measured in the same run.
 
@@ -32,9 +32,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SMALL_ARCH = {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]}
-
-
 def child(manifest: str, out: str, threads: str, steps: int, forever: bool) -> None:
     """Train in this process and print {"steps_per_s", "cpu_per_step", "threads"} as JSON."""
     import torch
@@ -42,25 +39,30 @@ def child(manifest: str, out: str, threads: str, steps: int, forever: bool) -> N
     from fexdata.threads import set_torch_threads
     from fextrain import distributed as dd
     from fextrain.config import TrainConfig
-    from fextrain.train import _Run
+    from fextrain.train import Session
+    from train import WIDTHS  # benchmarks/train.py: `fex demo`'s small widths
 
     if threads == "fex":
         set_torch_threads(None)
     elif threads != "default":
         torch.set_num_threads(int(threads))
     cfg = TrainConfig(manifest=manifest, out=out, size=64, batch=16, steps=10**9, device="cpu", amp="off",
-                      arch=dict(SMALL_ARCH), cache_dir=str(Path(out).parent / "cache"))
-    run = _Run(cfg, False, False, lambda _m: None, None, dd.DistInfo())
+                      arch=dict(WIDTHS["demo"]["fexgan"]), cache_dir=str(Path(out).parent / "cache"))
+    run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
     run.setup()
-    run.step(1)
-    run.step(2)
+
+    def train_step(i: int) -> None:  # as benchmarks/train.py times it: data, then the model's D and G updates
+        run.model.train_step(run.data.next(), run.context(i))
+
+    train_step(1)
+    train_step(2)
     step = 3
     while forever:
-        run.step(step)
+        train_step(step)
         step += 1
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(steps):
-        run.step(step + i)
+        train_step(step + i)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({"steps_per_s": steps / wall, "cpu_per_step": cpu / steps, "threads": torch.get_num_threads()}))
 

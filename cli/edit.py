@@ -37,8 +37,8 @@ from fexdata.ingest.align import PAD_MODES
               help="Videos: edit up to this second; later frames pass through unchanged.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Faces per model forward.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA with bf16 when present), cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for torch and OpenCV.  [default: the cores this process may use]")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for torch and OpenCV  [default: this process's share of the cores that are idle]")
 @click.option("--align", type=click.Choice(["ffhq", "bbox"]), default=None,
               help="Crop recipe, when the run does not record it (or to override it): the alignment of `fex ingest`.")
 @click.option("--zoom", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -63,12 +63,16 @@ from fexdata.ingest.align import PAD_MODES
               help="--estimator judge: epochs of the judge when it has to be trained.")
 @click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
               help="--estimator judge: at least this many judge updates.")
+@click.option("--identity", default=None, metavar="NAME",
+              help="Identity-editing models (degan): draw the faces, with their own expression, on this train "
+                   "identity of the run (e.g. jaffe:KA; the run's config.json lists them). The --to targets "
+                   "then only name the outputs: such a model keeps each face's expression.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any input was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch, device, threads,
-         align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth, redetect_every,
-         max_megapixels, judge_epochs, judge_min_steps, strict, overwrite, quiet) -> None:
+def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch,
+         device, threads, align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth,
+         redetect_every, max_megapixels, judge_epochs, judge_min_steps, identity, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
     RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
@@ -79,36 +83,29 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
     fex edit runs/fexgan photos/ --to all --intensity 0.5,1,1.5 --out edits
     fex edit runs/fexgan take.mp4 --to 0.5*joy+surprise --start 2 --end 6 --out edits
     fex edit runs/fexgan take.mp4 --to schedule.csv --out edits
+    fex edit runs/degan me.jpg --to all --identity jaffe:KA --out edits
 
     Faces are found and aligned exactly as the run's training crops were made, edited, and pasted back
     into the full-resolution frame. Re-running the same command skips finished outputs. See docs/edit.md.
     """
+    import cv2
+
+    from fexdata.threads import set_torch_threads
     from fextrain.edit import EditOptions, edit as run_edit, format_summary
     from fextrain.edit.source import JudgeOptions
 
-    _threads(threads)
-    recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks, "crop_size": crop_size,
-              "sizes": tuple(ingest_sizes) or None, "fallback": fallback, "smooth": smooth,
+    cv2.setNumThreads(set_torch_threads(threads))  # OpenCV's pool the same size: the model and warps alternate
+    recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks,
+              "crop_size": crop_size, "sizes": tuple(ingest_sizes) or None, "fallback": fallback, "smooth": smooth,
               "redetect_every": redetect_every}
     options = EditOptions(
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
-        source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops, start=start, end=end,
-        batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe, fan_weights=fan_weights,
-        judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite)
+        source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops,
+        start=start, end=end, batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe,
+        fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite,
+        identity=identity)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
     click.echo(format_summary(summary, out))
     if strict and summary["rejects"]:
         raise click.ClickException(f"--strict: {summary['rejects']} inputs were rejected (see {out}/rejects)")
 
-
-def _threads(n: int | None) -> None:
-    """Size torch's and OpenCV's thread pools (default: this process's CPU affinity, not the machine's cores)."""
-    import os
-
-    import cv2
-    import torch
-
-    if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    cv2.setNumThreads(n)

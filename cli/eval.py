@@ -8,6 +8,16 @@ import click
 from cli.params import comma_floats
 
 
+def _counts(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in (value or "").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write comma-separated whole numbers, e.g. 500,1000,5000") from None
+    if any(n < 1 for n in counts):
+        raise click.BadParameter("counts must be at least 1 (N = 0 is always reported)")
+    return counts
+
+
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
@@ -20,7 +30,8 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
 @click.option("--sections", callback=_names, default=None, metavar="A,B",
               help="Run only these sections (comma-separated): judge, sharpness, identity, collapse, frechet, "
-                   "discriminator, figures  [default: all]")
+                   "discriminator, figures, intensity, augment, fer_folds  [default: all but the opt-in "
+                   "augment and fer_folds, which --augment and --fer-folds switch on]")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--max-sources", type=click.IntRange(1), default=100, show_default=True,
               help="Test images edited into every affect (a seeded subset); 0 is not allowed, use --all-sources.")
@@ -41,6 +52,19 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--sweep-affect", default="joy", show_default=True, help="Affect of the intensity-sweep figure.")
 @click.option("--sweep", "sweep", default="0,0.25,0.5,0.75,1,1.25,1.5", show_default=True, callback=comma_floats,
               help="Weights of the intensity sweep.")
+@click.option("--intensities", default="0.2,0.4,0.6,0.8,1", show_default=True, callback=comma_floats,
+              help="Target-vector magnitudes of the intensity check (judge confidence in the target vs intensity).")
+@click.option("--intensity-sources", type=click.IntRange(1), default=20, show_default=True,
+              help="Test faces the intensity check edits to every other affect at every intensity.")
+@click.option("--augment", callback=_counts, default=None, metavar="N[,N...]",
+              help="ExprGAN's augmentation study: a judge trained on the real train split plus N generated "
+                   "images per affect, real test accuracy per N beside N = 0.")
+@click.option("--fer-folds", is_flag=True,
+              help="DE-GAN's protocol: train the run's model on all folds but one, for every fold of the manifest "
+                   "(`fex build-manifest --folds 10`), and report each held-out fold's recognition accuracy "
+                   "beside the plain judge's.")
+@click.option("--fer-steps", type=click.IntRange(1), default=None,
+              help="Training steps per fold for --fer-folds  [default: the run's own]")
 @click.option("--figure-identities", type=click.IntRange(1), default=6, show_default=True,
               help="Identities (rows) in the identity, mixed and intensity figures.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -57,6 +81,8 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     fex eval runs/fexgan --manifest data/manifest.parquet
     fex eval runs/fexgan --manifest data/manifest.parquet --out runs/fexgan/eval --device cuda --all-sources
     fex eval runs/fexgan --manifest data/manifest.parquet --sections judge,identity
+    fex eval runs/exprgan --manifest data/manifest.parquet --augment 500,1000,5000,10000
+    fex eval runs/degan --manifest data/folds.parquet --fer-folds --sections fer_folds
 
     Prints the headline first (expression, sharpness, identity, collapse), then each section's
     summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),

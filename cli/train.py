@@ -18,7 +18,8 @@ def _paper(key: str) -> str:
 
 
 def _models_help() -> str:
-    return "\n".join(f"  {name:<10} {cls.summary}" for name, cls in sorted(MODELS.items()))
+    width = max(map(len, MODELS)) + 1
+    return "\n".join(f"{name:<{width}} {cls.summary}" for name, cls in sorted(MODELS.items()))
 # CLI option -> config key, for the options that map one to one.
 _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed", "compile",
             "ckpt_every", "sample_every", "log_every", "amp")
@@ -100,4 +101,7 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
     click.echo(f"generator: {result.run_dir / 'generator.safetensors'}; logs: tensorboard --logdir {result.run_dir / 'tb'}")
 
 
-train.help = train.help.replace("MODELS_HELP", _models_help().lstrip())
+# One line per registered model, each indented like the placeholder line of the docstring.
+_indent = next(line[: len(line) - len(line.lstrip())] for line in train.help.splitlines() if "MODELS_HELP" in line)
+train.help = train.help.replace(f"{_indent}MODELS_HELP", "\n".join(_indent + line.strip() for line in
+                                                                _models_help().splitlines()))

@@ -44,13 +44,21 @@ class UnpairedSampler:
         return src, None, self._affects[self._draw(n)]
 
 
-def train_intensities(manifest: str, split: str = "train") -> np.ndarray | None:
-    """The split's `intensity` column in FaceDataset row order; None when the manifest gives none."""
+def training_rows(df: Any, holdout_fold: int | None = None) -> Any:
+    """Mask of the rows a run trains on: the train split, or, holding out a cross-validation fold
+    (`TrainConfig.holdout_fold`), every row of the other folds whatever its split."""
+    if holdout_fold is None:
+        return df["split"] == "train"
+    return df["fold"].notna() & (df["fold"] != holdout_fold)
+
+
+def train_intensities(manifest: str, holdout_fold: int | None = None) -> np.ndarray | None:
+    """The training rows' `intensity` column in FaceDataset row order; None when the manifest gives none."""
     try:
-        df, _ = read_manifest(manifest, columns=["split", "intensity"])
+        df, _ = read_manifest(manifest, columns=["split", "fold", "intensity"])
     except Exception:  # an older manifest without the column
         return None
-    values = df.loc[df["split"] == split, "intensity"].to_numpy(np.float32, na_value=np.nan)
+    values = df.loc[training_rows(df, holdout_fold), "intensity"].to_numpy(np.float32, na_value=np.nan)
     return None if np.isnan(values).all() else values
 
 

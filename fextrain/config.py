@@ -49,11 +49,17 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (0: only at exit)
     log_every: int = 50  # steps between scalar logs (TensorBoard, metrics.jsonl, bar)
     num_samples: int = 8  # source faces in each sample grid
+    # Cross-validation (`fex eval --fer-folds`): train on every row outside this fold of the manifest's
+    # identity-disjoint folds (`fex build-manifest --folds K`), whatever its split; None: the train split.
+    holdout_fold: int | None = None
     arch: dict[str, Any] = field(default_factory=dict)  # the model's architecture settings (widths, ...)
     loss: Any = None  # the model's Loss dataclass (weights, schedules, condition laws); a dict is converted
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     affects: list[str] = field(default_factory=list)  # filled from the manifest: the affect vector order
     identities: list[str] = field(default_factory=list)  # filled from the train split: identity id order
+    # filled from the manifest: how its faces were found, aligned and cropped, so that `fex edit` crops a
+    # user's faces the same way even when the manifest has moved (None: the manifest does not say)
+    recipe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         try:

@@ -96,20 +96,22 @@ class Runtime:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return net.to(self.device, memory_format=fmt)
 
-    def wrap(self, net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+    def wrap(self, net: nn.Module, find_unused: bool = False) -> tuple[nn.Module, nn.Module, nn.Module]:
         """Three views of `net`: (trained, plain, eager).
 
         trained: DDP under torchrun, then compiled when asked - every forward whose output is
         back-propagated into the network's parameters. plain: compiled, not DDP - forwards that only
         pass gradients through a frozen network (a DDP forward whose parameters get no gradient would
         leave its gradient reduction waiting). eager: DDP, not compiled - forwards differentiated
-        twice (gradient penalties), which compiled graphs do not support.
+        twice (gradient penalties), which compiled graphs do not support. `find_unused`: some steps
+        leave part of `net` without gradient (GANModel.sometimes_unused), which DDP must then look for.
         """
         ddp: nn.Module = net
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                      find_unused_parameters=find_unused)
         if self.compile:
             return torch.compile(ddp), torch.compile(net), ddp
         return ddp, net, ddp

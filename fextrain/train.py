@@ -24,10 +24,12 @@ import numpy as np
 import torch
 
 from fexdata.dataset import FaceDataset
+from fexdata.ingest.recipe import read_recipe
 from fexdata.manifest import ManifestError, read_manifest
+from fexdata.packed_cache import default_cache_dir
 from fexdata.paths import resolve_inside
 from fextrain import distributed as dd
-from fextrain.batches import BatchSource, train_intensities
+from fextrain.batches import BatchSource, train_intensities, training_rows
 from fextrain.checkpoint import CHECKPOINT, FORMAT, export_generator, load_checkpoint, save_checkpoint
 from fextrain.config import TrainConfig, from_dict, save_json, to_dict
 from fextrain.logger import RunLogger
@@ -53,17 +55,21 @@ class TrainResult:
     is_main: bool = True  # False on the other ranks under torchrun (they print nothing)
 
 
-def check_manifest(path: str | Path, size: int) -> tuple[str, ...]:
+def check_manifest(path: str | Path, size: int, holdout_fold: int | None = None) -> tuple[str, ...]:
     """Refuse a manifest training cannot use, before any step; returns its affect order.
 
-    Needs a train split with at least two affects, one crop size no smaller than `size` (larger
-    crops are shrunk once into the packed cache; enlarging would only teach blur), and every train
-    crop on disk.
+    Needs a train split (or, holding out a fold, other folds) with at least two affects, one crop
+    size no smaller than `size` (larger crops are shrunk once into the packed cache; enlarging would
+    only teach blur), and every train crop on disk.
     """
     path = Path(path)
-    df, meta = read_manifest(path, columns=["image", "affect", "split", "crop_size"])
+    df, meta = read_manifest(path, columns=["image", "affect", "split", "fold", "crop_size"])
     affects = tuple(meta.get("affects") or ())
-    train = df[df["split"] == "train"]
+    train = df[training_rows(df, holdout_fold)]
+    folds = sorted(set(df["fold"].dropna().astype(int)))
+    if holdout_fold is not None and (holdout_fold not in folds or len(folds) < 2):
+        raise ManifestError(f"{path}: cannot hold out fold {holdout_fold} (folds here: {folds or 'none'})",
+                            hint="hold out one of its folds, or rebuild it with `fex build-manifest --folds K`")
     if train.empty:
         splits = ", ".join(sorted(set(df["split"]))) or "none"
         raise ManifestError(f"{path}: no rows in the train split (splits present: {splits}); "
@@ -119,26 +125,35 @@ class Session:
         cfg, info = self.cfg, self.info
         state = self._load_state()
         self.rt = Runtime(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, info)
-        cfg.affects = list(check_manifest(cfg.manifest, cfg.size))
+        cfg.affects = list(check_manifest(cfg.manifest, cfg.size, cfg.holdout_fold))
+        cfg.recipe = read_recipe(cfg.manifest)
         if cfg.batch < 2:
             raise TrainingError("--batch must be at least 2 (normalisation layers need more than one sample)")
 
         # The packed cache is built by rank 0 alone; the others open it once it exists.
         cache = cfg.cache_dir or None
+        rows = dict(split="train") if cfg.holdout_fold is None else dict(split="all", exclude_fold=cfg.holdout_fold)
         if self.main:
-            ds = FaceDataset(cfg.manifest, "train", cfg.size, cache_dir=cache, progress=self.progress)
+            ds = FaceDataset(cfg.manifest, size=cfg.size, cache_dir=cache, progress=self.progress, **rows)
         dd.barrier(info)
         if not self.main:
-            ds = FaceDataset(cfg.manifest, "train", cfg.size, cache_dir=cache, progress=False)
+            ds = FaceDataset(cfg.manifest, size=cfg.size, cache_dir=cache, progress=False, **rows)
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
         self.rng = torch.Generator(device=self.rt.device)  # augmentation and the model's own draws
         self.data = BatchSource(ds, ImageStore(ds.images, self.rt.device, cfg.data_on_device),
                                 paired=model_class(cfg.model).paired, batch=cfg.batch, augment=cfg.augment,
                                 rng=self.rng, seed=cfg.seed + 1_000_003 * info.rank,
-                                channels_last=self.rt.channels_last, intensity=train_intensities(cfg.manifest))
+                                channels_last=self.rt.channels_last, intensity=train_intensities(cfg.manifest, cfg.holdout_fold))
         cfg.identities = list(self.data.identities)
         self.model: GANModel = build_from_config(to_dict(cfg))
+        # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
+        helpers = Path(cache) if cache else default_cache_dir(cfg.manifest)
+        if self.main:
+            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=self.progress)
+        dd.barrier(info)
+        if not self.main:
+            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=False)
         skip = {"size", "num_affects", "num_identities"}
         cfg.arch = json.loads(json.dumps({k: v for k, v in asdict(self.model.arch).items() if k not in skip}))
         self.start = 0
@@ -155,7 +170,7 @@ class Session:
         self.rng.manual_seed(cfg.seed + 104_729 * (info.rank + 1))
         if state is not None:
             self._restore_rng(state.get("rng") or [])
-        wrapped = {name: self.rt.wrap(net) for name, net in self.raw.items()}
+        wrapped = {name: self.rt.wrap(net, name in self.model.sometimes_unused) for name, net in self.raw.items()}
         self.nets = {name: w[0] for name, w in wrapped.items()}
         self.plain = {name: w[1] for name, w in wrapped.items()}
         self.eager = {name: w[2] for name, w in wrapped.items()}
@@ -176,7 +191,7 @@ class Session:
         return load_checkpoint(self.ckpt_path, "cpu") if self.resume else None
 
     def _check_resumable(self, saved: TrainConfig) -> None:
-        keys = ["model", "size", "arch", "affects"]
+        keys = ["model", "size", "arch", "affects", "holdout_fold"]
         if "num_identities" in arch_fields(type(self.model)):
             keys.append("identities")  # its identity head is sized by them
         for key in keys:

@@ -25,6 +25,17 @@ TINY_ARCH: dict[str, Any] = {"base_width": 16, "max_width": 32, "bottleneck": 16
 TINY_ARCHS: dict[str, dict[str, Any]] = {
     "fexgan": TINY_ARCH,
     "stargan": {"g_conv_dim": 8, "g_repeat": 2, "d_conv_dim": 4},
+    "exprgan": {"enc_base": 8, "enc_max": 64, "dec_base": 16, "d_widths": [4, 8, 8, 16], "d_fc": 32, "q_hidden": 8, "dz_widths": [8, 8, 8]},
+    "fexgan-skip": {"base_width": 16, "max_width": 32, "bottleneck": 16, "d_widths": [8, 16, 32]},
+    "degan": {"base_width": 8, "max_width": 32, "rep_dim": 16, "noise_dim": 8, "local_width": 8, "local_fc": 8},
+}
+# Loss settings a tiny run needs, so that 60 steps at lr 1e-3 show the reconstruction wiring the shared
+# tests look at (tiny decoders sit on a plateau of near-constant output for tens of steps otherwise):
+# ExprGAN's identity network trained for a few steps and its controller stage short (tests/test_exprgan.py
+# runs the default stage proportions); DE-GAN's own-identity reconstruction weighted as pix2pix's L1 (100).
+TINY_LOSSES: dict[str, dict[str, Any]] = {
+    "exprgan": {"id_net": {"width": 4, "steps": 20, "batch": 8}, "stage2_start": 0.1},
+    "degan": {"lambda_rec": 100.0},
 }
 
 
@@ -61,6 +72,7 @@ def tiny_config(manifest: Path, out: Path, model: str = "fexgan", **overrides: A
     fp32 (amp off), so results do not depend on whether this CPU has native bf16 (amp auto would use it)."""
     settings: dict[str, Any] = dict(manifest=str(manifest), out=str(out), model=model, size=64, steps=4, batch=4,
                                     device="cpu", amp="off", log_every=1, ckpt_every=100, sample_every=0, num_samples=3,
-                                    arch=dict(TINY_ARCHS[model]), cache_dir=str(out.parent / f"{out.name}-cache"))
+                                    arch=dict(TINY_ARCHS[model]), loss=dict(TINY_LOSSES.get(model, {})),
+                                    cache_dir=str(out.parent / f"{out.name}-cache"))
     settings.update(overrides)
     return TrainConfig(**settings)

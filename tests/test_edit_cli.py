@@ -114,6 +114,11 @@ def test_video_keeps_frames_rate_duration_and_audio(run, tmp_path):
     assert max(diff[10], diff[11]) < 1.5                    # faceless frames pass through (re-encoded)
     assert min(diff[i] for i in edited) > 2 * max(diff[10], diff[11])
     assert "22 with a face edited, 2 without a face" in result.output
+    # A new target later: one more pass for it alone; the grid shows the earlier output too (read back).
+    one_tile = read_rgb(out / "take" / "grid.png").shape[1] / 2
+    result = fex_edit(str(run), str(clip), "--to", "sadness,joy", "--out", str(out), "--from", "neutral")
+    assert "into 1 outputs" in result.output
+    assert read_rgb(out / "take" / "grid.png").shape[1] == pytest.approx(3 * one_tile, abs=3)
 
 
 def test_video_start_end_limits_the_edit(run, tmp_path):
@@ -243,3 +248,12 @@ def test_killed_run_leaves_no_half_written_file_and_resumes(run, tmp_path):
     for name in ("joy", "anger"):
         assert len(list(iter_frames(out / "in" / "long" / f"{name}.mp4"))) == 48
     assert set(pd.read_parquet(out / "edits.parquet")["output"]) >= {"in/long/joy.mp4", "in/a/anger.png"}
+
+
+def test_the_run_carries_the_manifests_crop_recipe(run):
+    """The recipe travels ingest -> manifest -> run config, so the run still knows it if the manifest moves."""
+    from fexdata.ingest.recipe import read_recipe
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"] is not None and config["recipe"] == read_recipe(config["manifest"])
+    assert config["recipe"]["align"] == "ffhq" and config["recipe"]["crop_size"] == 128

@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
+from _train_fixtures import TINY_ARCHS, TINY_LOSSES, tiny_config, write_tiny_manifest
 
 from cli.main import main as fex
 from fextrain.models import MODELS, affect_vector, build_model, load_editor, one_hot
@@ -56,7 +56,12 @@ def test_shapes_at_every_size(name, size):
         mixed = model.edit(x, src, torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0.3, 0, 0, 0]]))
         logits = model.classify(x)
     assert onehot.shape == mixed.shape == x.shape and onehot.abs().max() <= 1 and torch.isfinite(mixed).all()
-    assert not torch.allclose(onehot, mixed, rtol=1e-3, atol=0)  # mixed / scaled vectors reach the generator
+    if model.identity_edit:  # it keeps the input's expression: the identity code is what steers it
+        with torch.no_grad():
+            other = model.edit(x, src, one_hot(torch.tensor([1, 2]), k), identity=torch.tensor([1, 2]))
+        assert not torch.allclose(onehot, other, rtol=1e-3, atol=0)
+    else:
+        assert not torch.allclose(onehot, mixed, rtol=1e-3, atol=0)  # mixed / scaled vectors reach the generator
     assert logits is None or logits.shape == (2, k)
 
 
@@ -128,3 +133,27 @@ def test_train_help_lists_the_registry():
         assert name in result.output and cls.summary[:30] in " ".join(result.output.split())
     bad = CliRunner().invoke(fex, ["train", "--out", "x", "--model", "nope"])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+@pytest.mark.slow  # three interpreters per model; the only way to exercise DDP without GPUs
+@pytest.mark.parametrize("name", ALL)
+def test_torchrun_two_processes(name, manifest, tmp_path):
+    """Every model under DDP (Gloo, 2 CPU processes) through all its stages: ExprGAN's three (some with
+    idle parameters: `sometimes_unused`), DE-GAN's late G-more-often phase and its recognition stage."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    stages = {"exprgan": {"stage2_start": 0.3, "stage3_start": 0.6}, "degan": {"recognition_start": 0.72}}
+    sets = [f"--set=arch={json.dumps(TINY_ARCHS[name])}",
+            f"--set=loss={json.dumps({**TINY_LOSSES.get(name, {}), **stages.get(name, {})})}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cli.main", "train", "--manifest", str(manifest), "--out", str(run), "--model", name, "--size", "64",
+           "--steps", "7", "--batch", "4", "--device", "cpu", "--log-every", "1", "--no-progress",
+           f"--set=cache_dir={tmp_path / 'cache'}", *sets]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done:") == 1 and "cpu x2" in proc.stdout
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == list(range(1, 8)) and any(MODELS[name].reconstruction in r for r in rows)

@@ -79,10 +79,7 @@ def _run_unit_task(out: str, options: IngestOptions, unit: Unit) -> tuple[UnitRe
     """Body of one Ray task: (the unit's result, this worker's pid, model loads in this worker so far)."""
     global _PROCESSOR, _LOADS
     key = (out, options)
-    if _PROCESSOR is None or _PROCESSOR[0] != key:
-        import cv2
-
-        cv2.setNumThreads(1)  # one task per CPU already; OpenCV's own threads would only contend
+    if _PROCESSOR is None or _PROCESSOR[0] != key:  # (UnitProcessor keeps OpenCV to one thread itself)
         if _PROCESSOR is not None:
             _PROCESSOR[1].close()
         _PROCESSOR = (key, UnitProcessor(Path(out), options))

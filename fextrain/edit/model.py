@@ -1,7 +1,7 @@
 """The run's model behind `fex edit`: loaded through the registry's one inference interface, run in batches.
 
-Any registered model works the same way (`Editor.edit(x, source_vec, target_vec)`, `Editor.classify(x)`);
-nothing here knows an architecture. On CUDA the forward runs under bf16 autocast in channels_last memory;
+Any registered model works the same way (`Editor.edit(x, source_vec, target_vec)`, `Editor.classify(x)`;
+`identity=` for the models that draw a chosen train identity); nothing here knows an architecture. On CUDA the forward runs under bf16 autocast in channels_last memory;
 on CPU in float32.
 """
 from __future__ import annotations
@@ -36,11 +36,15 @@ def load_model(path: str | Path, device: torch.device) -> Any:
 
 
 class BatchModel:
-    """uint8 crops in, uint8 crops out, `batch` faces per forward."""
+    """uint8 crops in, uint8 crops out, `batch` faces per forward.
 
-    def __init__(self, editor: Any, batch: int = 16) -> None:
+    `identity`: a train-identity index every face is drawn on, for identity-editing models (DE-GAN).
+    """
+
+    def __init__(self, editor: Any, batch: int = 16, identity: int | None = None) -> None:
         self.editor = editor
         self.batch = max(1, int(batch))
+        self.identity = identity
         self.device = torch.device(editor.device)
         cuda = self.device.type == "cuda"
         self._amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
@@ -60,9 +64,10 @@ class BatchModel:
         out = np.empty_like(crops)
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
+            who = {} if self.identity is None else {"identity": torch.full((len(crops[sl]),), self.identity)}
             with self._autocast():
                 y = self.editor.edit(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
-                                     torch.as_tensor(target[sl], dtype=torch.float32))
+                                     torch.as_tensor(target[sl], dtype=torch.float32), **who)
             y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             out[sl] = y.permute(0, 2, 3, 1).cpu().numpy()
         return out

@@ -64,6 +64,7 @@ class EditOptions:
     fan_weights: str | None = None
     judge: JudgeOptions = JudgeOptions()
     overwrite: bool = False
+    identity: str | None = None       # --identity: a train identity to draw the faces on (identity-editing models)
 
 
 def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -76,6 +77,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     run_path, out = Path(run), Path(out)
     device = resolve_device(options.device)
     editor = load_model(run_path, device)
+    identity = _identity(editor, options.identity)
     affects, size = tuple(editor.affects), int(editor.size)
     recipe, recipe_from = resolve_recipe(editor.config, run_path, size, options.recipe)
     targets = parse_targets(options.to, options.intensities, affects)
@@ -85,11 +87,12 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     with locked(out / LOCK_NAME, busy):
         fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
         _check_same_job(out, fingerprint, options.overwrite)
-        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "running"}, indent=2))
+        fingerprint_and_targets = {**fingerprint, "targets": {t.name: t.spec for t in targets}}
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "running"}, indent=2))
         remove_temp_files(out)
         log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
             + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
-        model = BatchModel(editor, options.batch)
+        model = BatchModel(editor, options.batch, identity)
         judge = functools.partial(run_judge, editor.config, run_path, size, options.judge, str(device), progress, log)
         ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
                           SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
@@ -101,8 +104,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
         rows = gather(out)
         summary = _summary(out, counts, frames, rows, time.perf_counter() - started)
-        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint, "status": "finished", "summary": summary},
-                                                      indent=2, default=str))
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "finished",
+                                                       "summary": summary}, indent=2, default=str))
         return summary
 
 
@@ -169,12 +172,23 @@ def _write_rejects(out: Path, name: str, rows: list[dict[str, Any]]) -> None:
         path.unlink(missing_ok=True)
 
 
+def _identity(editor: Any, name: str | None) -> int | None:
+    """--identity NAME as a train-identity index; refused for models that edit expressions."""
+    if name is None:
+        return None
+    if not getattr(editor.gan, "identity_edit", False):
+        raise EditError(f"--identity: model {editor.model!r} edits expressions, not identities",
+                        hint="leave --identity out, or use a run of an identity-editing model (degan)")
+    return editor.identity_index(name)
+
+
 def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: EditOptions) -> dict[str, Any]:
     """What decides the pixels of an output besides its input and target: a DIR holds one of these."""
     settings = {"source": options.source, "estimator": options.estimator, "faces": options.faces,
                 "colour": options.colour, "keep_detail": options.keep_detail, "start": options.start,
                 "end": options.end,
-                "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER}}
+                "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER},
+                **({"identity": options.identity} if options.identity else {})}
     return json.loads(json.dumps({"format": FORMAT_VERSION, "run": str(run_path.resolve()), "model": editor.model,
                                   "step": int(editor.step), "affects": list(editor.affects), "size": int(editor.size),
                                   "recipe": recipe, "settings": settings}))

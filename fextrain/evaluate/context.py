@@ -96,20 +96,29 @@ class EvalContext:
     def test(self) -> FaceDataset:
         return self.dataset("test")
 
+    @property
+    def identity_edit(self) -> bool:
+        """True for models whose edit keeps the face's expression and redraws its identity (DE-GAN)."""
+        return bool(getattr(getattr(self.editor, "gan", None), "identity_edit", False))
+
     @torch.no_grad()
-    def edit(self, images: np.ndarray, source_affects: np.ndarray, targets: np.ndarray | torch.Tensor) -> np.ndarray:
+    def edit(self, images: np.ndarray, source_affects: np.ndarray, targets: np.ndarray | torch.Tensor,
+             identities: np.ndarray | None = None) -> np.ndarray:
         """uint8 edits of uint8 images through the model's `edit`, in batches.
 
-        `source_affects` are affect ids; `targets` affect ids too, or target vectors [N, K] (mixed or scaled).
+        `source_affects` are affect ids; `targets` affect ids too, or target vectors [N, K] (mixed or scaled);
+        `identities` train-identity ids for models that draw a chosen identity (DE-GAN), else None.
         """
         source_vecs = one_hot(torch.as_tensor(np.asarray(source_affects, np.int64)), self.k)
         target_vecs = targets if isinstance(targets, torch.Tensor) else \
             one_hot(torch.as_tensor(np.asarray(targets, np.int64)), self.k)
+        ids = None if identities is None else torch.as_tensor(np.asarray(identities, np.int64))
         bs, outs = self.options.batch_size, []
         for start in range(0, len(images), bs):
             x = to_model_input(images[start : start + bs], self.size).to(self.device)
-            outs.append(as_uint8_images(self.editor.edit(x, source_vecs[start : start + bs],
-                                                         target_vecs[start : start + bs]).float().cpu()))
+            args = (x, source_vecs[start : start + bs], target_vecs[start : start + bs])
+            out = self.editor.edit(*args) if ids is None else self.editor.edit(*args, identity=ids[start : start + bs])
+            outs.append(as_uint8_images(out.float().cpu()))
         return np.concatenate(outs) if outs else np.zeros((0, self.size, self.size, 3), np.uint8)
 
     @cached_property

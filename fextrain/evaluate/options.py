@@ -29,6 +29,11 @@ class EvalOptions:
     sweep_affect: str = "joy"
     sweep: tuple[float, ...] = DEFAULT_SWEEP
     cell: int = 96  # pixels per figure cell
+    intensities: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # target-vector magnitudes of the intensity check
+    intensity_sources: int | None = 20  # test faces edited at every intensity to every other affect
+    augment: tuple[int, ...] = ()  # generated images per affect of the augmentation study (ExprGAN Table 1)
+    fer_folds: bool = False  # DE-GAN's fold protocol over the manifest's identity-disjoint folds
+    fer_steps: int | None = None  # training steps per fold (None: the run's own)
     batch_size: int = 64
     cache_dir: str | None = None  # packed-image cache (default: the dataset's own default)
     seed: int = 0

@@ -157,6 +157,8 @@ def evaluate_run(
     """
     o = EvalOptions.from_kwargs(**opts)
     names = select_sections(sections)
+    if sections is None:  # opt-in studies join when their option asks for them
+        names = [n for n in names if SECTIONS[n].requested(o)]
     say = log or (lambda msg: None)
     run_dir, manifest, out_dir = Path(run_dir), Path(manifest), Path(out_dir)
     started = time.time()

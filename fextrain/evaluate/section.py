@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from fextrain.evaluate.context import EvalContext
+    from fextrain.evaluate.options import EvalOptions
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class Section:
 
     name: ClassVar[str]
     title: ClassVar[str]
+
+    @classmethod
+    def requested(cls, options: EvalOptions) -> bool:
+        """Whether `fex eval` without --sections runs this section. Costly studies (--augment,
+        --fer-folds) run only when their option asks for them, or when named in --sections."""
+        return True
 
     def check(self, ctx: EvalContext) -> None:
         """Raise EvalError for options this section cannot use. Called for every selected section before

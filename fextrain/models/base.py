@@ -31,6 +31,21 @@ and implements:
 * `classify(x)`             - affect logits [B, K] from the discriminator's classification head, or
                               None when the model has none.
 
+Optional, for models that need them:
+
+* `prepare(data, cache_dir=, device=, progress=)` - fit or load fixed helpers its losses use (ExprGAN's
+                              identity network) from the training data before the first step, on
+                              every start and resume; cached under `cache_dir` by a fingerprint, so
+                              every rank and every resume gets the same ones. Rank 0 runs it first.
+* `sometimes_unused`        - names of networks some of whose parameters get no gradient in some steps
+                              (a stage schedule, a head trained only in some stages); DDP then searches
+                              for unused parameters after each forward instead of failing.
+* `identity_edit`           - True when `edit(..., identity=ids)` draws a chosen train identity
+                              (DE-GAN); `identity` is [B] train-identity indices (`Editor.identities`
+                              order) or [B, N_i] weights over them. Other models ignore `identity`.
+* Stage schedules (ExprGAN's three stages, DE-GAN's recognition stage) are functions of `ctx.step`
+  and `ctx.total` alone, so a resumed run crosses a stage boundary exactly where an unbroken one does.
+
 The loop owns the rest: device, bf16 autocast, channels_last, DDP and torch.compile wrapping, the
 image store and batch sampling (`fextrain.batches`), checkpoints, logs, sample grids (rendered
 through `edit`), the NaN stop and Ctrl-C.
@@ -39,6 +54,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import torch
@@ -130,6 +146,8 @@ class GANModel(nn.Module):
     progress: ClassVar[tuple[str, ...]] = ()
     reconstruction: ClassVar[str] = ""  # the metric measuring reconstruction (L1 to a target, or a cycle)
     summary: ClassVar[str] = ""  # one line for `fex train --help`
+    sometimes_unused: ClassVar[frozenset[str]] = frozenset()  # networks DDP wraps with find_unused_parameters
+    identity_edit: ClassVar[bool] = False  # edit() draws the train identity given as `identity`
 
     def __init__(self, arch: Any, loss: Any) -> None:
         super().__init__()
@@ -152,10 +170,14 @@ class GANModel(nn.Module):
         """Scheduled loss weights at `step`, logged beside the losses (none by default)."""
         return {}
 
+    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool) -> None:
+        """Fit or load fixed loss helpers from the training FaceDataset `data` (nothing by default)."""
+
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor,
+             identity: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def classify(self, x: torch.Tensor) -> torch.Tensor | None:

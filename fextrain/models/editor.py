@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from fexdata.errors import EditError
 from fextrain.checkpoint import (CHECKPOINT, GENERATOR, CheckpointError, load_checkpoint,
                                  read_export)
 from fextrain.models.base import GANModel
@@ -29,10 +30,29 @@ class Editor:
     device: torch.device
     has_discriminator: bool  # False when only the exported generator was loaded
 
-    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
-        """x float NCHW in [-1, 1] at `size`; vectors [B, K] (mixed/scaled allowed) -> NCHW in [-1, 1]."""
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor,
+             identity: torch.Tensor | None = None) -> torch.Tensor:
+        """x float NCHW in [-1, 1] at `size`; vectors [B, K] (mixed/scaled allowed) -> NCHW in [-1, 1].
+
+        `identity` (identity-editing models only, `gan.identity_edit`): [B] indices into `identities`
+        or [B, len(identities)] weights; None lets the model choose (DE-GAN: the average train identity).
+        """
         d = self.device
-        return self.gan.edit(x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
+        args = (x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
+        if identity is None:
+            return self.gan.edit(*args)
+        if not self.gan.identity_edit:
+            raise EditError(f"model {self.model!r} edits expressions, not identities",
+                            hint="leave --identity out, or use a run of an identity-editing model (degan)")
+        return self.gan.edit(*args, identity=identity.to(d))
+
+    def identity_index(self, name: str) -> int:
+        """Index of a train identity by name (e.g. 'jaffe:KA'), for `edit(..., identity=)`."""
+        if name not in self.identities:
+            shown = ", ".join(self.identities[:10]) + (" ..." if len(self.identities) > 10 else "")
+            raise EditError(f"identity {name!r} is not one of this run's train identities: {shown}",
+                            hint="name one of the run's train identities (config.json, `identities`)")
+        return self.identities.index(name)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor | None:
         """Affect logits [B, K] from the discriminator's head; None without one."""

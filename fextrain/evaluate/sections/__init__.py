@@ -2,15 +2,19 @@
 
 Order is report order, and the headline takes its numbers in this order too (expression, sharpness,
 identity, collapse). To add a metric, write a `Section` subclass in a new file here and add it below.
+Costly studies are opt-in (`Section.requested`): they run when their option is given or they are named.
 """
 from __future__ import annotations
 
 from fextrain.evaluate.section import Section
+from fextrain.evaluate.sections.augment import AugmentSection
 from fextrain.evaluate.sections.collapse import CollapseSection
 from fextrain.evaluate.sections.discriminator import DiscriminatorSection
+from fextrain.evaluate.sections.fer_folds import FerFoldsSection
 from fextrain.evaluate.sections.figures import FiguresSection
 from fextrain.evaluate.sections.frechet import FrechetSection
 from fextrain.evaluate.sections.identity import IdentitySection
+from fextrain.evaluate.sections.intensity import IntensitySection
 from fextrain.evaluate.sections.judge import JudgeSection
 from fextrain.evaluate.sections.sharpness import SharpnessSection
 
@@ -24,6 +28,9 @@ SECTIONS: dict[str, type[Section]] = {
         FrechetSection,
         DiscriminatorSection,
         FiguresSection,
+        IntensitySection,
+        AugmentSection,  # opt-in: --augment N[,N...]
+        FerFoldsSection,  # opt-in: --fer-folds
     )
 }
 

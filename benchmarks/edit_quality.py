@@ -1,0 +1,170 @@
+"""Edit quality of every registered model: the `fex eval` headline, mean and spread over seeds (issue 9).
+
+    python benchmarks/edit_quality.py                                  # every model, 3 seeds, 3,000 steps
+    python benchmarks/edit_quality.py --models fexgan,fexgan-skip --seeds 1 --steps 300 --sources 30
+
+Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested as
+`fex demo` does, into OUT/data (reused on the next run), split two ways from the same ingest:
+
+* frame: the demo's within-identity split in time (`--split frame --blocks 4 --guard 0`): the test
+  faces are other frames of people the model trained on;
+* identity: subject-independent (`--split identity --fractions 0.67,0.33`): the test faces are people
+  the model never saw, which is what editing a new person is. One seed (`--identity-seeds`).
+
+Every model trains with its own losses at the demo's narrow widths (BENCH_ARCH), at --size, batch
+--batch, for --steps steps: the same image budget for every model. Then `fextrain.evaluate.evaluate_run`
+(the `fex eval` code, sections judge, sharpness, identity and collapse) gives the headline:
+
+* expression: the robust judge's accuracy on the edits at their target, over its accuracy on real test faces;
+* sharpness: Laplacian variance of the edits over the real test faces';
+* identity: share of edits within 0.6 of their source's dlib descriptor, with the share of edits where
+  a face is found;
+* collapse: how much edits of different sources differ at one target, relative to the sources.
+
+One judge per split, trained on that split's train faces and shared by every model and seed (copied
+into each evaluation folder, where `fex eval` reuses it). A finished (split, model, seed) keeps its
+metrics.json, so an interrupted benchmark resumes where it stopped. Results: OUT/results.json and a
+Markdown table on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fextrain.config import TrainConfig
+from fextrain.evaluate import evaluate_run
+from fextrain.models import MODELS
+from fextrain.train import train
+from models import BENCH_ARCH  # benchmarks/models.py (this script's folder is on sys.path): the same widths
+
+SPLITS = {
+    "frame": ["--split", "frame", "--blocks", "4", "--guard", "0"],
+    "identity": ["--split", "identity", "--fractions", "0.67,0.33"],
+}
+SECTIONS = ["judge", "sharpness", "identity", "collapse"]
+COLUMNS = ("expression", "sharpness", "identity", "faces_found", "collapse")
+
+
+def fex(args: list[str]) -> None:
+    from cli.main import main
+
+    status = main.main(args, standalone_mode=False, prog_name="fex")
+    if status:
+        raise SystemExit(f"fex {' '.join(args)} failed with status {status}")
+
+
+def demo_manifests(root: Path) -> dict[str, Path]:
+    """{split: manifest} over the `fex demo` data, ingested once under root."""
+    from fexdata.sample import write_studio_tree
+
+    ingest = root / "ingest"
+    if not (root / "ingested").is_file():
+        shutil.rmtree(root / "captures", ignore_errors=True)
+        write_studio_tree(root / "captures", identities=6, seconds=2.0, fps=15.0, size=256, layout="clips")
+        fex(["ingest", str(root / "captures"), "--out", str(ingest), "--size", "128", "--quiet"])
+        (root / "ingested").touch()
+    manifests = {}
+    for split, options in SPLITS.items():
+        manifests[split] = root / f"manifest-{split}.parquet"
+        if not manifests[split].is_file():
+            fex(["build-manifest", str(ingest), "--out", str(manifests[split]), *options, "--quiet"])
+    return manifests
+
+
+def headline(metrics: dict) -> dict[str, float | None]:
+    """The headline's numbers, plus the share of edits where a face was found."""
+    h, ident = metrics["headline"], metrics["identity"]
+    found = 1 - ident["generated_face_not_found"] / ident["pairs"] if ident["pairs"] else None
+    return {"expression": h["expression"]["value"], "sharpness": h["sharpness"]["value"],
+            "identity": h["identity"]["value"], "faces_found": found, "collapse": h["collapse"]["value"],
+            "collapsed": bool(metrics["collapse"]["collapsed"])}
+
+
+def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path, args: argparse.Namespace) -> dict:
+    """Train one model with one seed and evaluate it; reuses a finished evaluation."""
+    run, evaluation = out / "run", out / "eval"
+    if (evaluation / "metrics.json").is_file():
+        return headline(json.loads((evaluation / "metrics.json").read_text()))
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = TrainConfig(manifest=str(manifest), out=str(run), model=model, size=args.size, steps=args.steps,
+                      batch=args.batch, seed=seed, device="cpu", amp="off", log_every=max(1, args.steps // 10),
+                      ckpt_every=10**9, sample_every=0, arch=dict(BENCH_ARCH.get(model, {})))
+    started = time.perf_counter()
+    train(cfg, progress=False, log=lambda msg: None)
+    trained = time.perf_counter() - started
+    if judge_cache.is_dir():
+        shutil.copytree(judge_cache, evaluation / "judge")
+    result = evaluate_run(run, manifest, evaluation, sections=SECTIONS, device="cpu", max_sources=args.sources,
+                          judge_epochs=args.judge_epochs,
+                          judge_min_steps=args.judge_min_steps, progress=False)
+    if not judge_cache.is_dir():
+        shutil.copytree(evaluation / "judge", judge_cache)
+    print(f"   train {trained:.0f} s\n" + "\n".join("   " + line for line in result.summary.splitlines()[:6]),
+          flush=True)
+    return headline(result.metrics)
+
+
+def spread(values: list[float | None]) -> str:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return "–"
+    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("out/bench-edit-quality"))
+    ap.add_argument("--models", default=",".join(sorted(MODELS)), help="comma-separated registry names")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per model on the frame split")
+    ap.add_argument("--identity-seeds", type=int, default=1, help="seeds per model on the identity split (0: skip)")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--sources", type=int, default=100, help="test faces edited into every affect")
+    ap.add_argument("--judge-epochs", type=int, default=15)
+    ap.add_argument("--judge-min-steps", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    manifests = demo_manifests(args.out / "data")
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(sorted(MODELS))}")
+    plan = [("frame", args.seeds), ("identity", args.identity_seeds)]
+    print(f"{', '.join(models)}: {args.steps} steps x batch {args.batch} at {args.size} px, {args.sources} test "
+          f"sources x every affect, judge {args.judge_epochs} epochs, {args.threads} thread(s)", flush=True)
+
+    results: dict[str, dict[str, list[dict]]] = {}
+    for split, seeds in plan:
+        for model in models:
+            for seed in range(seeds):
+                print(f"== {split} split, {model}, seed {seed}", flush=True)
+                out = args.out / split / model / f"seed{seed}"
+                row = measure(model, seed, manifests[split], out, args.out / split / "judge", args)
+                results.setdefault(split, {}).setdefault(model, []).append(row)
+                print(f"   {row}", flush=True)
+    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                       "results": results}, indent=2) + "\n")
+
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; mean ± sd over seeds\n")
+    print("| split | model | seeds | expression (judge / real) | sharpness | identity < 0.6 | faces found | "
+          "collapse (edit / source spread) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for split, by_model in results.items():
+        for model, rows in by_model.items():
+            collapsed = sum(r["collapsed"] for r in rows)
+            cells = [spread([r[c] for r in rows]) for c in COLUMNS]
+            cells[-1] += f" ({collapsed} collapsed)" if collapsed else ""
+            print(f"| {split} | {model} | {len(rows)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

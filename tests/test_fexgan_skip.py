@@ -1,0 +1,76 @@
+"""What is specific to `fexgan-skip`: detail kept through the mask and skips, the mask penalty, its settings.
+
+The registry-parametrised tests (tests/test_models.py) cover shapes, learning, resume and loading.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
+
+from fexdata.errors import TrainingError
+from fexdata.sample import sample_face
+from fextrain.augment import to_uint8
+from fextrain.evaluate.sections.sharpness import laplacian_variance
+from fextrain.models import build_model, one_hot
+from fextrain.models.fexgan_skip import total_variation
+from fextrain.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def _faces(n: int = 4, size: int = 64) -> torch.Tensor:
+    faces = np.stack([sample_face(i, "joy", size=size, seed=i) for i in range(n)])
+    return torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _sharpness_ratio(name: str, x: torch.Tensor) -> float:
+    torch.manual_seed(0)
+    model = build_model(name, size=64, num_affects=3, **TINY_ARCHS[name]).eval()
+    same = one_hot(torch.zeros(len(x), dtype=torch.long), 3)
+    with torch.no_grad():
+        y = model.edit(x, same, same)
+    return float(laplacian_variance(to_uint8(y)).mean() / laplacian_variance(to_uint8(x)).mean())
+
+
+def test_an_untrained_edit_keeps_the_sources_detail_where_fexgan_repaints_it():
+    x = _faces()
+    skip, faithful = _sharpness_ratio("fexgan-skip", x), _sharpness_ratio("fexgan", x)
+    # The mask starts at sigmoid(2) = 0.88 of the source: Laplacian variance about 0.88^2 of the source's.
+    assert 0.6 < skip < 1.0
+    # FExGAN redraws every pixel from its 1x1 bottleneck: almost none of the source's detail.
+    assert faithful < 0.1 and skip > 5 * faithful
+
+
+def test_total_variation_has_known_values():
+    flat = torch.full((1, 1, 4, 4), 0.5)
+    stripes = torch.tensor([0.0, 1.0, 0.0, 1.0]).repeat(4, 1)[None, None]  # columns alternate
+    assert total_variation(flat).item() == 0.0
+    assert total_variation(stripes).item() == pytest.approx(1.0)  # 0 down the rows, 1 across the columns
+
+
+def test_the_mask_penalty_lowers_the_mask(tmp_path):
+    manifest = write_tiny_manifest(tmp_path / "data")
+    shares = {}
+    for penalty in (0.0, 20.0):
+        out = tmp_path / f"run{penalty:g}"
+        train(tiny_config(manifest, out, model="fexgan-skip", steps=6, lr=2e-3,
+                          loss={"mask_penalty": penalty}),
+              progress=False, log=lambda m: None)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        shares[penalty] = rows[-1]["g_mask"]
+    assert shares[20.0] < shares[0.0] - 0.05, shares
+
+
+def test_a_refused_setting_is_named_and_skips_and_mask_can_be_switched_off():
+    with pytest.raises(TrainingError, match="skip_divisors"):
+        build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[3])
+    without = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], mask=False,
+                          **TINY_ARCHS["fexgan-skip"])
+    with torch.no_grad():
+        y = without.eval().edit(_faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3))
+    assert y.shape == (1, 3, 64, 64) and y.abs().max() <= 1
