@@ -3,6 +3,7 @@ retried, models loaded once per worker process, and one-line errors when Ray is 
 import _thread
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -184,4 +185,9 @@ def test_ctrl_c_cancels_the_outstanding_tasks_and_a_rerun_resumes(cluster, studi
     assert _parts(out) == stopped_at < 5  # nothing went on writing, and not everything was done
     summary = run_ray(root, out)
     assert summary["run"]["units_resumed"] == stopped_at
+    assert_same_output(out, pool)
+    # the next run of this driver reuses the Ray workers (and their models) into an OUT made anew
+    shutil.rmtree(out)
+    summary = run_ray(root, out)
+    assert summary["run"]["executor"]["model_loads"] == 0  # loaded by the runs before, in these workers
     assert_same_output(out, pool)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from fexdata.errors import IngestError
 from fexdata.ingest.plan import IngestOptions, Unit
-from fexdata.ingest.worker import UnitProcessor, UnitResult
+from fexdata.ingest.faces import FaceFinder
+from fexdata.ingest.worker import UnitProcessor, UnitResult, make_finder
 
 RETRIES = 3              # runs of a unit after its worker died, before the run gives up on it
 CONNECT_TIMEOUT_S = 5.0  # Ray's own connect to a dead address hangs for minutes: we knock first
@@ -29,15 +31,18 @@ LOCAL_OBJECT_STORE = 128 << 20  # results are a few hundred bytes: a local Ray n
 # local pool's workers (at nice 15, other work on the machine took up to half their CPU in our benchmark).
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
-# Per Ray worker process: the processor for (OUT, options), and how many times models were loaded.
-_PROCESSOR: tuple[tuple[str, IngestOptions], UnitProcessor] | None = None
-_LOADS = 0
+# Per Ray worker process, which Ray reuses for later tasks and later runs of the same driver: the face
+# finders (the models) by options, kept; and the current run's processor, whose memory of the crop folders
+# it made must not outlive the run (the next run may write into an OUT deleted and made again).
+_FINDERS: dict[IngestOptions, FaceFinder] = {}
+_RUN: dict = {"id": None, "processor": None, "loads": 0}  # loads: finders this worker made for the run
 
 
 def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], address: str | None,
               workers: int, advance: Callable[[UnitResult], None]) -> dict:
     """Run `pending` as Ray tasks, calling `advance` with each result as its task completes; returns
-    the cluster's CPUs (workers), how many worker processes ran tasks and how often they loaded models.
+    the cluster's CPUs (workers), how many worker processes ran tasks and how often they loaded models for it
+    (never more than once each; a worker Ray reuses from an earlier run of this driver keeps its models).
 
     `address`: a cluster to join (`auto`, `HOST:PORT`, `ray://HOST:PORT`; default $RAY_ADDRESS), else a
     local Ray with `workers` CPUs is started for the run and stopped after it. A Ray already initialised
@@ -49,7 +54,8 @@ def run_units(out: Path, options: IngestOptions, pending: Sequence[Unit], addres
         cpus = int(ray.cluster_resources().get("CPU", 0))
         loads: dict[int, int] = {}  # worker pid -> model loads in it
         task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_run_unit_task)
-        remaining = [task.remote(str(out), options, unit) for unit in pending]
+        run_id = uuid.uuid4().hex
+        remaining = [task.remote(run_id, str(out), options, unit) for unit in pending]
         try:
             while remaining:
                 done, remaining = ray.wait(remaining, num_returns=min(len(remaining), 64), timeout=0.1)
@@ -75,16 +81,17 @@ def preflight(address: str | None) -> None:
         _check_reachable(address)
 
 
-def _run_unit_task(out: str, options: IngestOptions, unit: Unit) -> tuple[UnitResult, int, int]:
-    """Body of one Ray task: (the unit's result, this worker's pid, model loads in this worker so far)."""
-    global _PROCESSOR, _LOADS
-    key = (out, options)
-    if _PROCESSOR is None or _PROCESSOR[0] != key:  # (UnitProcessor keeps OpenCV to one thread itself)
-        if _PROCESSOR is not None:
-            _PROCESSOR[1].close()
-        _PROCESSOR = (key, UnitProcessor(Path(out), options))
-        _LOADS += 1
-    return _PROCESSOR[1].run(unit), os.getpid(), _LOADS
+def _run_unit_task(run_id: str, out: str, options: IngestOptions, unit: Unit) -> tuple[UnitResult, int, int]:
+    """Body of one Ray task: (the unit's result, this worker's pid, model loads in this worker for this run)."""
+    if _RUN["id"] != run_id:  # (UnitProcessor keeps OpenCV to one thread itself)
+        if _RUN["processor"] is not None:
+            _RUN["processor"].close()
+        loads = 0
+        if options not in _FINDERS:
+            _FINDERS[options] = make_finder(options)
+            loads = 1
+        _RUN.update(id=run_id, processor=UnitProcessor(Path(out), options, finder=_FINDERS[options]), loads=loads)
+    return _RUN["processor"].run(unit), os.getpid(), _RUN["loads"]
 
 
 def _result(ray, ref) -> tuple[UnitResult, int, int]:
