@@ -2,6 +2,8 @@
 
     python benchmarks/edit_quality.py                                  # every model, 3 seeds, 3,000 steps
     python benchmarks/edit_quality.py --models fexgan,fexgan-skip --seeds 1 --steps 300 --sources 30
+    python benchmarks/edit_quality.py --models fexgan-skip --ablate "no-mask:arch.mask=false" \
+        --ablate "no-skips:arch.skip_divisors=[]" --ablate "no-cycle:loss.lambda_cyc=0"
 
 Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested as
 `fex demo` does, into OUT/data (reused on the next run), split two ways from the same ingest:
@@ -21,6 +23,10 @@ Every model trains with its own losses at the demo's narrow widths (BENCH_ARCH),
   a face is found;
 * collapse: how much edits of different sources differ at one target, relative to the sources.
 
+`--ablate NAME:KEY=JSON[;KEY=JSON...]` adds a row per ablation on the frame split: each model of
+--models trained again with those settings changed (`arch.*` or `loss.*`, as `fex train --set`), so
+that each part of a model is measured on its own (--ablation-seeds seeds).
+
 One judge per split, trained on that split's train faces and shared by every model and seed (copied
 into each evaluation folder, where `fex eval` reuses it). A finished (split, model, seed) keeps its
 metrics.json, so an interrupted benchmark resumes where it stopped. Results: OUT/results.json and a
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -86,15 +93,34 @@ def headline(metrics: dict) -> dict[str, float | None]:
             "collapsed": bool(metrics["collapse"]["collapsed"])}
 
 
-def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path, args: argparse.Namespace) -> dict:
-    """Train one model with one seed and evaluate it; reuses a finished evaluation."""
+def parse_ablation(spec: str) -> tuple[str, dict[str, dict]]:
+    """'no-mask:arch.mask=false;loss.gamma=1' -> ('no-mask', {'arch': {'mask': False}, 'loss': {'gamma': 1}})."""
+    name, _, body = spec.partition(":")
+    changes: dict[str, dict] = {"arch": {}, "loss": {}}
+    for setting in filter(None, body.split(";")):
+        key, _, value = setting.partition("=")
+        group, _, field = key.strip().partition(".")
+        if group not in changes or not field or not value:
+            raise SystemExit(f"--ablate {spec!r}: expected NAME:arch.KEY=JSON or NAME:loss.KEY=JSON")
+        changes[group][field] = json.loads(value)
+    if not name or not any(changes.values()):
+        raise SystemExit(f"--ablate {spec!r}: give a name and at least one setting")
+    return name, changes
+
+
+def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path, args: argparse.Namespace,
+            changes: dict[str, dict] | None = None) -> dict:
+    """Train one model with one seed (with `changes` to its arch and loss) and evaluate it; reuses a
+    finished evaluation."""
+    changes = changes or {}
     run, evaluation = out / "run", out / "eval"
     if (evaluation / "metrics.json").is_file():
         return headline(json.loads((evaluation / "metrics.json").read_text()))
     shutil.rmtree(out, ignore_errors=True)
     cfg = TrainConfig(manifest=str(manifest), out=str(run), model=model, size=args.size, steps=args.steps,
                       batch=args.batch, seed=seed, device="cpu", amp="off", log_every=max(1, args.steps // 10),
-                      ckpt_every=10**9, sample_every=0, arch=dict(BENCH_ARCH.get(model, {})))
+                      ckpt_every=10**9, sample_every=0, arch={**BENCH_ARCH.get(model, {}), **changes.get("arch", {})},
+                      loss=changes.get("loss") or None)
     started = time.perf_counter()
     train(cfg, progress=False, log=lambda msg: None)
     trained = time.perf_counter() - started
@@ -103,8 +129,13 @@ def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path,
     result = evaluate_run(run, manifest, evaluation, sections=SECTIONS, device="cpu", max_sources=args.sources,
                           judge_epochs=args.judge_epochs,
                           judge_min_steps=args.judge_min_steps, progress=False)
-    if not judge_cache.is_dir():
-        shutil.copytree(evaluation / "judge", judge_cache)
+    if not judge_cache.is_dir():  # the first evaluation of a split trained it; a concurrent one may have too
+        staging = judge_cache.with_name(f".{judge_cache.name}.{os.getpid()}")
+        shutil.copytree(evaluation / "judge", staging)
+        try:
+            staging.rename(judge_cache)
+        except OSError:
+            shutil.rmtree(staging)
     print(f"   train {trained:.0f} s\n" + "\n".join("   " + line for line in result.summary.splitlines()[:6]),
           flush=True)
     return headline(result.metrics)
@@ -130,6 +161,9 @@ def main() -> None:
     ap.add_argument("--judge-epochs", type=int, default=15)
     ap.add_argument("--judge-min-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--ablate", action="append", default=[], metavar="NAME:KEY=JSON[;KEY=JSON]",
+                    help="a frame-split row with these arch./loss. settings changed (repeatable)")
+    ap.add_argument("--ablation-seeds", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -138,18 +172,21 @@ def main() -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(sorted(MODELS))}")
-    plan = [("frame", args.seeds), ("identity", args.identity_seeds)]
+    ablations = dict(parse_ablation(spec) for spec in args.ablate)
+    plan = [("frame", args.seeds, "", {}), ("identity", args.identity_seeds, "", {})]
+    plan += [("frame", args.ablation_seeds, name, changes) for name, changes in ablations.items()]
     print(f"{', '.join(models)}: {args.steps} steps x batch {args.batch} at {args.size} px, {args.sources} test "
           f"sources x every affect, judge {args.judge_epochs} epochs, {args.threads} thread(s)", flush=True)
 
     results: dict[str, dict[str, list[dict]]] = {}
-    for split, seeds in plan:
+    for split, seeds, ablation, changes in plan:
         for model in models:
+            row_name = f"{model} [{ablation}]" if ablation else model
             for seed in range(seeds):
-                print(f"== {split} split, {model}, seed {seed}", flush=True)
-                out = args.out / split / model / f"seed{seed}"
-                row = measure(model, seed, manifests[split], out, args.out / split / "judge", args)
-                results.setdefault(split, {}).setdefault(model, []).append(row)
+                print(f"== {split} split, {row_name}, seed {seed}", flush=True)
+                out = args.out / split / (f"{model}--{ablation}" if ablation else model) / f"seed{seed}"
+                row = measure(model, seed, manifests[split], out, args.out / split / "judge", args, changes)
+                results.setdefault(split, {}).setdefault(row_name, []).append(row)
                 print(f"   {row}", flush=True)
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "results": results}, indent=2) + "\n")

@@ -7,16 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _proc import run as proc_run
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return proc_run([sys.executable, "-c", code], cwd=REPO, timeout=120)
 
 
 def _fex(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    return proc_run([sys.executable, "-m", "cli.main", *args], cwd=REPO, timeout=120)
 
 
 def test_a_user_error_is_one_line_and_a_hint_with_status_2(tmp_path):

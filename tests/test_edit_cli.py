@@ -238,7 +238,7 @@ def test_killed_run_leaves_no_half_written_file_and_resumes(run, tmp_path):
     while time.time() < deadline and not list((out / "in" / "long").glob(".*video.tmp")) and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     # Whatever was there when it died is whole: PNGs decode, no mp4 without its audio, no part without its output.
     for png in out.rglob("*.png"):
         assert read_rgb(png).size

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from _proc import run as proc_run, start
 from cli.ingest import ingest as ingest_cmd
 from cli.main import main
 from fexdata.sample import write_studio_tree
@@ -17,8 +18,8 @@ from fexdata.sample import write_studio_tree
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _fex(*args, **kw):
-    return [sys.executable, "-m", "cli.main", "ingest", *map(str, args)], dict(cwd=REPO, **kw)
+def _fex(*args):
+    return [sys.executable, "-m", "cli.main", "ingest", *map(str, args)]
 
 
 def _records(out: Path) -> pd.DataFrame:
@@ -35,26 +36,24 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(tmp_path):
     (root / "ada" / "fear.mp4").write_bytes(b"")  # one bad input: the run goes on, --strict fails
     a, b = tmp_path / "a", tmp_path / "b"
 
-    cmd, kw = _fex(root, "--out", a, "-j", "1", "--strict", "-q")
-    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    done = proc_run(_fex(root, "--out", a, "-j", "1", "--strict", "-q"), cwd=REPO)
     assert done.returncode == 1, done.stderr
     assert "detected layout 'studio'" in done.stdout and "--strict: 1 inputs were rejected" in done.stderr
     assert "1 rejected" in done.stdout and "file is empty" in done.stdout
 
-    cmd, kw = _fex(root, "--out", b, "-j", "2", "-q")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    proc = start(_fex(root, "--out", b, "-j", "2", "-q"), cwd=REPO, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list((b / "records").glob("part-*.parquet"))) >= 1:
             break
         time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, signal.SIGKILL)  # the ingest process alone: its workers must notice and end
+    proc.wait(timeout=60)
     parts_after_kill = len(list((b / "records").glob("part-*.parquet")))
     assert 1 <= parts_after_kill < 5, "the kill did not land mid-run"  # 5 units: 4 clips + the bad one
 
-    cmd, kw = _fex(root, "--out", b, "-j", "2", "-q")
-    again = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    again = proc_run(_fex(root, "--out", b, "-j", "2", "-q"), cwd=REPO)
     assert again.returncode == 0, again.stderr
     assert "already done" in again.stdout
 

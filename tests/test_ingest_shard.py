@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from _proc import finish, start
+from _proc import run as proc_run
+
 from cli.main import main
 from fexdata.ingest import IngestError, Shard, ingest, resolve_sources
 from fexdata.ingest.plan import IngestOptions, Source, make_plan, unit_key
@@ -79,9 +82,9 @@ def test_bad_shard_gets_one_line_and_a_hint(tmp_path, spec, message):
 def test_three_concurrent_shards_equal_one_run(studio, tmp_path):
     root, whole = studio
     out = tmp_path / "sharded"
-    procs = [subprocess.Popen(fex_ingest(root, "--out", out, "--shard", f"{i}/3", "-j", "1", "-q"), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
-    outputs = [p.communicate(timeout=600) for p in procs]
+    procs = [start(fex_ingest(root, "--out", out, "--shard", f"{i}/3", "-j", "1", "-q"), cwd=REPO,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    outputs = [finish(p, timeout=600) for p in procs]
     for p, (stdout, stderr) in zip(procs, outputs):
         assert p.returncode == 0, stderr
     processed = [json.loads((out / "shards" / f"shard-{i}-of-3.json").read_text())["summary"]["run"]
@@ -115,12 +118,11 @@ def test_killed_shard_reruns_without_duplicates(studio, tmp_path):
             break  # a unit is writing its crops: its records part comes only after them
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     mine = json.loads((out / "shards" / "shard-0-of-2.json").read_text())
     assert mine["status"] == "running"  # killed mid-run
 
-    again = subprocess.run(fex_ingest(root, "--out", out, "--shard", "0/2", "-q"), cwd=REPO,
-                           capture_output=True, text=True, timeout=600)
+    again = proc_run(fex_ingest(root, "--out", out, "--shard", "0/2", "-q"), cwd=REPO, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "this run (shard 0/2)" in again.stdout
     sources = resolve_sources([str(root)], "studio", log=lambda _: None)

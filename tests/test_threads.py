@@ -19,7 +19,7 @@ def test_available_cores_follow_the_affinity_mask():
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from fexdata.threads import available_cores, torch_threads; "
             "print(available_cores(), torch_threads(), torch_threads(8))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(__file__))).stdout.split()
     assert out == ["1", "1", "1"]
 
