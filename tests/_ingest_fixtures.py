@@ -26,6 +26,19 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def crop_pixels(out: Path) -> dict[str, bytes]:
+    """Every crop under OUT/crops by relative path, as its decoded pixels (shape included): runs that
+    must agree on crops agree on pixels, since the PNG encoder may write the same pixels as other
+    bytes (fexdata.ingest.png)."""
+    found = {}
+    for p in sorted((out / "crops").rglob("*")):
+        if p.is_file():
+            image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            found[p.relative_to(out).as_posix()] = b"unreadable" if image is None else \
+                repr(image.shape).encode() + image.tobytes()
+    return found
+
+
 def write_png(path: Path, rgb: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(rgb))

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from _ingest_fixtures import crop_pixels
+
 from cli.main import main
 from fexdata.ingest import IngestError, ingest, resolve_sources
 from fexdata.ingest.plan import IngestOptions
@@ -26,10 +28,6 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 
 def records(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "records").sort_values("image").reset_index(drop=True)
-
-
-def crops(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "crops").rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def run_ray(root: Path, out: Path) -> dict:
 def assert_same_output(out: Path, pool: Path) -> None:
     pd.testing.assert_frame_equal(records(out), records(pool))
     pd.testing.assert_frame_equal(pd.read_parquet(out / "rejects"), pd.read_parquet(pool / "rejects"))
-    assert crops(out) == crops(pool) and len(crops(pool)) == 4 * 15
+    assert crop_pixels(out) == crop_pixels(pool) and len(crop_pixels(pool)) == 4 * 15
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
 
 

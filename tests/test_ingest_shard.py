@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from _proc import finish, start
-from _proc import run as proc_run
+from _ingest_fixtures import crop_pixels
+from _proc import finish, run as proc_run, start
 
 from cli.main import main
 from fexdata.ingest import IngestError, Shard, ingest, resolve_sources
@@ -36,7 +36,7 @@ def rejects(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "rejects").sort_values(["source_path", "reason"]).reset_index(drop=True)
 
 
-def files(out: Path, folder: str = "crops") -> dict[str, bytes]:
+def files(out: Path, folder: str) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / folder).rglob("*") if p.is_file()}
 
 
@@ -94,7 +94,7 @@ def test_three_concurrent_shards_equal_one_run(studio, tmp_path):
 
     pd.testing.assert_frame_equal(records(out), records(whole))
     pd.testing.assert_frame_equal(rejects(out), rejects(whole))
-    assert files(out) == files(whole) and len(files(whole)) == 6 * 9
+    assert crop_pixels(out) == crop_pixels(whole) and len(crop_pixels(whole)) == 6 * 9
     assert files(out, "records") == files(whole, "records")  # the very same parts, byte for byte
     status = json.loads((out / "ingest.json").read_text())  # written by the last shard to finish
     assert status["status"] == "finished" and status["units"] == status["units_finished"] == 7
@@ -132,7 +132,7 @@ def test_killed_shard_reruns_without_duplicates(studio, tmp_path):
     assert got.image.is_unique
     pd.testing.assert_frame_equal(got, records(whole))
     pd.testing.assert_frame_equal(rejects(out), rejects(whole))
-    assert files(out) == files(whole)
+    assert crop_pixels(out) == crop_pixels(whole)
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
 
 

@@ -1,16 +1,15 @@
-"""A fast lossless PNG encoder for crops: the "up" row filter, then deflate by ISA-L (level 0).
+"""A fast lossless PNG encoder for crops: the "up" row filter, then deflate by ISA-L (level 1).
 
 OpenCV's PNG writer spent ~1.6 ms of CPU on a 256 px RGB crop here (libpng tries every row filter, zlib
 compresses), the largest per-frame cost of a studio clip once detection is amortised. The same pixels
 written with one fixed filter and ISA-L's deflate (`isal`, the Intel storage library's SIMD compressor)
-take ~0.4 ms. Any PNG reader decodes them to exactly the same pixels; only the file bytes differ.
-Without `isal` (a platform with no wheel) the standard zlib at level 1 is used.
+take ~0.5 ms and come out ~3 % larger. Any PNG reader decodes them to exactly the same pixels; only the
+file bytes differ. Without `isal` (a platform with no wheel) the standard zlib at level 1 is used.
 
-Why ISA-L's level 0 (one pass, static Huffman codes) and not its level 1 (two passes through a symbol
-buffer, dynamic codes): level 1 wrote the same pixels as different bytes now and then (once in ten
-kill-and-resume test runs, measured 2026-11-22), so a resumed run was not byte-identical to an
-uninterrupted one. Level 0 needs no buffer, is twice as fast (0.40 against 0.79 ms on a 256 px crop)
-and writes files ~13 % larger (95 against 84 kB).
+The contract is pixels, not bytes: ISA-L may write the same pixels as different bytes. Seen once in ten
+kill-and-resume test runs (about 1 crop in 500, 2026-11-22; not reproduced in a loop of one process),
+so tests compare decoded crops. ISA-L's level 0 (one pass, static Huffman codes) was the alternative:
+about as fast, but 13-33 % larger files than level 1.
 
 The format (PNG spec, ISO/IEC 15948): signature, IHDR (width, height, 8-bit, colour type 2 = RGB or
 0 = gray), one IDAT holding the zlib stream of the filtered rows (each prefixed by its filter type, here
@@ -25,7 +24,7 @@ import numpy as np
 
 try:
     from isal import isal_zlib as _deflate
-    _LEVEL = 0           # isal levels are 0-3 (see above for why 0)
+    _LEVEL = 1           # isal levels are 0-3; 1 is its fast one, and already beats zlib's default size here
 except ImportError:      # pragma: no cover - platforms without an isal wheel
     _deflate = zlib
     _LEVEL = 1
