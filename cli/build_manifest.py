@@ -35,6 +35,9 @@ from fexdata.manifest import build_manifest as build
               help="Gap left between blocks of different splits (--split frame): seconds or frames; 0 for none.")
 @click.option("--folds", type=int, default=0, show_default=True, help="Add K identity-disjoint folds (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits and folds.")
+@click.option("--ramp", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
+              help="Clips ramp from neutral to full expression over their first SECONDS: a video frame without an "
+                   "intensity gets min(1, seconds since its clip or segment started / SECONDS).  [default: off]")
 @click.option("--drop-missing", is_flag=True, help="Leave out records whose crop file is missing instead of failing.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the build report as JSON here.")
@@ -43,20 +46,22 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
                    min_score: float | None, min_sharpness: float | None, max_faces: int | None,
                    max_pad: float | None, landmark_check: bool, min_gap: str | None, balance: str,
                    cap: int | None, split_mode: str, fractions: str | None, blocks: int, guard: str, folds: int,
-                   seed: int, drop_missing: bool, report: Path | None, quiet: bool) -> None:
+                   seed: int, ramp: float | None, drop_missing: bool, report: Path | None, quiet: bool) -> None:
     """Merge the records of one or more `fex ingest` outputs into one filtered, balanced, split manifest.
 
     \b
     fex build-manifest data/studio data/jaffe --out data/manifest.parquet
     fex build-manifest data/studio --split frame --min-gap 0.25s --out data/manifest.parquet
     fex build-manifest data/ck --split identity --folds 10 --balance cap --out data/ck.parquet
+    fex build-manifest data/studio --ramp 0.8 --out data/manifest.parquet
 
     The same inputs and options give a byte-identical file. See docs/manifest.md.
     """
     result = build(list(ingest_dirs), out, size=size, affects=affects, min_score=min_score,
                    min_sharpness=min_sharpness, max_faces=max_faces, max_pad=max_pad,
                    landmark_check=landmark_check, min_gap=min_gap, balance=balance, cap=cap, split=split_mode,
-                   fractions=fractions, blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing)
+                   fractions=fractions, blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing,
+                   ramp=ramp)
     text = result.to_text()
     click.echo(text.splitlines()[0] if quiet else text)
     if report is not None:

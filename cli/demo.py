@@ -81,8 +81,10 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
         write_studio_tree(captures, identities=characters, seconds=seconds, fps=fps, size=256, layout="clips")
         atomic_write_text(settings_file, json.dumps(settings, indent=2) + "\n")
     stage("ingest", ["ingest", str(captures), "--out", str(ingested), "--size", "128"])
+    # The sample clips reach their full expression at 40 % of their length (fexdata.sample.clip_intensity),
+    # so each frame's intensity is known: FExGAN learns what a target weight below 1 looks like.
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
-                             "--blocks", "4", "--guard", "0"])
+                             "--blocks", "4", "--guard", "0", "--ramp", f"{0.4 * seconds:g}"])
     train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--size", size, "--steps", str(steps),
                   "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10"]
     if not full:

@@ -5,7 +5,8 @@ train split, augmented on the device), their affect ids, train-identity ids and 
 target affect ids. How targets are drawn is the model's declaration (`GANModel.paired`):
 
 * paired (FExGAN): `fexdata.dataset.PairSampler` - the target affect is one the source's identity
-  shows, and `Batch.target` a random real image of that identity with it (same augmentation);
+  shows, and `Batch.target` a random real image of that identity with it (same augmentation), with
+  its manifest intensity in `Batch.target_intensity` (FExGAN's target condition uses it);
 * unpaired (StarGAN): the target affect is the affect of an independent balance-weighted draw, so
   targets follow the same balanced distribution as sources (the official code permutes the batch's
   labels, which has that distribution too); no target image, so one image per identity is enough.
@@ -86,10 +87,13 @@ class BatchSource:
         if not self.channels_last:
             x = x.contiguous()
         x_src, x_tgt = augment_pairs(x[:b], x[b:] if self.paired else None, self.augment, self.rng)
-        labels = torch.from_numpy(np.stack([src, tgt_aff])).to(self.store.device, non_blocking=True)  # one copy
+        picks = [src, tgt_aff] if tgt is None else [src, tgt_aff, tgt]
+        labels = torch.from_numpy(np.stack(picks)).to(self.store.device, non_blocking=True)  # one copy
         rows = labels[0]
+        known = self._intensity
         return Batch(x=x_src, affect=self._affect[rows], identity=self._identity[rows], target_affect=labels[1],
-                     target=x_tgt, intensity=None if self._intensity is None else self._intensity[rows])
+                     target=x_tgt, intensity=None if known is None else known[rows],
+                     target_intensity=None if known is None or tgt is None else known[labels[2]])
 
     def grid_sources(self, n: int) -> np.ndarray:
         """Fixed faces for the sample grids: one per identity (its neutral one when it has one), then more."""

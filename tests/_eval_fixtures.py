@@ -53,7 +53,7 @@ class FunctionEditor:
     """A stand-in model behind the uniform editor interface: `edit` applies `fn(x, source_vec, target_vec)`.
 
     Known-answer tests use it for oracle 'generators' (a copy, a blurred copy, one face for everyone) whose
-    metrics are known exactly; it has no discriminator, so `classify` returns None.
+    metrics are known exactly; it has no discriminator, so `classify` and `real_fake` return None.
     """
 
     def __init__(self, fn, affects, size: int = 64, step: int = 0, model: str = "oracle") -> None:
@@ -65,4 +65,7 @@ class FunctionEditor:
         return self.fn(x, source_vec, target_vec)
 
     def classify(self, x):
+        return None
+
+    def real_fake(self, x):
         return None

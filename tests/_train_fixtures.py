@@ -7,7 +7,7 @@ and warped per affect), written as PNG crops and listed in a real manifest Parqu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import pandas as pd
@@ -41,9 +41,11 @@ TINY_LOSSES: dict[str, dict[str, Any]] = {
 
 def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, ...] = ("anger", "joy", "neutral"),
                         per_cell: int = 2, size: int = 64, val_identities: int = 0,
-                        manifest_affects: tuple[str, ...] = AFFECTS) -> Path:
+                        manifest_affects: tuple[str, ...] = AFFECTS,
+                        intensity: Callable[[int, str, int], float] | None = None) -> Path:
     """root/manifest.parquet over identities x affects x per_cell crops of `size` px (train split),
-    plus `val_identities` more identities in a val split."""
+    plus `val_identities` more identities in a val split; `intensity(identity, affect, k)` fills the
+    `intensity` column (NaN: unknown), which is otherwise left out."""
     rows = []
     crops = root / "crops"
     crops.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,7 @@ def write_tiny_manifest(root: Path, *, identities: int = 2, affects: tuple[str, 
                     "affect_index": list(manifest_affects).index(affect), "split": split, "weight": 1.0,
                     "source": "test", "source_path": rel, "item": f"id{ident}_{affect}_{k}", "ingest": ".",
                     "crop_size": size,
+                    **({} if intensity is None else {"intensity": intensity(ident, affect, k)}),
                 })
     df = pd.DataFrame(rows)
     identities_sorted = sorted(set(df["identity"]))

@@ -1,7 +1,7 @@
 """`build_manifest`: ingest outputs -> one filtered, balanced, split, checked manifest file.
 
-Order: read and merge records -> choose the crop size -> filters (counted) -> missing files ->
-balance cap -> split (+ guard) -> folds -> weights -> indices, crop-space landmarks -> checks ->
+Order: read and merge records -> choose the crop size -> intensity from --ramp -> filters (counted) ->
+missing files -> balance cap -> split (+ guard) -> folds -> weights -> indices, crop-space landmarks -> checks ->
 atomic write. Any error raises ManifestError before anything is written, so a failed build never
 leaves a partial manifest (and never replaces a good one).
 """
@@ -24,6 +24,7 @@ from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, 
 from fexdata.manifest.checks import CheckResult, check_manifest, codes
 from fexdata.manifest.filters import FilterOptions, apply_filters, parse_gap
 from fexdata.manifest.io import Records, manifest_image_prefix, read_records, write_manifest
+from fexdata.manifest.ramp import ramp_intensity
 from fexdata.padding import format_pad_summary, pad_summary
 from fexdata.manifest.splits import (SPLIT_MODES, assign_folds, parse_fractions, split_by_frame,
                                      split_by_identity)
@@ -51,6 +52,7 @@ class BuildReport:
     checks: CheckResult
     options: dict[str, Any]
     padding: dict[str, dict[str, float | int]] = field(default_factory=dict)  # per source, manifest rows
+    ramped: int = 0  # video frames whose intensity --ramp filled (before filtering)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -60,13 +62,15 @@ class BuildReport:
                 "other_crop_sizes": self.other_sizes, "cap": self.cap, "options": self.options,
                 "warnings": self.warnings, "seconds": round(self.seconds, 3),
                 "table_before": _table_dict(self.table_before), "checks": self.checks.to_dict(),
-                "padding": self.padding}
+                "padding": self.padding, "ramped": self.ramped}
 
     def to_text(self) -> str:
         lines = [f"manifest {self.out}: {self.rows_out} rows of {self.rows_in} records "
                  f"({self.crop_size}px crops, {len(self.affects)} affects) in {self.seconds:.1f}s"]
         if self.other_sizes:
             lines.append(f"  {self.other_sizes} records of other crop sizes not used")
+        if self.options.get("ramp"):
+            lines.append(f"  intensity from --ramp {self.options['ramp']:g}s for {self.ramped} video frames")
         lines.append("dropped:")
         lines += [f"  {n:>9}  {reason}" for reason, n in self.dropped.items()]
         balance = self.options.get("balance")
@@ -147,7 +151,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                    min_gap: str | float | None = None, balance: str = "weight", cap: int | None = None,
                    split: str = "identity", fractions: str | tuple[float, ...] | None = None,
                    blocks: int = 10, guard: str | float | None = "0.5s", folds: int = 0, seed: int = 0,
-                   drop_missing: bool = False, check_files: bool = True) -> BuildReport:
+                   drop_missing: bool = False, ramp: float | None = None, check_files: bool = True) -> BuildReport:
     """Build and write the manifest `out` from ingest output folders; returns the report.
 
     Raises ManifestError (nothing written) on bad input, an empty result or failed checks.
@@ -171,6 +175,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     if out.suffix != ".parquet":
         raise ManifestError(f"--out {out}: a manifest is a .parquet file", hint=f"e.g. --out {out / 'manifest.parquet'}")
     manifest_dir = out.parent.resolve()
+    if ramp is not None and not ramp > 0:
+        raise ManifestError(f"--ramp {ramp:g}: a clip cannot reach its full expression in no time",
+                            hint="give the seconds a clip takes from neutral to full expression, e.g. --ramp 0.8")
     if max_pad is not None and not 0 <= max_pad <= 1:
         raise ManifestError(f"--max-pad {max_pad:g}: not a fraction of the crop",
                             hint="give a value between 0 and 1, e.g. --max-pad 0.3")
@@ -179,7 +186,7 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                "min_gap": str(gap) if gap else None,
                "balance": balance, "cap": cap, "split": split, "fractions": list(fr), "blocks": blocks,
                "guard": str(guard_gap) if guard_gap else None, "folds": folds, "seed": seed,
-               "drop_missing": drop_missing}
+               "drop_missing": drop_missing, "ramp": ramp}
 
     rec = _merge([Path(d) for d in ingest_dirs], manifest_dir)
     df = rec.frame
@@ -199,6 +206,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     df = df[same].sort_values("image", kind="stable")
     dup = df["image"].duplicated().to_numpy()
     df = df[~dup]
+    ramped = 0
+    if ramp is not None:
+        df["intensity"], ramped = ramp_intensity(df, ramp)
 
     df, dropped = apply_filters(df, rec.arrays["landmarks"], FilterOptions(
         chosen, min_score, min_sharpness, max_faces, max_pad, landmark_check, gap))
@@ -274,4 +284,4 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
     return BuildReport(out=out, rows_in=rows_in, rows_out=len(df), crop_size=crop_size, affects=chosen,
                        dropped=dropped, other_sizes=other_sizes, table_before=table_before,
                        table_after=cell_table(df, chosen), cap=used_cap, checks=checks, options=options,
-                       padding=pad_summary(df), warnings=warnings, seconds=time.perf_counter() - t0)
+                       padding=pad_summary(df), ramped=ramped, warnings=warnings, seconds=time.perf_counter() - t0)

@@ -35,7 +35,9 @@ MANIFEST = Table("manifest", "manifest.md", columns=(
     Column("frame", pa.int64(), True, "frame number within the video; null for stills"),
     Column("time", pa.float64(), True, "seconds from the start of the video; NaN for stills"),
     Column("affect_raw", pa.string(), True, "the label as the dataset spells it"),
-    Column("intensity", pa.float64(), True, "expression intensity when the dataset gives one, else NaN"),
+    Column("intensity", pa.float64(), True, "expression intensity 0..1 when the dataset gives one, or, with "
+                                            "`--ramp SECONDS`, min(1, seconds since the clip started / SECONDS) "
+                                            "for video frames; else NaN"),
     Column("det_score", pa.float64(), True, "face detector score (NaN when the detector gives none)"),
     Column("face_count", pa.int32(), True, "faces the detector found in the frame"),
     Column("sharpness", pa.float64(), True, "variance of the Laplacian of the crop"),

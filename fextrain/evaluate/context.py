@@ -71,7 +71,7 @@ class EvalContext:
 
     def __init__(self, editor: Any, manifest: Path, splits: list[str], options: EvalOptions, out_dir: Path,
                  device: str, say: Callable[[str], None]) -> None:
-        self.editor = editor  # .edit / .classify / .affects / .size / .model / .config (fextrain.models)
+        self.editor = editor  # .edit / .classify / .real_fake / .affects / .size / .model / .config (fextrain.models)
         self.manifest = manifest
         self.splits = splits
         self.options = options

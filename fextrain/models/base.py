@@ -30,6 +30,8 @@ and implements:
                               mode, usable under torch.no_grad();
 * `classify(x)`             - affect logits [B, K] from the discriminator's classification head, or
                               None when the model has none.
+* `real_fake(x)`            - a real/fake logit [B] (> 0: "real") from the discriminator, or None when
+                              its score has no such threshold (a Wasserstein critic) or it has none.
 
 Optional, for models that need them:
 
@@ -83,6 +85,8 @@ class Batch:
     # source (paired models only; None for unpaired ones)
     target: torch.Tensor | None = None
     intensity: torch.Tensor | None = None  # [B] float source intensity (NaN where unknown); None: manifest has none
+    # [B] float intensity of `target` (paired models; NaN where unknown); None: unpaired, or the manifest has none
+    target_intensity: torch.Tensor | None = None
 
 
 @dataclass
@@ -181,6 +185,9 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     def classify(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 

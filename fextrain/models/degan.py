@@ -310,6 +310,11 @@ class DEGAN(GANModel):
         """Affect logits [B, K] of the second stage's final classifier on f(x) and the expression residue."""
         return self.recognizer(*self.generator.encode(x))[-1]
 
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor:
+        """log P(any real expression) - log P("fake") from D^e's N_e + 1 outputs: > 0 when D calls x real."""
+        e = self.discriminator(x)[0].float()
+        return torch.logsumexp(e[:, :-1], dim=1) - e[:, -1]
+
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor,
              identity: torch.Tensor | None = None) -> torch.Tensor:
         """x's expression drawn on train identity `identity` (default: the average identity), z = 0.

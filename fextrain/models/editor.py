@@ -58,6 +58,10 @@ class Editor:
         """Affect logits [B, K] from the discriminator's head; None without one."""
         return self.gan.classify(x.to(self.device)) if self.has_discriminator else None
 
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Real/fake logits [B] (> 0: real) from the discriminator; None without one or without a threshold."""
+        return self.gan.real_fake(x.to(self.device)) if self.has_discriminator else None
+
 
 def _editor(gan: GANModel, config: dict[str, Any], step: int, device: str | torch.device, has_d: bool) -> Editor:
     device = torch.device(device)

@@ -42,6 +42,8 @@ target affect), one D then one G update per step, equations 1-7 of the paper on 
     L_fake   = phi_b(0, y_hat) + phi_m(A_t, y_hat_m)                        (6)  on D(G(I_s, A_t))
     L_GAN^D  = L_real + L_fake                                              (7)
 
+A_t is the target's one-hot scaled by the target image's known intensity, or by a sampled lambda
+where the manifest has none (`sample_target_affects`, `FExGANLoss.target_law`).
 phi_b is binary and phi_m multi-class cross-entropy, both on logits in float32. phi_m's target is
 the affect's class index (the arg-max of A_t): a scaled one-hot such as 1.2 * joy still means "joy".
 Reductions (the paper writes sums and gives no weights): L_rec is the mean absolute error per pixel
@@ -232,29 +234,39 @@ class Discriminator(nn.Module):
 # --- affect vectors -------------------------------------------------------------------------------
 
 
-TARGET_LAWS = ("scaled", "noisy", "onehot")
+TARGET_LAWS = ("data", "scaled", "noisy", "onehot")
 
 
 def sample_target_affects(
     index: torch.Tensor, num_affects: int, law: str = "scaled", sigma: float = 0.25,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, intensity: torch.Tensor | None = None, floor: float = 0.1,
 ) -> torch.Tensor:
-    """Target conditions A_t(lambda), lambda ~ N(0, 1), for a batch of target affect indices.
+    """Target conditions A_t(lambda) for a batch of target affect indices.
 
     The papers say only that the target affect is "sampled from the normal distribution" so that a
-    vector can express variation within an affect. Our reading (law="scaled", the default): the
-    one-hot of the target scaled by an intensity 1 + sigma * lambda, lambda ~ N(0, 1) per sample,
-    clipped to [0, 2] -- the target class stays the arg-max, and at inference a smaller or larger
-    weight (0.5 * joy) or a mix (anger + sadness) stays close to what the decoder saw.
+    vector can express variation within an affect. Our reading (law="scaled"): the one-hot of the
+    target scaled by an intensity 1 + sigma * lambda, lambda ~ N(0, 1) per sample, clipped to [0, 2]
+    -- the target class stays the arg-max, and at inference a smaller or larger weight (0.5 * joy) or
+    a mix (anger + sadness) stays close to what the decoder saw. But lambda is drawn independently of
+    the target image I_t that eq. 2 asks the edit to match, so the decoder learns to ignore the scale.
+    law="data" (FExGANLoss' default) therefore ties the scale to the data: where the target image's
+    `intensity` is known (the manifest's column, e.g. from `fex build-manifest --ramp`), A_t is the
+    one-hot times that intensity, at least `floor` (an all-zero vector would be the same for every
+    affect while eq. 1 still asks D's class head for the target) and at most 2; rows with NaN (or no
+    `intensity` at all) fall back to "scaled".
     law="noisy" instead adds sigma * lambda_k to every component (one-hot + N(0, sigma^2 I));
     law="onehot" is the sparse vector without sampling.
     """
     base = one_hot(index, num_affects)
     if law == "onehot":
         return base
-    if law == "scaled":
+    if law in ("scaled", "data"):
         lam = torch.randn(base.shape[0], 1, device=base.device, generator=generator)
-        return base * (1.0 + sigma * lam).clamp(0.0, 2.0)
+        scale = (1.0 + sigma * lam).clamp(0.0, 2.0)
+        if law == "data" and intensity is not None:
+            known = intensity.to(base.device, torch.float32)[:, None]
+            scale = torch.where(torch.isfinite(known), known.nan_to_num(1.0).clamp(floor, 2.0), scale)
+        return base * scale
     if law == "noisy":
         return base + sigma * torch.randn(base.shape, device=base.device, generator=generator)
     raise ValueError(f"unknown target affect law {law!r}; choose one of {', '.join(TARGET_LAWS)}")
@@ -272,12 +284,17 @@ class FExGANLoss:
     gamma: float = 100.0  # L1 of eq. 2 (per-pixel mean); 100 as in pix2pix, whose layers the reference reuses
     binary_weight_late: float = 0.1  # factor on phi_b(1, .) in eq. 1 after decay_step
     decay_step: int | None = None  # None: half of the run's total steps
-    target_law: str = "scaled"  # how A_t(lambda) is drawn: scaled | noisy | onehot (sample_target_affects)
-    target_sigma: float = 0.25  # spread of lambda's effect
+    # How A_t is drawn (sample_target_affects): data (the target image's manifest intensity, else scaled) |
+    # scaled | noisy | onehot. "scaled" alone is the papers' sampled lambda, which the decoder learns to ignore.
+    target_law: str = "data"
+    target_sigma: float = 0.25  # spread of lambda's effect (scaled, noisy, and data's fallback)
+    target_floor: float = 0.1  # law "data": smallest weight a known intensity gives the target affect
 
     def __post_init__(self) -> None:
         if self.target_law not in TARGET_LAWS:
             raise ValueError(f"loss.target_law must be one of {', '.join(TARGET_LAWS)}; got {self.target_law!r}")
+        if not 0 <= self.target_floor <= 1:
+            raise ValueError(f"loss.target_floor must be between 0 and 1; got {self.target_floor}")
 
 
 def binary_weight(step: int, cfg: FExGANLoss, total_steps: int) -> float:
@@ -358,9 +375,11 @@ class FExGAN(GANModel):
 
     def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, k = self.loss, self.arch.num_affects
-        # 1. conditions: A_s = one-hot of the source affect, A_t(lambda) drawn around the target's one-hot
+        # 1. conditions: A_s = one-hot of the source affect; A_t = the target's one-hot scaled by I_t's own
+        #    intensity where the manifest knows it (so the scale means what eq. 2's image shows), else lambda
         a_src = one_hot(b.affect, k)
-        a_tgt = sample_target_affects(b.target_affect, k, cfg.target_law, cfg.target_sigma, ctx.rng)
+        a_tgt = sample_target_affects(b.target_affect, k, cfg.target_law, cfg.target_sigma, ctx.rng,
+                                      intensity=b.target_intensity, floor=cfg.target_floor)
         G, D = ctx.nets["generator"], ctx.nets["discriminator"]
 
         # 2. D: eq. 5 on the source (real, A_s) + eq. 6 on the detached G(source, A_s, A_t) (fake, A_t)
@@ -389,3 +408,7 @@ class FExGAN(GANModel):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.discriminator(x)[1]
+
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor:
+        """D's binary head: a logit per image, > 0 meaning "real" (eq. 5-6 train it with BCE)."""
+        return self.discriminator(x)[0]

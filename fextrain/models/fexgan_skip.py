@@ -245,3 +245,7 @@ class FExGANSkip(GANModel):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.discriminator(x)[1]
+
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor:
+        """D's hinge score per image; the hinge pushes real above +1 and fakes below -1, so 0 is its boundary."""
+        return self.discriminator(x)[0]

@@ -202,3 +202,6 @@ class StarGAN(GANModel):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.discriminator(x)[1]
+
+    # No `real_fake`: a WGAN critic's score is unbounded and shifts freely during training (only differences
+    # between real and fake scores enter the loss), so "score > 0" does not mean "real".

@@ -7,9 +7,11 @@ edited to a uniformly drawn target affect. The section applies only when the loa
 (`editor.classify` returns logits); a discriminator is not an independent judge, since it trained
 against this very generator.
 
-The binary columns need a real/fake *probability* per image, which only some critics give (a WGAN
-critic's score, as StarGAN's, has no threshold). They are filled when the model offers
-`real_fake(x) -> logits [B]` (a sigmoid head), and shown as "–" otherwise.
+The binary columns need a real/fake decision per image, which only some critics give (a WGAN critic's
+score, as StarGAN's, has no threshold). They are filled when the model offers `real_fake(x) -> logits
+[B]` (> 0: real; FExGAN's sigmoid head, FExGAN-skip's hinge score, DE-GAN's "fake" class), and left
+out of the table otherwise, with the reason under it. Every head runs in eval mode, so D's BatchNorm
+uses its running statistics: the binary columns show what those statistics do to unseen faces.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from fextrain.evaluate.scores import accuracy
 from fextrain.evaluate.section import Section, note
 
 HEADER = ["split", "real binary", "real multi", "fake binary", "fake multi", "real n", "fake n"]
+BINARY = {"real binary", "fake binary"}
+NO_THRESHOLD = "its critic's score has no real/fake threshold (a Wasserstein critic), so the binary columns are left out"
 
 
 def discriminator_scores(real_logits: np.ndarray | None, real_affect_logits: np.ndarray, real_affects: np.ndarray,
@@ -43,13 +47,18 @@ def discriminator_scores(real_logits: np.ndarray | None, real_affect_logits: np.
     }
 
 
-def _rows(splits: dict[str, dict]) -> list[list]:
+def _table(splits: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """(header, rows) of Table 1; without real/fake logits the binary columns are left out."""
     def acc(entry: dict | None) -> float | None:
         return None if entry is None else entry["accuracy"]
 
-    return [[split, acc(s["real"]["binary"]), acc(s["real"]["multi"]), acc(s["fake"]["binary"]),
+    rows = [[split, acc(s["real"]["binary"]), acc(s["real"]["multi"]), acc(s["fake"]["binary"]),
              acc(s["fake"]["multi"]), s["real"]["multi"]["count"], s["fake"]["multi"]["count"]]
             for split, s in splits.items()]
+    if all(s["real"]["binary"] is not None for s in splits.values()):
+        return HEADER, rows
+    keep = [i for i, h in enumerate(HEADER) if h not in BINARY]
+    return [HEADER[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
 class DiscriminatorSection(Section):
@@ -67,13 +76,13 @@ class DiscriminatorSection(Section):
     @torch.no_grad()
     def _heads(self, ctx: EvalContext, images: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray]:
         """(real/fake logits or None, affect logits) for float NCHW images, in batches."""
-        real_fake = getattr(getattr(ctx.editor, "gan", None), "real_fake", None)
         rf, aff = [], []
         for start in range(0, len(images), ctx.options.batch_size):
             x = images[start : start + ctx.options.batch_size].to(ctx.device)
             aff.append(ctx.editor.classify(x).float().cpu())
-            if real_fake is not None:
-                rf.append(real_fake(x).reshape(-1).float().cpu())
+            logits = ctx.editor.real_fake(x)
+            if logits is not None:
+                rf.append(logits.reshape(-1).float().cpu())
         return (torch.cat(rf).numpy() if rf else None), torch.cat(aff).numpy()
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:
@@ -89,14 +98,20 @@ class DiscriminatorSection(Section):
             real_rf, real_aff = self._heads(ctx, to_model_input(imgs, ctx.size))
             fake_rf, fake_aff = self._heads(ctx, to_model_input(fake))
             per_split[split] = discriminator_scores(real_rf, real_aff, aff, fake_rf, fake_aff, tgt)
-        return {"fake": "each real image edited to a uniformly drawn target affect", "splits": per_split}
+        out = {"fake": "each real image edited to a uniformly drawn target affect", "splits": per_split}
+        if any(s["real"]["binary"] is None for s in per_split.values()):
+            out["binary"] = f"the {ctx.editor.model} model gives no real/fake logit: {NO_THRESHOLD}"
+        return out
 
     def summary(self, r: dict[str, Any]) -> list[str]:
-        lines = [f"{'discriminator':<14}" + "".join(f"{h:>13}" for h in HEADER[1:])]
-        lines += [f"  {row[0]:<12}" + "".join(f"{fmt(v):>13}" for v in row[1:]) for row in _rows(r["splits"])]
-        return lines
+        header, rows = _table(r["splits"])
+        lines = [f"{'discriminator':<14}" + "".join(f"{h:>13}" for h in header[1:])]
+        lines += [f"  {row[0]:<12}" + "".join(f"{fmt(v):>13}" for v in row[1:]) for row in rows]
+        return lines + ([f"  ({r['binary']})"] if "binary" in r else [])
 
     def html(self, r: dict[str, Any], out_dir: Path) -> str:
-        return table(HEADER, _rows(r["splits"])) + note(
+        header, rows = _table(r["splits"])
+        why = f" No binary columns: {r['binary']}." if "binary" in r else ""
+        return table(header, rows) + note(
             "As FExGAN Table 1: binary = real called real / generated called fake; multi = affect head right "
-            f"(labelled affect for real, target affect for generated). {r['fake']}.")
+            f"(labelled affect for real, target affect for generated). {r['fake']}.{why}")
