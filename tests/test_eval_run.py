@@ -62,6 +62,7 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     # Discriminator table (the model can classify) for every split present, with counts.
     assert set(m["discriminator"]["splits"]) == {"train", "val", "test"}
     assert m["discriminator"]["splits"]["test"]["real"]["multi"]["count"] == 8
+    assert m["discriminator"]["splits"]["test"]["fake"]["binary"]["count"] == 8  # D's binary head (real_fake)
     # Judge: trained on the 3 train identities (42 images: one batch, so 30 epochs reach the 30 minimum
     # steps), scored on all 28 test images, then on 4 sources x 7 affects generated images.
     judge = m["judge"]
@@ -175,6 +176,52 @@ def test_known_answers_of_a_copy(trained, tmp_path, monkeypatch):
     assert m["discriminator"]["available"] is False and "no discriminator" in m["discriminator"]["reason"]
 
 
+class _MarkingEditor(FunctionEditor):
+    """Edits carry a white 4x4 corner; its 'discriminator' calls exactly those fake (and every face anger)."""
+
+    def __init__(self, binary: bool) -> None:
+        from fexdata.affects import AFFECTS
+
+        super().__init__(self._mark, AFFECTS, 64)
+        self.binary = binary
+
+    @staticmethod
+    def _mark(x, s, t):
+        x = x.clone()
+        x[:, :, :4, :4] = 1.0
+        return x
+
+    def classify(self, x):
+        return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), len(self.affects)).float()
+
+    def real_fake(self, x):
+        if not self.binary:
+            return None
+        marked = (x[:, :, :4, :4] > 0.999).flatten(1).all(1)
+        return torch.where(marked, -2.0, 2.0)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_table_1_known_answers(trained, tmp_path, monkeypatch, binary):
+    """Real/fake columns from `real_fake` where the model has it; left out, with the reason, where not."""
+    import fextrain.evaluate.run as run_module
+
+    manifest, run = trained
+    monkeypatch.setattr(run_module, "load_editor", lambda run_dir, device: _MarkingEditor(binary))
+    m = evaluate_run(run, manifest, tmp_path / "eval", sections=["discriminator"], max_table_images=8, device="cpu",
+                     progress=False).metrics["discriminator"]
+    test = m["splits"]["test"]
+    assert test["real"]["multi"]["count"] == test["fake"]["multi"]["count"] == 8
+    report = (tmp_path / "eval" / "report.html").read_text()
+    if binary:
+        assert test["real"]["binary"]["accuracy"] == test["fake"]["binary"]["accuracy"] == 1.0 and "binary" not in m
+        assert "real binary" in report and "fake binary" in report
+    else:
+        assert test["real"]["binary"] is None and test["fake"]["binary"] is None
+        assert "no real/fake logit" in m["binary"] and "real binary" not in report
+        assert "no real/fake threshold" in report
+
+
 def test_known_answers_of_a_blurred_copy(trained, tmp_path, monkeypatch):
     from fextrain.evaluate.degrade import gaussian_blur
 
@@ -229,6 +276,8 @@ def test_every_registered_model_is_evaluated_through_its_editor(trained, tmp_pat
         if disc.get("available", True):
             table = disc["splits"]["test"]
             assert table["real"]["multi"]["count"] == 4 and table["fake"]["multi"]["count"] == 4
+            # binary columns where D has a real/fake output with a threshold; StarGAN's WGAN critic has none
+            assert (table["real"]["binary"] is None) == (model == "stargan") == ("binary" in disc)
         else:  # ExprGAN's image discriminator is conditioned on the label: it has no affect head
             assert model == "exprgan" and "no discriminator with an affect head" in disc["reason"]
         assert f"({model}) at step 2" in (tmp_path / f"{model}-eval" / "report.html").read_text()

@@ -65,6 +65,29 @@ def test_shapes_at_every_size(name, size):
     assert logits is None or logits.shape == (2, k)
 
 
+# Whether each model's discriminator gives a real/fake logit (`real_fake`, FExGAN's Table 1 binary columns):
+# every registered model needs an entry.
+REAL_FAKE = {"fexgan": True, "fexgan-skip": True, "degan": True, "stargan": False, "exprgan": False}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_real_fake_is_the_discriminators_decision_in_eval_mode(name):
+    assert name in REAL_FAKE, f"say in tests/test_models.py REAL_FAKE whether {name!r} gives real/fake logits"
+    torch.manual_seed(0)
+    model = build_model(name, size=64, num_affects=5, num_identities=3, **TINY_ARCHS[name]).eval()
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        logits = model.real_fake(x)
+        again = model.real_fake(x[:1])
+    if not REAL_FAKE[name]:
+        assert logits is None
+        return
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
+    assert torch.allclose(again, logits[:1], atol=1e-5)  # eval mode: an image's logit does not depend on its batch
+    if name != "degan":
+        assert torch.equal(logits, model.discriminator(x)[0])
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_a_few_real_steps_reduce_reconstruction(name, manifest, tmp_path):
     """The wiring (gradients reach what reconstruction needs), not image quality."""
