@@ -8,7 +8,7 @@
 Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested as
 `fex demo` does, into OUT/data (reused on the next run), split two ways from the same ingest:
 
-* frame: the demo's within-identity split in time (`--split frame --blocks 4 --guard 0`): the test
+* frame: the demo's within-identity split in time (`--split frame --blocks 4 --guard 0 --ramp 0.8`): the test
   faces are other frames of people the model trained on;
 * identity: subject-independent (`--split identity --fractions 0.67,0.33`): the test faces are people
   the model never saw, which is what editing a new person is. One seed (`--identity-seeds`).
@@ -50,9 +50,10 @@ from fextrain.models import MODELS
 from fextrain.train import train
 from models import BENCH_ARCH  # benchmarks/models.py (this script's folder is on sys.path): the same widths
 
+# --ramp 0.8 as `fex demo` (its 2 s clips peak at 40 %): frames carry the intensity FExGAN's target condition uses.
 SPLITS = {
-    "frame": ["--split", "frame", "--blocks", "4", "--guard", "0"],
-    "identity": ["--split", "identity", "--fractions", "0.67,0.33"],
+    "frame": ["--split", "frame", "--blocks", "4", "--guard", "0", "--ramp", "0.8"],
+    "identity": ["--split", "identity", "--fractions", "0.67,0.33", "--ramp", "0.8"],
 }
 SECTIONS = ["judge", "sharpness", "identity", "collapse"]
 COLUMNS = ("expression", "sharpness", "identity", "faces_found", "collapse")
