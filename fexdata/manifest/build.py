@@ -1,9 +1,9 @@
 """`build_manifest`: ingest outputs -> one filtered, balanced, split, checked manifest file.
 
-Order: read and merge records -> choose the crop size -> intensity from --ramp -> filters (counted) ->
-missing files -> balance cap -> split (+ guard) -> folds -> weights -> indices, crop-space landmarks -> checks ->
-atomic write. Any error raises ManifestError before anything is written, so a failed build never
-leaves a partial manifest (and never replaces a good one).
+Order: read and merge records -> choose the crop size -> intensity from --ramp -> filters (counted)
+-> missing files -> balance cap -> split (+ guard) -> folds -> weights -> indices, crop-space landmarks
+-> checks -> atomic write. Any error raises ManifestError before anything is written, so a failed
+build never leaves a partial manifest (and never replaces a good one).
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from fextrain.evaluate.section import Section, note
 
 HEADER = ["split", "real binary", "real multi", "fake binary", "fake multi", "real n", "fake n"]
 BINARY = {"real binary", "fake binary"}
-NO_THRESHOLD = "its critic's score has no real/fake threshold (a Wasserstein critic), so the binary columns are left out"
+NO_THRESHOLD = ("its discriminator has no real/fake output with a threshold (a Wasserstein critic's score has "
+                "none), so the binary columns are left out")
 
 
 def discriminator_scores(real_logits: np.ndarray | None, real_affect_logits: np.ndarray, real_affects: np.ndarray,
@@ -100,7 +101,7 @@ class DiscriminatorSection(Section):
             per_split[split] = discriminator_scores(real_rf, real_aff, aff, fake_rf, fake_aff, tgt)
         out = {"fake": "each real image edited to a uniformly drawn target affect", "splits": per_split}
         if any(s["real"]["binary"] is None for s in per_split.values()):
-            out["binary"] = f"the {ctx.editor.model} model gives no real/fake logit: {NO_THRESHOLD}"
+            out["binary"] = f"the {ctx.editor.model} model gives no real/fake logit (real_fake): {NO_THRESHOLD}"
         return out
 
     def summary(self, r: dict[str, Any]) -> list[str]:
