@@ -9,6 +9,10 @@ probability per intensity, overall and per target affect, and whether each curve
 (no step lower than the one before, and the last above the first: a measured check, not a
 guarantee). A model whose edit keeps the
 expression and redraws the identity (DE-GAN) is not measured.
+
+Whether w < 1 was ever shown to the model depends on its training: FExGAN with `loss.target_law: data`
+on a manifest with intensities (`fex build-manifest --ramp`) saw weights 0.1..1 tied to real frames, so
+the curve interpolates; with the papers' sampled weight (or no intensities) it is extrapolation.
 """
 from __future__ import annotations
 
