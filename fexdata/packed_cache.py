@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from fexdata.errors import ManifestError
 from fexdata.paths import atomic_path, atomic_write_text
+from fexdata.threads import available_cores
 
 CACHE_VERSION = 1  # bump when the decoding/resizing below changes, so old caches are rebuilt
 
@@ -109,7 +110,7 @@ def load_or_build(manifest_path: str | os.PathLike, split: str, size: int, image
     cache_dir.mkdir(parents=True, exist_ok=True)
     if sidecar.exists():
         sidecar.unlink()  # the old pixels are about to be replaced: never pair them with a valid sidecar
-    _build(list(image_paths), size, npy, workers or os.cpu_count() or 1, progress,
+    _build(list(image_paths), size, npy, workers or available_cores(), progress,
            desc=f"packing {split} crops at {size}px")
     info = {"key": key, "manifest_sha256": manifest_sha, "split": split, "size": size,
             "count": len(image_paths), "version": CACHE_VERSION}
