@@ -114,6 +114,7 @@ def test_format_1_checkpoints_still_load(tmp_path):
     g, d = _models(cfg)
     old = to_dict(cfg)
     old["target_law"], old["target_sigma"] = old["loss"].pop("target_law"), old["loss"].pop("target_sigma")
+    old["target_law"] = "scaled"  # the only law of those days
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {
         "format": 1, "step": 5, "config": old, "generator": g.state_dict(), "discriminator": d.state_dict()})
     ed = load_editor(tmp_path)

@@ -186,7 +186,9 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                "min_gap": str(gap) if gap else None,
                "balance": balance, "cap": cap, "split": split, "fractions": list(fr), "blocks": blocks,
                "guard": str(guard_gap) if guard_gap else None, "folds": folds, "seed": seed,
-               "drop_missing": drop_missing, "ramp": ramp}
+               "drop_missing": drop_missing}
+    if ramp is not None:  # recorded only when used, so manifests built without it keep their bytes
+        options["ramp"] = ramp
 
     rec = _merge([Path(d) for d in ingest_dirs], manifest_dir)
     df = rec.frame
