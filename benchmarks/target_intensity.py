@@ -1,6 +1,6 @@
 """Does FExGAN's target weight mean anything? `loss.target_law` data against scaled (issue 9 §2).
 
-    python benchmarks/target_intensity.py --out out/target-intensity --steps 1500
+    python benchmarks/target_intensity.py --out out/target-intensity --steps 1500 --seeds 3
 
 Data: the `fex demo` sample characters ingested as `fex demo` does (edit_quality.demo_manifests: 6
 identities x 7 affects, 2 s clips at 15 fps; reused from OUT/data), the frame split built with the
@@ -93,33 +93,41 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/target-intensity"))
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
     manifest = ramp_manifest(args.out)
-    results = {}
-    for law in LAWS:
-        run = args.out / f"fexgan-{law}-s{args.seed}"
-        if not (run / "done").is_file():
-            shutil.rmtree(run, ignore_errors=True)
-            cfg = TrainConfig(manifest=str(manifest), out=str(run), model="fexgan", size=64, steps=args.steps,
-                              batch=args.batch, seed=args.seed, device="cpu", amp="off", ckpt_every=10**9,
-                              log_every=max(1, args.steps // 10), sample_every=0, arch=dict(BENCH_ARCH["fexgan"]),
-                              loss={"target_law": law})
-            started = time.perf_counter()
-            train(cfg, progress=False, log=lambda msg: None)
-            print(f"{law}: trained {args.steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
-            (run / "done").touch()
-        results[law] = measure(run, manifest)
-    (args.out / "results.json").write_text(json.dumps({"steps": args.steps, "seed": args.seed, "split": SPLITS["frame"],
+    results: dict[str, list[dict]] = {law: [] for law in LAWS}
+    for seed in range(args.seeds):
+        for law in LAWS:
+            run = args.out / f"fexgan-{law}-s{seed}"
+            if not (run / "done").is_file():  # a finished run is measured again, not retrained
+                shutil.rmtree(run, ignore_errors=True)
+                cfg = TrainConfig(manifest=str(manifest), out=str(run), model="fexgan", size=64, steps=args.steps,
+                                  batch=args.batch, seed=seed, device="cpu", amp="off", ckpt_every=10**9,
+                                  log_every=max(1, args.steps // 10), sample_every=0,
+                                  arch=dict(BENCH_ARCH["fexgan"]), loss={"target_law": law})
+                started = time.perf_counter()
+                train(cfg, progress=False, log=lambda msg: None)
+                print(f"{law}, seed {seed}: trained {args.steps} steps in {time.perf_counter() - started:.0f} s",
+                      flush=True)
+                (run / "done").touch()
+            results[law].append(measure(run, manifest))
+    (args.out / "results.json").write_text(json.dumps({"steps": args.steps, "split": SPLITS["frame"],
                                                        "results": results}, indent=1) + "\n")
-    print(f"\nFExGAN, demo data (frame split, --ramp 0.8), {args.steps} steps, seed {args.seed}; pixel values 0-255\n")
-    print("| target_law | response (w 1 vs 0.25) | L1 weak at own I | L1 weak at 1 | L1 strong at own I | "
-          "L1 strong at 1 | frames (weak) |")
-    print("|---|---|---|---|---|---|---|")
-    for law, r in results.items():
-        print(f"| {law} | {r['response']:.2f} | {r['l1_own_weak']:.2f} | {r['l1_full_weak']:.2f} | "
-              f"{r['l1_own_strong']:.2f} | {r['l1_full_strong']:.2f} | {r['frames']} ({r['weak_frames']}) |")
+
+    def cell(law: str, key: str) -> str:
+        v = np.array([r[key] for r in results[law]])
+        return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+    first = results[LAWS[0]][0]
+    print(f"\nFExGAN, demo data (frame split, --ramp 0.8), {args.steps} steps, mean ± sd over {args.seeds} seeds; "
+          f"{first['frames']} test frames ({first['weak_frames']} weak); pixel values 0-255\n")
+    print("| target_law | response (w 1 vs 0.25) | L1 weak at own I | L1 weak at 1 | L1 strong at own I | L1 strong at 1 |")
+    print("|---|---|---|---|---|---|")
+    for law in LAWS:
+        print(f"| {law} | " + " | ".join(cell(law, k) for k in ("response", "l1_own_weak", "l1_full_weak",
+                                                                 "l1_own_strong", "l1_full_strong")) + " |")
 
 
 if __name__ == "__main__":
