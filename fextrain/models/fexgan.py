@@ -248,7 +248,7 @@ def sample_target_affects(
     target scaled by an intensity 1 + sigma * lambda, lambda ~ N(0, 1) per sample, clipped to [0, 2]
     -- the target class stays the arg-max, and at inference a smaller or larger weight (0.5 * joy) or
     a mix (anger + sadness) stays close to what the decoder saw. But lambda is drawn independently of
-    the target image I_t that eq. 2 asks the edit to match, so the decoder learns to ignore the scale.
+    the target image I_t that eq. 2 asks the edit to match, so no image tells the decoder what the scale means.
     law="data" (FExGANLoss' default) therefore ties the scale to the data: where the target image's
     `intensity` is known (the manifest's column, e.g. from `fex build-manifest --ramp`), A_t is the
     one-hot times that intensity, at least `floor` (an all-zero vector would be the same for every
@@ -285,7 +285,7 @@ class FExGANLoss:
     binary_weight_late: float = 0.1  # factor on phi_b(1, .) in eq. 1 after decay_step
     decay_step: int | None = None  # None: half of the run's total steps
     # How A_t is drawn (sample_target_affects): data (the target image's manifest intensity, else scaled) |
-    # scaled | noisy | onehot. "scaled" alone is the papers' sampled lambda, which the decoder learns to ignore.
+    # scaled | noisy | onehot. "scaled" alone is the papers' sampled lambda, unrelated to the target image.
     target_law: str = "data"
     target_sigma: float = 0.25  # spread of lambda's effect (scaled, noisy, and data's fallback)
     target_floor: float = 0.1  # law "data": smallest weight a known intensity gives the target affect
