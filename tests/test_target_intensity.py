@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -93,8 +94,6 @@ def test_a_manifest_without_intensity_gives_no_target_intensity(monkeypatch, tmp
 
 
 def test_item_start_reads_a_segments_start():
-    import pandas as pd
-
     items = pd.Series(["ada/joy.mp4", "ada.mp4@0.4-0.8", "b.mov@12-14.5", "c.mp4@1e-05-2", "odd@name.png"])
     assert item_start(items).tolist() == [0.0, 0.4, 12.0, 1e-05, 0.0]
 
