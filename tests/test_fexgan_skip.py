@@ -74,3 +74,17 @@ def test_a_refused_setting_is_named_and_skips_and_mask_can_be_switched_off():
     with torch.no_grad():
         y = without.eval().edit(_faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3))
     assert y.shape == (1, 3, 64, 64) and y.abs().max() <= 1
+
+
+@pytest.mark.parametrize("divisors", [[2], [16, 8, 4, 2]])
+def test_every_allowed_skip_is_used(divisors):
+    """Each allowed skip, size/2 (the last layer's input) included, widens the decoder and reaches the edit."""
+    torch.manual_seed(0)
+    plain = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], **TINY_ARCHS["fexgan-skip"])
+    skipped = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=divisors, **TINY_ARCHS["fexgan-skip"])
+    params = lambda m: sum(p.numel() for p in m.generator.parameters())  # noqa: E731
+    assert params(skipped) > params(plain)
+    x, src, tgt = _faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3)
+    with torch.no_grad():
+        y = skipped.eval().edit(x, src, tgt)
+    assert y.shape == (1, 3, 64, 64)

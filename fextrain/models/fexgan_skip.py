@@ -119,6 +119,8 @@ class Generator(nn.Module):
             res *= 2
             ups.append(_up(cin, cfg.width_at(res), 0.0))
             cin = cfg.width_at(res)
+        if res in cfg.skip_resolutions:  # size/2: the first encoder map joins the last layer's input
+            cin += cfg.width_at(res)
         self.up = nn.ModuleList(ups)
         self.to_image = nn.ConvTranspose2d(cin, 4 if cfg.mask else 3, 4, stride=2, padding=1)
         init_weights(self)
@@ -139,6 +141,8 @@ class Generator(nn.Module):
             if res in self.cfg.skip_resolutions:
                 h = torch.cat([h, kept[res]], dim=1)
             h = block(h)
+        if h.shape[-1] in self.cfg.skip_resolutions:
+            h = torch.cat([h, kept[h.shape[-1]]], dim=1)
         out = self.to_image(h)
         if not self.cfg.mask:
             return torch.tanh(out), None
