@@ -165,6 +165,9 @@ def main() -> None:
     ap.add_argument("--ablate", action="append", default=[], metavar="NAME:KEY=JSON[;KEY=JSON]",
                     help="a frame-split row with these arch./loss. settings changed (repeatable)")
     ap.add_argument("--ablation-seeds", type=int, default=1)
+    ap.add_argument("--from-seed", type=int, default=0,
+                    help="skip seeds below this one (to run seeds in parallel processes; a last run without "
+                         "it gathers every finished seed into the table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -183,7 +186,7 @@ def main() -> None:
     for split, seeds, ablation, changes in plan:
         for model in models:
             row_name = f"{model} [{ablation}]" if ablation else model
-            for seed in range(seeds):
+            for seed in range(args.from_seed, seeds):
                 print(f"== {split} split, {row_name}, seed {seed}", flush=True)
                 out = args.out / split / (f"{model}--{ablation}" if ablation else model) / f"seed{seed}"
                 row = measure(model, seed, manifests[split], out, args.out / split / "judge", args, changes)
