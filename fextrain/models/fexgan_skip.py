@@ -18,7 +18,8 @@ candidates, each one switchable so it can be measured (docs/models.md, benchmark
   `loss.mask_penalty` * mean(m) keeps m from saturating at 1 (a copy, which the identity metrics would
   love) and `loss.mask_tv` * total variation keeps it smooth.
 * **Cycle reconstruction** (`loss.lambda_cyc`, StarGAN): |x - G(G(x, s, t), t, s)|, which asks for an
-  edit that can be undone, i.e. keeps identity, and needs no aligned target.
+  edit that can be undone and needs no aligned target. Off by default (weight 0, still logged as g_cyc):
+  measured, it kept the mask shut and cost expression; the mask and the skips already keep identity.
 * **Paired L1 to the real target frame** kept, at a weight 10x lower than FExGAN's (`loss.gamma`):
   it teaches the expression, but at gamma 100 it dominates and averages frames into blur.
 * **Discriminator**: FExGAN's conv stack without BatchNorm, with spectral norm on every layer, hinge
@@ -175,7 +176,9 @@ class FExGANSkipLoss:
 
     lambda_cls: float = 1.0  # affect classification (D on real images, G on its edits at the target)
     gamma: float = 10.0  # L1 to the real target frame (FExGAN: 100)
-    lambda_cyc: float = 10.0  # cycle reconstruction L1 (StarGAN: 10)
+    # Cycle reconstruction L1 (StarGAN: 10). 0 by measurement (docs/models.md, edit quality): over 3 seeds
+    # at 3,000 steps it held the mask shut and cost expression more than the sharpness it bought.
+    lambda_cyc: float = 0.0
     # * mean(m): keeps the mask from saturating at "copy the source". 0.1 (GANimation's weight) by
     # measurement at 3,000 steps (docs/models.md, edit quality): at 1.0 the mask kept opening (mean m
     # 0.84 at step 500, 0.11 at 3,000), the edit became the painted colour image and sharpness fell to
@@ -202,7 +205,7 @@ class FExGANSkip(GANModel):
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_cyc", "g_mask", "g_mask_tv",
                "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")
     progress = ("g_cyc", "d_total")
-    reconstruction = "g_cyc"
+    reconstruction = "g_l1"
 
     def __init__(self, arch: FExGANSkipConfig, loss: FExGANSkipLoss) -> None:
         super().__init__(arch, loss)
