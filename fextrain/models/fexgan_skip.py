@@ -182,7 +182,7 @@ class FExGANSkipLoss:
     # * mean(m): keeps the mask from saturating at "copy the source". 0.1 (GANimation's weight) by
     # measurement at 3,000 steps (docs/models.md, edit quality): at 1.0 the mask kept opening (mean m
     # 0.84 at step 500, 0.11 at 3,000), the edit became the painted colour image and sharpness fell to
-    # 0.40; at 0.1 mean m settles near 0.92 and sharpness stays 0.86.
+    # 0.40; at 0.1 mean m settles near 0.78 (0.92 with the cycle loss) and sharpness near 0.73 (0.86).
     mask_penalty: float = 0.1
     mask_tv: float = 0.1  # * mean total variation of m: a smooth mask
 
