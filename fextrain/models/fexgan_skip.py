@@ -232,7 +232,10 @@ class FExGANSkip(GANModel):
         with ctx.frozen("discriminator") as D_frozen:
             with ctx.autocast():
                 g_fake, g_fake_cls = D_frozen(x_gen)
-                x_back, _ = G(x_gen, a_tgt, a_src)  # second G forward through the wrapped module too
+                # second G forward through the wrapped module too; with the cycle off (the default) it is
+                # only logged, so no graph is kept for it
+                with torch.set_grad_enabled(cfg.lambda_cyc > 0):
+                    x_back, _ = G(x_gen, a_tgt, a_src)
             g_adv = -g_fake.float().mean()
             g_cls = cross_entropy(g_fake_cls, b.target_affect)
             g_l1 = l1(x_gen, b.target)
