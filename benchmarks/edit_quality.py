@@ -44,16 +44,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fexdata.sample import RAMP_SHARE
 from fextrain.config import TrainConfig
 from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
 from models import BENCH_ARCH  # benchmarks/models.py (this script's folder is on sys.path): the same widths
 
-# --ramp 0.8 as `fex demo` (its 2 s clips peak at 40 %): frames carry the intensity FExGAN's target condition uses.
+CLIP_SECONDS = 2.0
+# --ramp as `fex demo` (the sample clips peak at RAMP_SHARE of their length): frames carry the intensity
+# FExGAN's target condition uses.
+RAMP = ["--ramp", f"{RAMP_SHARE * CLIP_SECONDS:g}"]
 SPLITS = {
-    "frame": ["--split", "frame", "--blocks", "4", "--guard", "0", "--ramp", "0.8"],
-    "identity": ["--split", "identity", "--fractions", "0.67,0.33", "--ramp", "0.8"],
+    "frame": ["--split", "frame", "--blocks", "4", "--guard", "0", *RAMP],
+    "identity": ["--split", "identity", "--fractions", "0.67,0.33", *RAMP],
 }
 SECTIONS = ["judge", "sharpness", "identity", "collapse"]
 COLUMNS = ("expression", "sharpness", "identity", "faces_found", "collapse")
@@ -74,7 +78,7 @@ def demo_manifests(root: Path) -> dict[str, Path]:
     ingest = root / "ingest"
     if not (root / "ingested").is_file():
         shutil.rmtree(root / "captures", ignore_errors=True)
-        write_studio_tree(root / "captures", identities=6, seconds=2.0, fps=15.0, size=256, layout="clips")
+        write_studio_tree(root / "captures", identities=6, seconds=CLIP_SECONDS, fps=15.0, size=256, layout="clips")
         fex(["ingest", str(root / "captures"), "--out", str(ingest), "--size", "128", "--quiet"])
         (root / "ingested").touch()
     manifests = {}

@@ -51,7 +51,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     from fexdata.errors import FexError
     from fexdata.paths import atomic_write_text
     from fexdata.images import write_png
-    from fexdata.sample import CHARACTERS, sample_photo, write_studio_tree
+    from fexdata.sample import CHARACTERS, RAMP_SHARE, sample_photo, write_studio_tree
     from fextrain.edit.report import add_to_report
 
     if smallest:
@@ -84,7 +84,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     # The sample clips reach their full expression at 40 % of their length (fexdata.sample.clip_intensity),
     # so each frame's intensity is known: FExGAN learns what a target weight below 1 looks like.
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
-                             "--blocks", "4", "--guard", "0", "--ramp", f"{0.4 * seconds:g}"])
+                             "--blocks", "4", "--guard", "0", "--ramp", f"{RAMP_SHARE * seconds:g}"])
     train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--size", size, "--steps", str(steps),
                   "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10"]
     if not full:

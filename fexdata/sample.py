@@ -215,9 +215,12 @@ def sample_face(identity: int, affect: str, size: int = 512, intensity: float = 
     return posed
 
 
+RAMP_SHARE = 0.4  # sample clips reach their peak expression at this share of their length
+
+
 def clip_intensity(t: float, seconds: float) -> float:
-    """Studio animation curve: from a faint expression up to the peak over the first 40%, then hold."""
-    ramp = min(1.0, t / max(0.4 * seconds, 1e-6))
+    """Studio animation curve: from a faint expression up to the peak over the first RAMP_SHARE, then hold."""
+    ramp = min(1.0, t / max(RAMP_SHARE * seconds, 1e-6))
     return 0.25 + 0.75 * (0.5 - 0.5 * math.cos(math.pi * ramp))
 
 
