@@ -115,21 +115,29 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         started = time.perf_counter()
         results, executor_info = _run_units(out, options, pending, workers, progress, executor, ray_address)
         seconds = time.perf_counter() - started
-        alone = lock.alone()
-        if alone:  # no other shard is writing: tidy the whole folder
-            outdir.tidy(out, plan, scan_part, options)
-
         tracker: Counter = Counter()
         for r in results:
             tracker.update(r.tracker)
         run = RunInfo(len(mine), len(mine) - len(pending), len(results), seconds,
                       sum(r.frames for r in results), sum(r.no_face_frames for r in results), dict(tracker),
                       executor_info)
-        summary = summarize(out, run)
-        if not shard.whole:
-            summary["run"]["shard"] = str(shard)
-        outdir.write_status(status_file, {**header, "status": "finished", "summary": summary})
-        if alone and not shard.whole:  # the last shard standing speaks for the whole folder
+
+        def finish() -> dict:
+            summary = summarize(out, run)
+            if not shard.whole:
+                summary["run"]["shard"] = str(shard)
+            outdir.write_status(status_file, {**header, "status": "finished", "summary": summary})
+            return summary
+
+        # A shard says it is finished before `alone()`, which lets go of its lock: the last shard reads every
+        # shard's status into ingest.json, and one that let go first would still read as running.
+        summary = None if shard.whole else finish()
+        alone = lock.alone()
+        if alone:  # no other shard is writing: tidy the whole folder
+            outdir.tidy(out, plan, scan_part, options)
+        if shard.whole:
+            summary = finish()
+        elif alone:  # the last shard standing speaks for the whole folder
             finished = len(outdir.done_parts(out) & {R.part_name(u.id) for u in plan.units})
             outdir.write_status(out / outdir.INGEST_JSON, {
                 **fingerprint, "status": "finished" if finished == len(plan.units) else "partial",
