@@ -49,7 +49,7 @@ from fextrain.config import TrainConfig
 from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
-from models import BENCH_ARCH  # benchmarks/models.py (this script's folder is on sys.path): the same widths
+from models import BENCH_ARCH, BENCH_LOSS  # benchmarks/models.py (this script's folder is on sys.path): the same widths
 
 CLIP_SECONDS = 2.0
 # --ramp as `fex demo` (the sample clips peak at RAMP_SHARE of their length): frames carry the intensity
@@ -125,7 +125,7 @@ def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path,
     cfg = TrainConfig(manifest=str(manifest), out=str(run), model=model, size=args.size, steps=args.steps,
                       batch=args.batch, seed=seed, device="cpu", amp="off", log_every=max(1, args.steps // 10),
                       ckpt_every=10**9, sample_every=0, arch={**BENCH_ARCH.get(model, {}), **changes.get("arch", {})},
-                      loss=changes.get("loss") or None)
+                      loss={**BENCH_LOSS.get(model, {}), **changes.get("loss", {})} or None)
     started = time.perf_counter()
     train(cfg, progress=False, log=lambda msg: None)
     trained = time.perf_counter() - started

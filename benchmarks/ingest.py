@@ -10,9 +10,10 @@ Inputs, all generated from the bundled public-domain face (`fexdata.sample`), no
 
 Pipelines:
     fex          `fexdata.ingest.ingest` as `fex ingest` runs it (default workers).
-    naive video  every frame decoded (same ffmpeg path) and detected from scratch at full resolution with
-                 HOG upsample 1, landmarks, FFHQ alignment, 256 px PNG written by OpenCV.
-    naive still  each image read, HOG upsample 1 at full resolution, landmarks, FFHQ alignment, PNG.
+    naive video  every frame decoded (same ffmpeg path) and detected from scratch at full resolution by
+                 dlib's stock frontal detector (`dlib.get_frontal_face_detector()`, built in every run)
+                 on the RGB frame with upsample 1, landmarks, FFHQ alignment, 256 px PNG written by OpenCV.
+    naive still  each image read, the same detection, landmarks, FFHQ alignment, PNG.
 
 Rates are CPU time per frame (all threads and child processes: ffmpeg, pool workers), which does not
 depend on what else the machine runs, and frames/s of wall time, which does. The breakdown comes from a
@@ -47,7 +48,7 @@ import numpy as np  # noqa: E402
 from fexdata.images import read_rgb  # noqa: E402
 from fexdata.ingest import align as A, faces as F, records as R, run as RUN, video as V, worker as W  # noqa: E402
 from fexdata.ingest.align import crop, ffhq_alignment  # noqa: E402
-from fexdata.ingest.faces import DlibLandmarker, Detector  # noqa: E402
+from fexdata.ingest.faces import DlibLandmarker  # noqa: E402
 from fexdata.ingest.plan import IngestOptions, Source  # noqa: E402
 from fexdata.ingest.video import iter_frames  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
@@ -182,7 +183,7 @@ def fex_stages(clock: StageClock) -> None:
 def naive_stages(clock: StageClock) -> None:
     clock.patch(sys.modules[__name__], "naive_load", "load models")
     clock.patch(V, "_read_exact", "decode (pipe read)")
-    clock.patch(Detector, "detect", "detect (HOG)")
+    clock.patch(sys.modules[__name__], "naive_detect", "detect (HOG)")
     clock.patch(DlibLandmarker, "__call__", "landmarks")
     clock.patch(sys.modules[__name__], "naive_align", "align + smooth")
     clock.patch(sys.modules[__name__], "crop", "warp")
@@ -231,21 +232,28 @@ def naive_png(path: Path, rgb: np.ndarray) -> None:
 _NAIVE_MODELS: dict[str, object] = {}
 
 
+def naive_detect(image: np.ndarray) -> list:
+    """The textbook call: the stock detector on the image as read (HOG over RGB uses each pixel's strongest
+    channel gradient: 70 against 58 ms on a 512² frame here, alone), upsample 1."""
+    return list(_NAIVE_MODELS["detector"](image, 1))
+
+
 def naive_one(image: np.ndarray, dest: Path) -> bool:
-    detector, landmarker = _NAIVE_MODELS["detector"], _NAIVE_MODELS["landmarker"]
-    found = detector.detect(image, upsample=1)  # full resolution, from scratch
+    found = naive_detect(image)  # full resolution, from scratch
     if not found:
         return False
-    box = max(found, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))[0]
+    r = max(found, key=lambda r: r.width() * r.height())
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    lm = landmarker(image, gray, box)
+    lm = _NAIVE_MODELS["landmarker"](image, gray, (r.left(), r.top(), r.right() + 1, r.bottom() + 1))
     (img, _), = crop(image, naive_align(lm), (256,)).values()
     naive_png(dest, img)
     return True
 
 
 def naive_load() -> None:
-    _NAIVE_MODELS.update(detector=Detector("hog"), landmarker=DlibLandmarker())
+    import dlib
+
+    _NAIVE_MODELS.update(detector=dlib.get_frontal_face_detector(), landmarker=DlibLandmarker())
 
 
 def naive_video(clip: Path, out: Path, limit: int | None = None) -> int:

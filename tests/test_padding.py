@@ -16,7 +16,7 @@ from cli.main import main
 from fexdata.errors import IngestError
 from fexdata.ingest import ingest
 from fexdata.ingest.align import (FADE_LENGTH, PAD_MODES, Alignment, alignment_for, bbox_alignment, crop,
-                                  ffhq_alignment, outside_distance, pad_share)
+                                  _soften_outside, ffhq_alignment, outside_distance, pad_share)
 from fexdata.ingest.faces import FaceFinder
 from fexdata.ingest.plan import IngestOptions, Source
 from fexdata.manifest import ManifestError, build_manifest
@@ -173,3 +173,22 @@ def test_max_pad_filters_and_counts(tmp_path):
     r = CliRunner().invoke(main, ["build-manifest", str(src), "--out", str(tmp_path / "c.parquet"),
                                   "--split", "none", "--max-pad", "0.3"])
     assert r.exit_code == 0 and "padded share above --max-pad" in r.output and "studio: 21 of 84" in r.output
+
+
+def test_blur_pyramid_on_a_window_equals_the_whole_crops():
+    """The blur computes its pyramid only around the padded band; the padded pixels must come out exactly as
+    from the whole crop's pyramid, for bands on any side, corners, turned crops and odd sizes."""
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        w, h = (int(v) for v in rng.integers(120, 500, 2))
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        frame = cv2.GaussianBlur(frame, (0, 0), 3)  # structure at every scale, not only noise
+        half, turn = rng.uniform(30, 300), rng.uniform(-0.6, 0.6)
+        al = Alignment(rng.uniform(-0.2, 1.2) * w, rng.uniform(-0.2, 1.2) * h, half * np.cos(turn), half * np.sin(turn))
+        for size in (256, 200):
+            m = al.transform(size)
+            reflected = cv2.warpAffine(frame, m[:2], (size, size), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REFLECT_101)
+            fill = (90.0, 100.0, 110.0)
+            fast = _soften_outside(reflected, m, w, h, fill)
+            assert np.array_equal(fast, _soften_outside(reflected, m, w, h, fill, whole=True))

@@ -160,7 +160,7 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
     img = cv2.warpAffine(src, m_src[:2], (big, big), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[pad],
                          borderValue=fill)
     if pad == "blur":
-        img = _soften_outside(img, outside_distance(m, w, h, big), fill)
+        img = _soften_outside(img, m, w, h, fill)
     out = {big: (img, m)}
     for size in sizes[1:]:
         s = size / big
@@ -176,63 +176,114 @@ def _mean_colour(image: np.ndarray) -> tuple[float, float, float]:
     return (mean[0], mean[1], mean[2])
 
 
-def outside_distance(transform: np.ndarray, width: int, height: int, size: int) -> np.ndarray | None:
-    """Per crop pixel, its distance outside the frame in crop pixels (0 inside); None if none is outside."""
+def outside_distance(transform: np.ndarray, width: int, height: int, size: int,
+                     box: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
+    """Per crop pixel, its distance outside the frame in crop pixels (0 inside); None if none is outside.
+
+    `box` = (row0, row1, col0, col1) computes only that part of the crop (the same values as there in
+    the whole map).
+    """
     inv = cv2.invertAffineTransform(np.asarray(transform, np.float64))
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
-    fc = corners @ inv[:, :2].T + inv[:, 2]
-    if fc[:, 0].min() >= -0.5 and fc[:, 1].min() >= -0.5 and fc[:, 0].max() <= width - 0.5 \
-            and fc[:, 1].max() <= height - 0.5:
-        return None
-    u = np.arange(size, dtype=np.float32)
+    if box is None:
+        corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+        fc = corners @ inv[:, :2].T + inv[:, 2]
+        if fc[:, 0].min() >= -0.5 and fc[:, 1].min() >= -0.5 and fc[:, 0].max() <= width - 0.5 \
+                and fc[:, 1].max() <= height - 0.5:
+            return None
+        box = (0, size, 0, size)
+    r0, r1, c0, c1 = box
+    u = np.arange(c0, c1, dtype=np.float32)
+    v = np.arange(r0, r1, dtype=np.float32)
     (a, b, c), (d, e, f) = inv.tolist()
-    fx = a * u[None, :] + b * u[:, None] + c     # frame coordinates of every crop pixel centre
-    fy = d * u[None, :] + e * u[:, None] + f
+    fx = a * u[None, :] + b * v[:, None] + c     # frame coordinates of every crop pixel centre
+    fy = d * u[None, :] + e * v[:, None] + f
     dx = np.maximum(np.maximum(-0.5 - fx, fx - (width - 0.5)), 0)
     dy = np.maximum(np.maximum(-0.5 - fy, fy - (height - 0.5)), 0)
     scale = math.hypot(transform[0, 0], transform[0, 1])   # crop pixels per frame pixel
     return (np.hypot(dx, dy) * scale).astype(np.float32)
 
 
-def _soften_outside(img: np.ndarray, dist: np.ndarray | None, fill: tuple[float, float, float]) -> np.ndarray:
-    """Blur the padded band by distance and fade it to `fill`; pixels with dist 0 are returned unchanged.
+def _padded_box(transform: np.ndarray, width: int, height: int, size: int) -> tuple[int, int, int, int] | None:
+    """(row0, row1, col0, col1): a rectangle of the crop holding every padded pixel; None if there is none.
+
+    The frame is convex, so a row (or column) of the crop whose two end pixels map inside it lies inside
+    it whole: padded pixels sit only in rows and columns with an end outside.
+    """
+    inv = cv2.invertAffineTransform(np.asarray(transform, np.float64))
+    ends = np.arange(size, dtype=np.float64)
+    last = size - 1.0
+
+    def outside(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        fx = inv[0, 0] * u + inv[0, 1] * v + inv[0, 2]
+        fy = inv[1, 0] * u + inv[1, 1] * v + inv[1, 2]
+        return (fx < -0.5) | (fy < -0.5) | (fx > width - 0.5) | (fy > height - 0.5)
+
+    rows = np.flatnonzero(outside(np.zeros(size), ends) | outside(np.full(size, last), ends))
+    cols = np.flatnonzero(outside(ends, np.zeros(size)) | outside(ends, np.full(size, last)))
+    if not rows.size or not cols.size:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _soften_outside(img: np.ndarray, transform: np.ndarray, width: int, height: int,
+                    fill: tuple[float, float, float], whole: bool = False) -> np.ndarray:
+    """Blur the padded band by distance and fade it to `fill`; pixels inside the frame are returned unchanged.
 
     The blur levels are a Gaussian pyramid brought back to full size (level k ~ sigma 2^k crop pixels);
     each padded pixel blends the two levels around its sigma = BLUR_SLOPE * dist (linearly in log sigma).
+    Only the rectangle around the padded pixels is computed: the pyramid on it, widened by more than the
+    pyramid's reach and kept on the pyramid's grid, gives the padded pixels exactly the values that the
+    whole crop's pyramid would (`whole=True`; tests/test_padding.py compares the two on random crops); for
+    a band along one side of a 256 px crop that is 0.4 ms instead of 1.0.
     """
-    if dist is None:
-        return img
-    flat = np.flatnonzero(dist > 0)          # only the padded pixels are computed
-    if not flat.size:
-        return img
     size = img.shape[0]
-    d = dist.reshape(-1)[flat]
-    sigma = BLUR_SLOPE * d
+    box = _padded_box(transform, width, height, size)
+    if box is None:
+        return img
+    dist = outside_distance(transform, width, height, size, box)
+    widest_sigma = BLUR_SLOPE * float(dist.max())
+    if widest_sigma <= 0:
+        return img
     # level k has sigma ~2^k: go as far as the widest blur asked for, and no coarser than 8-16 pixels
-    widest = math.ceil(math.log2(max(float(sigma.max()), 2.0)))
+    widest = math.ceil(math.log2(max(widest_sigma, 2.0)))
     n_levels = 1 + max(1, min(int(math.log2(size / 8)), widest))
-    levels = np.empty((n_levels,) + img.shape, np.uint8)
-    levels[0] = img
-    down, shapes = img, []
-    for k in range(1, n_levels):
+    # The pyramid window: the box widened by 3 x the coarsest level's step (a level-k pixel reaches ~3 x 2^k
+    # crop pixels through the pyrDown/pyrUp chain, and only pixels deep in the band use the coarse levels),
+    # its corners on that step's grid so that every level samples the whole crop's grid.
+    step = 2 ** (n_levels - 1)
+    r0, r1, c0, c1 = box
+    if whole or size % step:  # the whole crop's pyramid rounds odd sizes: a window would round differently
+        wr0 = wc0 = 0
+        wr1 = wc1 = size
+    else:
+        wr0, wc0 = (max(0, (x - 3 * step) // step * step) for x in (r0, c0))
+        wr1, wc1 = (min(size, -(-(x + 3 * step) // step) * step) for x in (r1, c1))
+    window = img[wr0:wr1, wc0:wc1]
+    levels = [window]
+    down, shapes = window, []
+    for _ in range(1, n_levels):
         shapes.append(down.shape[1::-1])
         down = cv2.pyrDown(down)
         up = down
-        for shape in reversed(shapes[1:]):
+        for shape in reversed(shapes):
             up = cv2.pyrUp(up, dstsize=shape)
-        cv2.pyrUp(up, dst=levels[k], dstsize=shapes[0])
+        levels.append(up)
+    # Every pixel of the box at once: one inside the frame has sigma 0, so it takes level 0 (itself) with
+    # no fade and comes out unchanged.
+    inner = (slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
+    pixels = np.stack([level[inner] for level in levels]).reshape(-1, 3)
+    sigma = BLUR_SLOPE * dist.reshape(-1)
     # level position: 0 -> 1 while sigma grows to 2, then log2(sigma) (level k has sigma 2^k)
     pos = np.where(sigma < 2.0, sigma / 2.0, np.log2(np.maximum(sigma, 2.0))).clip(0, n_levels - 1)
     below = np.minimum(pos.astype(np.intp), n_levels - 2)
     frac = (pos - below).astype(np.float32)[:, None]
-    pixels = levels.reshape(-1, 3)
-    index = below * (size * size) + flat
+    index = below * sigma.size + np.arange(sigma.size)
     lo = np.take(pixels, index, axis=0).astype(np.float32)
-    out = lo + (np.take(pixels, index + size * size, axis=0) - lo) * frac
-    fade = np.clip(d / (FADE_LENGTH * size), 0.0, 1.0).astype(np.float32)[:, None]
+    out = lo + (np.take(pixels, index + sigma.size, axis=0) - lo) * frac
+    fade = np.clip(dist.reshape(-1) / (FADE_LENGTH * size), 0.0, 1.0).astype(np.float32)[:, None]
     out += (np.asarray(fill, np.float32) - out) * fade
     result = img.copy()
-    result.reshape(-1, 3)[flat] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    result[r0:r1, c0:c1] = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(r1 - r0, c1 - c0, 3)
     return result
 
 
