@@ -115,7 +115,7 @@ def evaluate(run: Path, manifest: Path, out: Path, judge_cache: Path, sources: i
     ident = m["identity"]
     return {"judge_ratio": m["judge"]["generated_over_real"], "judge_at_target": m["judge"]["generated"]["accuracy"],
             "judge_real": m["judge"]["real"]["accuracy"], "sharpness": m["sharpness"]["ratio"],
-            "identity": ident["share_under_threshold"],
+            "identity": ident["share_under_threshold"], "identity_n": ident["measured"],
             "faces_found": 1 - ident["generated_face_not_found"] / max(1, ident["pairs"]),
             "collapse": m["collapse"]["ratio"], "frechet": m["frechet"]["judge_features"]["value"]}
 
@@ -156,8 +156,8 @@ def main() -> None:
 
     print(f"\n{len(pick)} test sources x {k} affects = {len(pick) * k} edits per model; "
           f"{steps * args.batch} training images each; total {time.perf_counter() - started:.0f} s\n")
-    print("| model | judge @ target / real | sharpness | identity < 0.6 | faces found | collapse | judge Fréchet "
-          "| train img/s | edits/s |")
+    print("| model | judge @ target / real | sharpness | identity < 0.6 (pairs measured) | faces found | collapse "
+          "| judge Fréchet | train img/s | edits/s |")
     print("|---|---|---|---|---|---|---|---|---|")
 
     def num(v: float | None, fmt: str) -> str:
@@ -165,7 +165,8 @@ def main() -> None:
 
     for r in rows:
         print(f"| {r['model']} | {num(r['judge_ratio'], '.2f')} ({r['judge_at_target']:.3f} / {r['judge_real']:.3f}) "
-              f"| {num(r['sharpness'], '.2f')} | {num(r['identity'], '.2f')} | {r['faces_found']:.2f} "
+              f"| {num(r['sharpness'], '.2f')} | {num(r['identity'], '.2f')} ({r['identity_n']}) "
+              f"| {r['faces_found']:.2f} "
               f"| {num(r['collapse'], '.2f')} | {num(r['frechet'], '.1f')} | {r['train_img_s']:.1f} "
               f"| {r['edits_s']:.0f} |")
 
