@@ -60,6 +60,22 @@ def test_rises_monotonically():
     assert rises_monotonically([0.1, 0.1 - 1e-9, 0.4])  # float noise is not a fall
 
 
+def test_rises_monotonically_judges_each_step_on_its_pairs():
+    """Per-pair confidences: a dip within the pairs' own noise, or a saturated plateau, is not a fall; the
+    same mean dip taken by every pair is; a rise as large as the noise is no rise."""
+    rng = np.random.default_rng(0)
+    base = np.array([0.2, 0.5, 0.7, 0.78, 0.76])                       # mean dips by 0.02 at the end
+    noisy = np.clip(base + rng.normal(0, 0.3, (20, 5)), 0, 1)
+    noisy += base - noisy.mean(0)                                      # exactly that mean curve
+    assert rises_monotonically(noisy)                                  # the dip is well within 2 SE
+    consistent = np.tile(base, (20, 1)) + rng.normal(0, 0.001, (20, 5))
+    assert not rises_monotonically(consistent)                         # every pair falls by 0.02
+    saturated = np.tile([0.6, 0.99, 0.9972, 0.9971, 0.9970], (16, 1))
+    assert rises_monotonically(saturated)                              # 1e-4 moves are below RESOLUTION
+    weak = rng.normal(0, 0.3, (10, 3)) + [0.4, 0.42, 0.45]
+    assert not rises_monotonically(weak)                               # 0.05 rise inside 2 SE of 10 pairs
+
+
 def test_intensity_known_answers(data, tmp_path):
     """An oracle that shows a real face of the target affect once the target's weight reaches 0.5 (else the
     source unchanged) rises; the reversed oracle falls."""

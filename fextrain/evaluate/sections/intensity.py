@@ -6,9 +6,9 @@ editor that is the magnitude of the target vector (`fex edit --to joy --intensit
 affect other than its own at each intensity w of `--intensities` (target w * one-hot), and the judge
 (trained on real faces only) gives its softmax probability of that affect. Reported: the mean
 probability per intensity, overall and per target affect, and whether each curve rises monotonically
-(no step lower than the one before, and the last above the first: a measured check, not a
-guarantee). A model whose edit keeps the
-expression and redraws the identity (DE-GAN) is not measured.
+(`rises_monotonically`: no step falls and the last is above the first, each judged on the same pairs at
+both intensities and beyond their sampling error: a measured check, not a guarantee). A model whose edit
+keeps the expression and redraws the identity (DE-GAN) is not measured.
 
 Whether w < 1 was ever shown to the model depends on its training: FExGAN with `loss.target_law: data`
 on a manifest with intensities (`fex build-manifest --ramp`) saw weights 0.1..1 tied to real frames, so
@@ -29,11 +29,29 @@ from fextrain.evaluate.section import Section, note
 from fextrain.models import one_hot
 
 
-def rises_monotonically(curve: list[float], tol: float = 1e-6) -> bool:
-    """True when no value is below the one before it (up to float noise `tol`) and the last is above the
-    first: a flat curve does not rise."""
-    c = np.asarray(curve, np.float64)
-    return bool(np.all(np.diff(c) >= -tol) and c[-1] > c[0] + tol)
+# A change of the mean confidence smaller than this is below what the check resolves (a curve saturated at
+# 0.997 that moves by 1e-4 neither rises nor falls).
+RESOLUTION = 0.01
+
+
+def rises_monotonically(confidence: np.ndarray | list, z: float = 2.0) -> bool:
+    """Whether confidences [pairs, intensities] (or one curve [intensities]) rise with the intensity.
+
+    Each change is the mean over pairs of a pair's own change (the same face and target at both
+    intensities), and counts only beyond z standard errors of that mean and beyond RESOLUTION: a step
+    falls when its change is below minus that margin, and the curve rises when the change from the first
+    intensity to the last is above it. A flat curve does not rise; a dip within the noise of the pairs
+    measured is not a fall.
+    """
+    c = np.atleast_2d(np.asarray(confidence, np.float64))
+
+    def margin(change: np.ndarray) -> float:
+        se = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else 0.0
+        return max(z * float(se), RESOLUTION)
+
+    falls = any(step.mean() < -margin(step) for step in np.diff(c, axis=1).T)
+    overall = c[:, -1] - c[:, 0]
+    return bool(not falls and overall.mean() > margin(overall))
 
 
 def target_confidence(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -98,9 +116,9 @@ class IntensitySection(Section):
             rows = conf[pair_tgt == a]
             if len(rows):
                 curve = rows.mean(axis=0).tolist()
-                per_affect[name] = {"confidence": curve, "monotonic": rises_monotonically(curve), "pairs": int(len(rows))}
+                per_affect[name] = {"confidence": curve, "monotonic": rises_monotonically(rows), "pairs": int(len(rows))}
         return {"intensities": weights, "sources": int(len(idx)), "pairs": int(len(pair_tgt)),
-                "mean_confidence": mean, "monotonic": rises_monotonically(mean),
+                "mean_confidence": mean, "monotonic": rises_monotonically(conf),
                 "monotonic_affects": sum(v["monotonic"] for v in per_affect.values()), "per_affect": per_affect}
 
     def summary(self, r: dict[str, Any]) -> list[str]:
@@ -118,5 +136,6 @@ class IntensitySection(Section):
         body += note(f"Judge probability of the target affect for {r['sources']} test faces edited to every other "
                      "affect with the target vector w * one-hot (thick line: the mean over all pairs). ExprGAN's "
                      "claim is that this rises continuously with w; a flat curve means the model ignores the "
-                     "vector's magnitude.")
+                     "vector's magnitude. 'monotonic': no step falls and the last is above the first, a change "
+                     f"counting beyond 2 standard errors of its paired mean and beyond {RESOLUTION:g}.")
         return body
