@@ -18,6 +18,7 @@ from fexdata.dataset import FaceDataset
 from fexdata.errors import EvalError
 from fexdata.manifest import read_manifest, write_manifest
 from fextrain.evaluate.context import EvalContext
+from fextrain.evaluate.judge import JudgeSettings, effective_epochs
 from fextrain.evaluate.options import EvalOptions
 from fextrain.evaluate.run import evaluate_run
 from fextrain.evaluate.sections.augment import AugmentSection
@@ -125,7 +126,7 @@ def test_exprgan_run_intensity_and_augment_through_the_cli(data, tmp_path):
     out = tmp_path / "eval"
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(data), "--out", str(out), "--sections",
                                    "intensity,augment", "--augment", "2,4", "--intensities", "0.2,0.6,1",
-                                   "--intensity-sources", "2", "--judge-epochs", "1", "--judge-min-steps", "20",
+                                   "--intensity-sources", "2", "--judge-epochs", "3", "--judge-min-steps", "0",
                                    "--judge-size", "32", "--device", "cpu", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "rises monotonically" in res.output and "N=0:" in res.output and "N=4:" in res.output
@@ -136,6 +137,14 @@ def test_exprgan_run_intensity_and_augment_through_the_cli(data, tmp_path):
     assert [r["per_affect"] for r in rows] == [0, 2, 4] and [r["generated"] for r in rows] == [0, 14, 28]
     assert all(r["real"] == 42 and r["test"]["count"] == 28 and 0 <= r["test"]["accuracy"] <= 1 for r in rows)
     assert rows[0]["gain"] == 0 and (out / "augment" / "n4" / "judge.safetensors").is_file()
+    # every judge of the study trains as long as the largest set's (3 epochs of 70 images = 6 updates), so
+    # a row differs from N = 0 by its data, not by more updates
+    updates = []
+    for n in (0, 2, 4):
+        meta = json.loads((out / "augment" / f"n{n}" / "judge.json").read_text())
+        settings = JudgeSettings(**meta["settings"])
+        updates.append(effective_epochs(meta["train_count"], settings) * -(-meta["train_count"] // settings.batch_size))
+    assert updates == [6, 6, 6] and m["augment"]["judge_updates"] == 6
     html = (out / "report.html").read_text()
     assert "<svg" in html and "Augmentation study" in html
     bad = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(data), "--augment", "0"])
