@@ -49,7 +49,7 @@ from fextrain.config import TrainConfig
 from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
-from models import BENCH_ARCH, BENCH_LOSS  # benchmarks/models.py (this script's folder is on sys.path): the same widths
+from models import BENCH_ARCH, BENCH_LOSS  # benchmarks/models.py (this folder is on sys.path): the same widths
 
 CLIP_SECONDS = 2.0
 # --ramp as `fex demo` (the sample clips peak at RAMP_SHARE of their length): frames carry the intensity

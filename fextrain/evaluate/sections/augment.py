@@ -20,10 +20,9 @@ judge is cached under OUT/augment/n<N>/ by a fingerprint of its training images.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
-
-import dataclasses
 
 import numpy as np
 

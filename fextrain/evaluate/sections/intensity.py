@@ -116,7 +116,8 @@ class IntensitySection(Section):
             rows = conf[pair_tgt == a]
             if len(rows):
                 curve = rows.mean(axis=0).tolist()
-                per_affect[name] = {"confidence": curve, "monotonic": rises_monotonically(rows), "pairs": int(len(rows))}
+                per_affect[name] = {"confidence": curve, "monotonic": rises_monotonically(rows),
+                                    "pairs": int(len(rows))}
         return {"intensities": weights, "sources": int(len(idx)), "pairs": int(len(pair_tgt)),
                 "mean_confidence": mean, "monotonic": rises_monotonically(conf),
                 "monotonic_affects": sum(v["monotonic"] for v in per_affect.values()), "per_affect": per_affect}
