@@ -204,7 +204,7 @@ class FExGANSkip(GANModel):
     paired = True  # the L1 to the real target frame teaches the expression
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_cyc", "g_mask", "g_mask_tv",
                "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")
-    progress = ("g_cyc", "d_total")
+    progress = ("g_l1", "d_total")  # the cycle is off by default: show the loss that trains
     reconstruction = "g_l1"
 
     def __init__(self, arch: FExGANSkipConfig, loss: FExGANSkipLoss) -> None:
