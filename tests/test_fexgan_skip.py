@@ -17,7 +17,7 @@ from fexdata.sample import sample_face
 from fextrain.augment import to_uint8
 from fextrain.evaluate.sections.sharpness import laplacian_variance
 from fextrain.models import build_model, one_hot
-from fextrain.models.fexgan_skip import total_variation
+from fextrain.models.fexgan_skip import CYCLE_PROBE_EVERY, total_variation
 from fextrain.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -64,6 +64,20 @@ def test_the_mask_penalty_lowers_the_mask(tmp_path):
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         shares[penalty] = rows[-1]["g_mask"]
     assert shares[20.0] < shares[0.0] - 0.05, shares
+
+
+def test_the_cycle_off_is_measured_on_probe_steps_only_and_on_every_step_when_it_trains(tmp_path):
+    manifest = write_tiny_manifest(tmp_path / "data")
+    steps = CYCLE_PROBE_EVERY + 2
+    logged = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"cyc{weight:g}"
+        train(tiny_config(manifest, out, model="fexgan-skip", steps=steps, loss={"lambda_cyc": weight}),
+              progress=False, log=lambda m: None)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        logged[weight] = [row["step"] for row in rows if "g_cyc" in row]
+    assert logged[0.0] == [CYCLE_PROBE_EVERY]  # log_every 1: the only step that ran the probe
+    assert logged[1.0] == list(range(1, steps + 1))
 
 
 def test_a_refused_setting_is_named_and_skips_and_mask_can_be_switched_off():
