@@ -21,6 +21,15 @@ def test_png_roundtrip_and_header_size(tmp_path, rgb):
     assert np.array_equal(out, rgb)
 
 
+def test_exif_orientation_is_applied(tmp_path, rgb):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: the camera was turned; show the stored pixels rotated 90 degrees clockwise
+    Image.fromarray(rgb).save(tmp_path / "phone.png", exif=exif)
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    assert np.array_equal(read_rgb(tmp_path / "phone.png"), np.rot90(rgb, k=-1))
+    assert np.array_equal(read_rgb(tmp_path / "plain.png"), rgb)
+
+
 def test_gray_alpha_16bit_and_palette_become_rgb8(tmp_path, rgb):
     gray = rgb[..., 0]
     Image.fromarray(gray).save(tmp_path / "g.tif")
