@@ -8,7 +8,7 @@ import pytest
 
 from fexdata.ingest import RECORDS, REJECTS, IngestError, IngestOptions, Source, ingest, resolve_sources
 from fexdata.sample import write_studio_tree
-from _ingest_fixtures import bad_input_corpus, write_png
+from _ingest_fixtures import bad_input_corpus, crop_pixels, write_png
 
 
 
@@ -94,6 +94,27 @@ def test_studio_clips_takes_and_sequences(tmp_path):
     pair = rec[(rec["item"] == seq["item"].iloc[0]) & (rec.frame == 3)].set_index("crop_size")
     t128, t256 = (np.asarray(pair.loc[s, "transform"]).reshape(2, 3) for s in (128, 256))
     assert np.allclose(t128[:, :2], t256[:, :2] / 2)
+
+
+def test_cropping_tracked_frames_in_batches_changes_nothing(tmp_path, monkeypatch):
+    """The worker tracks a run of frames before cropping them (fexdata.ingest.worker.emit_batch): batches
+    of 1 (crop each frame as it is tracked) and of 4 (batches end inside and at the end of each item)
+    give the same records, in the same order, and the same crops."""
+    from fexdata.ingest import worker
+
+    roots = [write_studio_tree(tmp_path / layout, identities=1, affects=("joy",), seconds=0.5, fps=30, size=256,
+                               layout=layout) for layout in ("clips", "sequences")]
+    sources = resolve_sources([str(r) for r in roots], "studio", log=lambda _: None)
+    runs = {}
+    for frames in (1, 4):
+        monkeypatch.setattr(worker, "EMIT_BATCH_FRAMES", frames)
+        out = tmp_path / f"out{frames}"
+        ingest(sources, out, IngestOptions(), workers=1, progress=False, log=lambda _: None)
+        runs[frames] = (pd.read_parquet(out / "records"), crop_pixels(out))
+    (rec1, px1), (rec4, px4) = runs[1], runs[4]
+    assert len(rec1) == 2 * 15
+    pd.testing.assert_frame_equal(rec1, rec4)
+    assert px1 == px4
 
 
 def test_resume_skips_done_work_and_redoes_changed_inputs(tmp_path):

@@ -149,16 +149,18 @@ class UnitProcessor:
         seen, before = 0, len(rows)
         frames = iter_frames(path, start=ctx.item.start, end=ctx.item.end, every=self.options.every,
                              fps=self.options.fps, info=info, report=report)
+        ready: list = []
         try:
             for frame in frames:
                 seen += 1
-                self._track_one(ctx, ctx.item.path, frame.index, frame.time, frame.image, tracker, smoother,
-                                rows, pending, result)
+                self._track_one(ctx.item.path, frame.index, frame.time, frame.image, tracker, smoother, ready, result)
+                if len(ready) >= emit_batch(frame.image):
+                    self._emit_ready(ctx, ready, rows, pending)
         except VideoError:
             if report.frames == 0:
                 raise
-        for payload, al in smoother.flush():
-            self._emit_payload(ctx, payload, al, rows, pending)
+        ready.extend(smoother.flush())
+        self._emit_ready(ctx, ready, rows, pending)
         _merge(result.tracker, tracker.stats)
         if report.truncated:
             rejects.append(self._reject(ctx, ctx.item.path, R.TRUNCATED_VIDEO,
@@ -176,6 +178,7 @@ class UnitProcessor:
         if not item.frames:
             rejects.append(self._reject(ctx, item.path, R.BAD_IMAGE, "image sequence has no frames"))
             return
+        ready: list = []
         for index, rel in enumerate(item.frames):
             if not keep_frame(index, rate, self.options.every, self.options.fps):
                 continue
@@ -186,13 +189,14 @@ class UnitProcessor:
                 category = R.UNSAFE_PATH if isinstance(exc, UnsafePath) else R.BAD_IMAGE
                 rejects.append(self._reject(ctx, rel, category, reason))
                 tracker.reset()  # a hole in the sequence: do not track or smooth across it
-                for payload, al in smoother.flush():
-                    self._emit_payload(ctx, payload, al, rows, pending)
+                ready.extend(smoother.flush())
                 continue
             seen += 1
-            self._track_one(ctx, rel, index, float(index / rate), image, tracker, smoother, rows, pending, result)
-        for payload, al in smoother.flush():
-            self._emit_payload(ctx, payload, al, rows, pending)
+            self._track_one(rel, index, float(index / rate), image, tracker, smoother, ready, result)
+            if len(ready) >= emit_batch(image):
+                self._emit_ready(ctx, ready, rows, pending)
+        ready.extend(smoother.flush())
+        self._emit_ready(ctx, ready, rows, pending)
         _merge(result.tracker, tracker.stats)
         if seen and len(rows) == before:
             rejects.append(self._reject(ctx, item.path, R.NO_FACE,
@@ -200,24 +204,24 @@ class UnitProcessor:
 
     # -- shared steps ---------------------------------------------------------------------------------
 
-    def _track_one(self, ctx: _Ctx, src: str, index: int, time: float, image: np.ndarray, tracker: FaceTracker,
-                   smoother: Smoother, rows, pending, result: UnitResult) -> None:
+    def _track_one(self, src: str, index: int, time: float, image: np.ndarray, tracker: FaceTracker,
+                   smoother: Smoother, ready: list, result: UnitResult) -> None:
+        """Track the face into this frame; frames whose smoothed alignment is final go to `ready`."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         face = tracker.update(image, gray)
         if face is None:
             result.no_face_frames += 1
-            for payload, al in smoother.flush():
-                self._emit_payload(ctx, payload, al, rows, pending)
+            ready.extend(smoother.flush())
             return
         result.frames += 1
         al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
-        payload = (index, time, image, face, src)
-        for ready, sal in smoother.push(payload, al, cut=tracker.last_was_cut):
-            self._emit_payload(ctx, ready, sal, rows, pending)
+        ready.extend(smoother.push((index, time, image, face, src), al, cut=tracker.last_was_cut))
 
-    def _emit_payload(self, ctx: _Ctx, payload: tuple, al: Alignment, rows, pending) -> None:
-        index, time, image, face, src = payload
-        self._emit(ctx, src, index, time, image, face, al, rows, pending)
+    def _emit_ready(self, ctx: _Ctx, ready: list, rows, pending) -> None:
+        """Crop and write the frames of `ready`, in order, and empty it (see emit_batch for why in batches)."""
+        for (index, time, image, face, src), al in ready:
+            self._emit(ctx, src, index, time, image, face, al, rows, pending)
+        ready.clear()
 
     def _emit(self, ctx: _Ctx, src: str, frame: int | None, time: float, image: np.ndarray, face: Face,
               al: Alignment, rows: list, pending: list) -> None:
@@ -277,6 +281,23 @@ def still_alignment(face: Face, align: str, zoom: float = 1.0) -> tuple[Face, Al
     if face.detector == "frame":
         return dataclasses.replace(face, landmarks=np.full_like(face.landmarks, np.nan)), bbox_alignment(face.box, margin=0.0)
     return face, alignment_for(align, face.landmarks, face.box, zoom)  # type: ignore[arg-type]
+
+
+EMIT_BATCH_FRAMES = 64          # frames tracked before their crops are made ...
+EMIT_BATCH_BYTES = 64 << 20     # ... fewer for large frames: at most this much of them held (10 at 1080p)
+
+
+def emit_batch(frame: np.ndarray) -> int:
+    """How many tracked frames to hold before cropping them.
+
+    Tracking a run of frames and then cropping the run, rather than each frame in turn, spares a fifth
+    of the CPU: dlib's shape predictor reads ~4 MB of its model per face and walks much the same trees
+    for consecutive frames of a face, which then stay in the caches instead of being pushed out by the
+    warp and PNG buffers between calls. On the benchmark clip (512 px, one thread, landmarks + crop +
+    PNG) 3.7 ms per frame one by one, 2.9 in runs of 16, 2.5 in runs of 64; all of `fex ingest`, 8.0
+    -> 7.0 CPU ms per frame (docs/ingest.md). Outputs are the same: the same work in another order.
+    """
+    return max(1, min(EMIT_BATCH_FRAMES, EMIT_BATCH_BYTES // max(1, frame.nbytes)))
 
 
 def _merge(into: dict[str, int], stats: dict[str, int]) -> None:
