@@ -289,7 +289,7 @@ def naive_stills(paths: list[Path], out: Path) -> int:
 
 
 def alternate(rounds: int, fex_once: Callable[[int], int], naive_part: Callable[[int], int],
-              unit: str = "frames") -> tuple[float, float]:
+              unit: str = "frames") -> float:
     """fex on the whole input and the naive pipeline on its k-th part, in turn, `rounds` times.
 
     This host's speed drifts by 2x within minutes (other tenants), so pipelines timed one after the

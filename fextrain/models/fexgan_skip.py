@@ -19,7 +19,8 @@ candidates, each one switchable so it can be measured (docs/models.md, benchmark
   love) and `loss.mask_tv` * total variation keeps it smooth.
 * **Cycle reconstruction** (`loss.lambda_cyc`, StarGAN): |x - G(G(x, s, t), t, s)|, which asks for an
   edit that can be undone and needs no aligned target. Off by default (weight 0; g_cyc is still logged,
-  from one step in 10): measured, it kept the mask shut and cost expression; the mask and the skips already keep identity.
+  from one step in 10): measured, it kept the mask shut and cost expression; the mask and the skips
+  already keep identity.
 * **Paired L1 to the real target frame** kept, at a weight 10x lower than FExGAN's (`loss.gamma`):
   it teaches the expression, but at gamma 100 it dominates and averages frames into blur.
 * **Discriminator**: FExGAN's conv stack without BatchNorm, with spectral norm on every layer, hinge
