@@ -27,7 +27,8 @@ second, instrumented in-process run of the same input (thread CPU time per stage
 stages nested inside; ffmpeg's CPU from its child-process accounting); "other" is the process's CPU
 that no stage accounts for (Python glue, the interpreter, allocator, thread hand-offs).
 
-    .venv/bin/python benchmarks/ingest.py [--seconds 20] [--short-clips 6] [--stills 210] [--naive-frames N] [--rounds 6]
+    .venv/bin/python benchmarks/ingest.py [--seconds 20] [--short-clips 6] [--stills 210] [--naive-frames N]
+                                          [--rounds 6]
 """
 from __future__ import annotations
 
@@ -348,7 +349,8 @@ def main() -> None:
     ap.add_argument("--short-clips", type=int, default=6, help="3 s clips in the short-clip row (0: skip)")
     ap.add_argument("--stills", type=int, default=210, help="stills in the still-image rows (0: skip)")
     ap.add_argument("--workers", type=int, default=None, help="fex workers (default: all cores)")
-    ap.add_argument("--rounds", type=int, default=6, help="fex / naive runs in turn per input (the median round is the ratio)")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="fex / naive runs in turn per input (the median round's ratio is the figure)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fex-bench-ingest-"))
@@ -366,9 +368,11 @@ def main() -> None:
         frames = int(args.seconds * 60)
         split = parts(min(args.naive_frames or frames, frames), args.rounds)
         print(f"\nstudio clip: {clip.name}, 512x512, 60 fps, {args.seconds:g} s; fex on the whole clip and the naive "
-              f"pipeline (HOG upsample 1 on every frame) on 1/{len(split)} of its frames, in turn   (target >= 20x CPU)")
+              f"pipeline (HOG upsample 1 on every frame) on 1/{len(split)} of its frames, in turn "
+              "(target >= 20x CPU)")
         cpu_fex = alternate(len(split), lambda k: fex_run(work / "studio", work / f"out{k}", "studio", args.workers),
-                            lambda k: naive_video(clip, work / f"naive{k}", split[k][1] - split[k][0], first=split[k][0]))
+                            lambda k: naive_video(clip, work / f"naive{k}", split[k][1] - split[k][0],
+                                                  first=split[k][0]))
         _, cpu_stock = row("naive stock (dlib's own detector on RGB; first 300 frames)",
                            *timed(lambda: naive_video(clip, work / "naive-stock", 300, stock=True)))
         print(f"  ratio fex / naive stock: {cpu_stock / cpu_fex:.1f}x in CPU time per frame (reference only)")
