@@ -273,7 +273,8 @@ def naive_video(clip: Path, out: Path, limit: int | None = None, stock: bool = F
     naive_load(stock)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    for frame in iter_frames(clip, start=float(first / V.probe(clip).rate) if first else None):
+    info = V.probe(clip)
+    for frame in iter_frames(clip, start=float(first / info.rate) if first else None, info=info):
         if limit is not None and n >= limit:
             break
         naive_one(frame.image, out / f"{frame.index:06d}.png")
