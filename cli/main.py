@@ -2,6 +2,7 @@
 so `fex --help` stays fast and a broken optional dependency only affects its own command."""
 from __future__ import annotations
 
+import errno
 import importlib
 
 import click
@@ -18,6 +19,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _fail(ctx: click.Context, message: str, hint: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    ctx.exit(2)
+
+
+def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from fexdata.versions import versions
+
+    for name, version in versions().items():
+        click.echo(f"{name:<8} {version}")
+    ctx.exit()
+
+
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         # The one place user errors are caught: `error: ...`, the hint, exit status 2. Anything that
@@ -27,10 +48,15 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FexError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            ctx.exit(2)
+            _fail(ctx, str(exc), exc.hint)
+        except OSError as exc:
+            # A folder the user cannot write to (or a full disk) is the user's to fix, whichever command
+            # met it first; other OS errors are bugs or hardware and keep their traceback.
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            _fail(ctx, f"cannot write{where}: {exc.strerror}",
+                  "choose an output folder you can write to (--out), with room for the results")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -48,7 +74,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fex")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_versions,
+              help="Print the versions of fex and of the libraries that shape its outputs, and exit.")
 def main() -> None:
     """fex: facial-expression data and models.
 
