@@ -5,6 +5,7 @@ The registry-parametrised tests (tests/test_models.py) cover shapes, learning, r
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from fexdata.errors import TrainingError
 from fexdata.sample import sample_face
 from fextrain.augment import to_uint8
 from fextrain.evaluate.sections.sharpness import laplacian_variance
-from fextrain.models import build_model, one_hot
+from fextrain.models import Batch, StepContext, build_model, one_hot
 from fextrain.models.fexgan_skip import CYCLE_PROBE_EVERY, total_variation
 from fextrain.train import train
 
@@ -80,25 +81,77 @@ def test_the_cycle_off_is_measured_on_probe_steps_only_and_on_every_step_when_it
     assert logged[1.0] == list(range(1, steps + 1))
 
 
+def test_the_cycle_probe_leaves_the_generator_as_it_was():
+    """With the cycle off, the probe only logs g_cyc: a probe step and an ordinary step from the same state
+    leave the same generator, BatchNorm running statistics and batch counts included."""
+    torch.manual_seed(1)
+    x = _faces()
+    b = Batch(x=x, affect=torch.tensor([0, 1, 2, 0]), identity=torch.tensor([0, 1, 2, 3]),
+              target_affect=torch.tensor([1, 2, 0, 2]), target=x.flip(0))
+    states = {}
+    for step in (CYCLE_PROBE_EVERY, CYCLE_PROBE_EVERY + 1):
+        torch.manual_seed(0)
+        model = build_model("fexgan-skip", size=64, num_affects=3, **TINY_ARCHS["fexgan-skip"])
+        nets = model.networks()
+        ctx = StepContext(step=step, total=100, nets=nets, plain=nets, eager=nets, raw=nets, autocast=nullcontext,
+                          optimizers=model.optimizers(1e-3, (0.5, 0.999)), rng=torch.Generator().manual_seed(0))
+        logged = model.train_step(b, ctx)
+        assert ("g_cyc" in logged) == (step == CYCLE_PROBE_EVERY)
+        states[step] = model.generator.state_dict()
+        assert all(p.requires_grad for p in model.generator.parameters())
+    probe, plain = states.values()
+    assert any("running_mean" in k for k in probe)  # G has BatchNorm statistics the probe could have moved
+    assert [k for k in probe if not torch.equal(probe[k], plain[k])] == []
+
+
 def test_a_refused_setting_is_named_and_skips_and_mask_can_be_switched_off():
     with pytest.raises(TrainingError, match="skip_divisors"):
         build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[3])
+    torch.manual_seed(0)
     without = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], mask=False,
-                          **TINY_ARCHS["fexgan-skip"])
+                          **TINY_ARCHS["fexgan-skip"]).eval()
+    x, src, tgt = _faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3)
     with torch.no_grad():
-        y = without.eval().edit(_faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3))
-    assert y.shape == (1, 3, 64, 64) and y.abs().max() <= 1
+        y, mask = without.generator(x, src, tgt)
+    # no mask: the decoder paints every pixel, so the edit keeps none of the source exactly (with the
+    # mask at 0.88 of the source, most of it would be within 0.12 * 2 of x)
+    assert mask is None and y.shape == (1, 3, 64, 64)
+    assert (y - x).abs().mean() > 0.3
 
 
 @pytest.mark.parametrize("divisors", [[2], [16, 8, 4, 2]])
 def test_every_allowed_skip_is_used(divisors):
-    """Each allowed skip, size/2 (the last layer's input) included, widens the decoder and reaches the edit."""
+    """Each allowed skip, size/2 (the last layer's input) included, widens the decoder and reaches the edit:
+    changing the encoder map a skip carries (and nothing else) changes the output."""
     torch.manual_seed(0)
     plain = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=[], **TINY_ARCHS["fexgan-skip"])
-    skipped = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=divisors, **TINY_ARCHS["fexgan-skip"])
+    skipped = build_model("fexgan-skip", size=64, num_affects=3, skip_divisors=divisors,
+                          **TINY_ARCHS["fexgan-skip"]).eval()
     params = lambda m: sum(p.numel() for p in m.generator.parameters())  # noqa: E731
     assert params(skipped) > params(plain)
+    g = skipped.generator
     x, src, tgt = _faces(1), one_hot(torch.tensor([0]), 3), one_hot(torch.tensor([1]), 3)
     with torch.no_grad():
-        y = skipped.eval().edit(x, src, tgt)
+        y = g(x, src, tgt)[0]
     assert y.shape == (1, 3, 64, 64)
+    blocks = {64 // 2 ** (i + 1): block for i, block in enumerate(g.down)}  # resolution each block outputs
+    for res in sorted(g.cfg.skip_resolutions):
+        # shift the encoder map at `res` and hand the next encoder block the unshifted map, so the bottleneck
+        # path is unchanged and a change in the edit can only come through the skip
+        seen = []
+
+        def shift(module, args, out):
+            seen.append(out)
+            return out + 1.0
+
+        def unshift(module, args):
+            return (seen[-1],)
+
+        hooks = [blocks[res].register_forward_hook(shift), blocks[res // 2].register_forward_pre_hook(unshift)]
+        try:
+            with torch.no_grad():
+                y_skip = g(x, src, tgt)[0]
+        finally:
+            for hook in hooks:
+                hook.remove()
+        assert (y_skip - y).abs().max() > 1e-5, f"the skip at {res} px does not reach the edit"

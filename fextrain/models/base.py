@@ -98,8 +98,8 @@ class StepContext:
     them, a second generator forward (a cycle) included. `eager` are the same without compile, for
     forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP,
     its parameters frozen and its BatchNorm running statistics left as they are, for forwards that
-    only pass gradients through it (D in the generator update); the backward must happen inside the
-    `with` block. `plain` are the networks without DDP, for forwards under torch.no_grad(). Under DDP
+    only pass gradients through it (D in the generator update) or that are only logged (a probe);
+    the backward must happen inside the `with` block. `plain` are the networks without DDP, for forwards under torch.no_grad(). Under DDP
     every parameter of a network that is updated must take part in that update's loss (DDP reduces
     gradients bucket by bucket, and stops the run at the next forward when one never arrives).
     """
@@ -125,17 +125,18 @@ class StepContext:
     def frozen(self, name: str) -> Iterator[nn.Module]:
         """The network without DDP, its parameters frozen and its normalisation statistics kept as they are."""
         net = self.raw[name]
-        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         net.requires_grad_(False)
-        for m in norms:  # batch statistics still normalise; running = 1 * running + 0 * batch
-            m.momentum = 0.0
+        # In train mode without tracking, batch statistics still normalise and neither the running
+        # statistics nor num_batches_tracked move: the network's state is exactly as it was.
+        for m in norms:
+            m.track_running_stats = False
         try:
             yield self.plain[name]
         finally:
             net.requires_grad_(True)
-            for m, momentum in zip(norms, momenta):
-                m.momentum = momentum
+            for m in norms:
+                m.track_running_stats = True
 
 
 class GANModel(nn.Module):
