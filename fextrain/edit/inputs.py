@@ -1,10 +1,13 @@
 """What `fex edit` was given: image and video files, folders searched recursively, CSV lists of `path[,affect]`.
 
-Each input becomes an `EditInput` with a `key`: the folder its outputs go to under DIR, readable (the
-input's path as given, extension dropped) and unique (a short hash is added when two inputs would share
-one). Folder contents are sorted, so the same command lists the same inputs in the same order. A CSV row
-whose affect is not a known label becomes a reject; a listed file that does not exist is rejected when it
-is read, with the reason ingest would give.
+Each input becomes an `EditInput` with a `key`: the folder its outputs go to under DIR, readable (a named
+file's name, a folder's files by their path from the folder's parent, a CSV row's path as listed; extension
+dropped) and unique in this command (a short hash is added when two inputs would share one);
+fextrain.edit.outputs.claim_folders then keeps it unique across every run into the same DIR. Folder
+contents are sorted, so the same command lists the same inputs in the same order, and a folder that holds
+DIR is searched without it (a rerun never edits its own outputs). A CSV row whose affect is not a known
+label becomes a reject; a listed file that does not exist is rejected when it is read, with the reason
+ingest would give.
 """
 from __future__ import annotations
 
@@ -35,18 +38,24 @@ class EditInput:
     key: str = ""           # output folder under DIR (POSIX, relative)
 
 
-def collect_inputs(args: Sequence[str | os.PathLike]) -> tuple[list[EditInput], list[dict[str, Any]]]:
-    """(inputs, reject rows) for the INPUT arguments, in order, each file once."""
+def collect_inputs(args: Sequence[str | os.PathLike], out: str | os.PathLike | None = None
+                   ) -> tuple[list[EditInput], list[dict[str, Any]]]:
+    """(inputs, reject rows) for the INPUT arguments, in order, each file once; folders are searched without
+    the output folder `out` (DIR), and a folder inside DIR is refused: its files are fex's outputs."""
     found: list[EditInput] = []
     rejects: list[dict[str, Any]] = []
+    dest = Path(out).resolve() if out is not None else None
     for arg in args:
         path = Path(arg)
         if not path.exists():
             raise EditError(f"{arg}: no such file or folder", hint="check the path")
         if path.is_dir():
+            if dest is not None and path.resolve().is_relative_to(dest):
+                raise EditError(f"{arg}: this folder is inside the output folder {out}",
+                                hint="name the input files themselves, or copy them out of the output folder")
             for file in sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))):
                 kind = _kind(file)
-                if kind:
+                if kind and not (dest is not None and file.resolve().is_relative_to(dest)):
                     rel = file.relative_to(path.parent).as_posix()
                     found.append(EditInput(file.resolve(), str(Path(arg) / file.relative_to(path)), kind, str(arg),
                                            key=_stem(rel)))

@@ -7,17 +7,25 @@
     DIR/.parts/<input+target>-<input signature>.parquet   that output's rows; its presence means done
     DIR/edits.parquet, DIR/rejects/, DIR/edit.json
 
+`<input>` is the input's readable key (fextrain.edit.inputs), and belongs to that one input file in DIR for
+good: edit.json's `inputs` records each folder's owner (the file's absolute path), so a later run into DIR
+finds the same input's outputs again, and gives a different file whose key is taken (by a recorded owner,
+or by a folder with files fex did not record) its key plus a short hash of its path. No output is ever
+overwritten by a different input.
+
 Parts are named by a hash of (input key, target) plus a signature of the input file (size, mtime), so a
 re-run skips what is done, and an input that changed since is edited again (its old part replaced).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from fexdata.errors import EditError
 from fexdata.images import write_png
 from fexdata.ingest.records import stable_hash
 from fextrain.edit.inputs import EditInput
@@ -27,6 +35,34 @@ from fextrain.edit.targets import Target
 GRID_NAME = "grid.png"
 GRID_HEIGHT = 256   # tile height in the grid figure
 LABEL_PX = 22
+
+
+def claim_folders(out: Path, items: list[EditInput], owners: dict[str, str]
+                  ) -> tuple[list[EditInput], dict[str, str]]:
+    """The inputs with their output folder under DIR, and the owners (key -> absolute input path) with theirs
+    added. An input recorded before keeps its folder; a new one takes its key if free, else key-<hash>."""
+    owners = dict(owners)
+    key_of = {path: key for key, path in owners.items()}
+    claimed = []
+    for item in items:
+        path = str(item.path)
+        key = key_of.get(path)
+        if key is None:
+            candidates = [item.key] + [f"{item.key}-{stable_hash(path, length=n)}" for n in (8, 16, 40)]
+            key = next((k for k in candidates if _free(out, k, owners)), None)
+            if key is None:  # only a hash collision on every length, or folders made to collide
+                raise EditError(f"{out}: no free output folder for {item.shown}", hint="use another --out")
+            owners[key], key_of[path] = path, key
+        claimed.append(dataclasses.replace(item, key=key))
+    return claimed, owners
+
+
+def _free(out: Path, key: str, owners: dict[str, str]) -> bool:
+    """Unrecorded, and nothing (but sub-folders: other inputs' keys may nest) is in DIR/key."""
+    folder = out / key
+    if key in owners or (folder.exists() and not folder.is_dir()):
+        return False
+    return not folder.is_dir() or not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
 
 
 def output_path(out: Path, item: EditInput, target: Target) -> Path:

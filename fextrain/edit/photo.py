@@ -1,5 +1,6 @@
 """Edit one photo into every pending target: find and align its faces, one model pass for faces x targets,
-paste back, write each output and then its part (the output's "done" mark), then the grid."""
+paste back, write each output, the grid, and last the parts (each output's "done" mark), so a run killed
+before the grid was written edits the photo again rather than leave it without one."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,6 +33,7 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
         for face in faces:
             write_png(crop_path(ctx.out, item, None, face.index, "source"), face.image)
     edited: dict[str, np.ndarray] = {}
+    parts: dict[str, list] = {}
     for ti, target in enumerate(pending):
         gen = list(generated[ti * n:(ti + 1) * n])
         frame = ctx.paste_faces(image, faces, gen)
@@ -41,10 +43,8 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
             for face, g in zip(faces, gen):
                 write_png(crop_path(ctx.out, item, None, face.index, target.name), g)
         rel = dest.relative_to(ctx.out).as_posix()
-        rows = [edit_row(item.shown, "image", None, float("nan"), face, src.names[i], src.confidence[i], src.by,
-                         target.name, target.vector, rel) for i, face in enumerate(faces)]
-        write_part(part_path(ctx.out, item, target, sig), rows)
-        drop_stale_parts(ctx.out, item, target, sig)
+        parts[target.name] = [edit_row(item.shown, "image", None, float("nan"), face, src.names[i], src.confidence[i],
+                                       src.by, target.name, target.vector, rel) for i, face in enumerate(faces)]
         edited[target.name] = frame
     tiles = [("source", image)]
     for target in targets:
@@ -53,4 +53,7 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
         elif output_path(ctx.out, item, target).is_file():
             tiles.append((target.name, read_rgb(output_path(ctx.out, item, target))))
     write_grid(grid_path(ctx.out, item), tiles, face_region([f.box for f in faces], image.shape))
+    for target in pending:
+        write_part(part_path(ctx.out, item, target, sig), parts[target.name])
+        drop_stale_parts(ctx.out, item, target, sig)
     return len(pending)

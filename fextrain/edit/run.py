@@ -1,8 +1,9 @@
 """`fex edit RUN INPUT... --to SPEC... --out DIR`: the run.
 
-Lock DIR, check it holds edits made with the same run and settings (else refuse: two models' outputs
-would mix), clear temp files a killed run left, load the model and the run's crop recipe, list the inputs
-and targets, then edit every input whose outputs are not all done (photos: fextrain.edit.photo; videos:
+Load the model and the run's crop recipe, read the targets and list the inputs (a mistake in either stops
+before DIR is touched), lock DIR, check it holds edits made with the same run and settings (else refuse:
+two models' outputs would mix), clear temp files a killed run left, give every input its output folder
+(the one it owns in DIR, recorded in edit.json before anything is written), then edit every input whose outputs are not all done (photos: fextrain.edit.photo; videos:
 fextrain.edit.video). An input that cannot be edited becomes one reject row with ingest's category and
 reason, and the rest goes on. At the end every part is gathered into DIR/edits.parquet and the summary
 into DIR/edit.json. Every file appears atomically, so a killed run, run again, ends as if never stopped.
@@ -32,17 +33,17 @@ from fextrain.edit.context import EditContext, Rejected
 from fextrain.edit.faces import make_finder
 from fextrain.edit.inputs import EditInput, collect_inputs
 from fextrain.edit.model import BatchModel, load_model, resolve_device
-from fextrain.edit.outputs import GRID_NAME, done, signature
+from fextrain.edit.outputs import GRID_NAME, claim_folders, done, signature
 from fextrain.edit.photo import edit_photo
 from fextrain.edit.recipe import resolve_recipe
 from fextrain.edit.source import JudgeOptions, SourceAffects, run_judge
 from fextrain.edit.table import PARTS_DIR, TABLE, gather
-from fextrain.edit.targets import Target, parse_targets
+from fextrain.edit.targets import Target, parse_targets, read_spec
 from fextrain.edit.video import VideoStats, edit_video
 
 EDIT_JSON = "edit.json"
 LOCK_NAME = ".edit.lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: edit.json records each output folder's input; a DIR without that record is refused
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,19 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     affects, size = tuple(editor.affects), int(editor.size)
     recipe, recipe_from = resolve_recipe(editor.config, run_path, size, options.recipe)
     targets = parse_targets(options.to, options.intensities, affects)
-    items, scan_rejects = collect_inputs(inputs)
+    if options.source.strip().lower() != "auto":
+        read_spec(options.source, affects, "--from")
+    items, scan_rejects = collect_inputs(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
     busy = EditError(f"another fex edit is writing to {out}", hint="wait for it to finish, or use another --out")
     with locked(out / LOCK_NAME, busy):
         fingerprint = _fingerprint(run_path, editor, recipe.to_dict(), options)
         _check_same_job(out, fingerprint, options.overwrite)
-        fingerprint_and_targets = {**fingerprint, "targets": {t.name: t.spec for t in targets}}
-        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "running"}, indent=2))
         remove_temp_files(out)
+        items, owners = claim_folders(out, items, read_json_or_empty(out / EDIT_JSON).get("inputs", {}))
+        fingerprint_and_targets = {**fingerprint, "targets": {t.name: t.spec for t in targets},
+                                   "inputs": dict(sorted(owners.items()))}
+        atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "running"}, indent=2))
         log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
             + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
         model = BatchModel(editor, options.batch, identity)

@@ -18,6 +18,7 @@ from fexdata.affects import affect_spec, format_affect_spec
 from fexdata.errors import EditError
 from fextrain.edit.model import BatchModel
 from fextrain.edit.recipe import run_manifest
+from fextrain.edit.targets import read_spec
 
 ESTIMATORS = ("auto", "discriminator", "judge")
 
@@ -45,7 +46,7 @@ class SourceAffects:
             raise EditError(f"--estimator {estimator!r}", hint=f"use one of {', '.join(ESTIMATORS)}")
         self.affects = affects
         self.auto = spec.strip().lower() == "auto"
-        self.fixed = None if self.auto else np.asarray(affect_spec(spec, affects), np.float32)
+        self.fixed = None if self.auto else np.asarray(read_spec(spec, affects, "--from"), np.float32)
         self.model, self.estimator, self._judge_factory = model, estimator, judge
         self._judge: Any = None
 

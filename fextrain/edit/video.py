@@ -6,7 +6,8 @@ of a batch of frames go through the model together for all targets, are pasted b
 piped to one H.264 encoder per target at the source's exact frame rate: the output has the source's
 frame count and duration, and the source's audio is copied in at the end. Frames outside `--start/--end`,
 frames without a face, and frames a schedule leaves alone are written unchanged (and counted). Each
-output is encoded to a temp file and muxed into place atomically; a truncated source (fewer frames than
+output is encoded to a temp file and muxed into place atomically, then the grid is written, and last the
+parts (the outputs' "done" marks); a truncated source (fewer frames than
 its container promised) or one with no face at all is rejected and leaves no output.
 
 Estimated source affects are smoothed over the frames of one track (an exponential average of the
@@ -147,8 +148,6 @@ def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets
             dest = output_path(ctx.out, item, target)
             with atomic_path(dest) as tmp:
                 mux_audio(temps[target.name], item.path, tmp)
-            write_part(part_path(ctx.out, item, target, sig), run.rows.get(target.name, []))
-            drop_stale_parts(ctx.out, item, target, sig)
     finally:
         for w in writers.values():
             w.abort()
@@ -157,6 +156,9 @@ def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets
         if not any(folder.iterdir()):
             folder.rmdir()  # a rejected video leaves nothing behind
     _write_grid(ctx, item, targets, run, info)
+    for target in pending:
+        write_part(part_path(ctx.out, item, target, sig), run.rows.get(target.name, []))
+        drop_stale_parts(ctx.out, item, target, sig)
     return len(pending), run.stats
 
 
