@@ -7,6 +7,7 @@ into every checkpoint, so a run always says exactly how it was trained.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -60,6 +61,9 @@ class TrainConfig:
     # filled from the manifest: how its faces were found, aligned and cropped, so that `fex edit` crops a
     # user's faces the same way even when the manifest has moved (None: the manifest does not say)
     recipe: dict[str, Any] | None = None
+    # filled at training: `fexdata.versions.versions()` of the session that last trained the run (a resume
+    # under other versions is allowed and noted)
+    versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
@@ -75,6 +79,53 @@ class TrainConfig:
             self.loss = _build(cls.Loss, dict(self.loss or {}), "loss.")
         elif not isinstance(self.loss, cls.Loss):
             raise ConfigError(f"loss must be {cls.Loss.__name__} settings for model {self.model!r}")
+        for key in _CHOICES:  # the runtime also takes a boolean for on/off
+            if isinstance(getattr(self, key), bool):
+                setattr(self, key, "on" if getattr(self, key) else "off")
+        _validate(self)
+
+
+# Smallest value of each whole-number setting (a step count of 0, a batch of 1 or a cadence of 0 would
+# fail deep inside the loop or train nothing).
+_AT_LEAST = {"size": 16, "steps": 1, "batch": 2, "seed": 0, "ckpt_every": 1, "sample_every": 0, "log_every": 1,
+             "num_samples": 0}
+_CHOICES = {"amp": ("auto", "bf16", "off"), "channels_last": ("auto", "on", "off"),
+            "data_on_device": ("auto", "on", "off")}
+
+
+def _validate(cfg: TrainConfig) -> None:
+    """Refuse values outside their domain with the key's name, before anything is built or written."""
+    for key, least in _AT_LEAST.items():
+        if getattr(cfg, key) < least:
+            hint = " (normalisation layers need more than one sample)" if key == "batch" else ""
+            raise ConfigError(f"{key} must be at least {least}{hint}; got {getattr(cfg, key)}")
+    if cfg.holdout_fold is not None and cfg.holdout_fold < 0:
+        raise ConfigError(f"holdout_fold must be a fold number (0 or more) or null; got {cfg.holdout_fold}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"lr must be a positive number; got {cfg.lr}")
+    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+        raise ConfigError(f"betas must be two numbers in [0, 1) (Adam's); got {list(cfg.betas)}")
+    for key, allowed in _CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be {', '.join(allowed[:-1])} or {allowed[-1]}; got {getattr(cfg, key)!r}")
+    # Loss weights, schedule fractions, augmentation strengths and widths: no model has a meaningful
+    # negative or non-finite one (the models check their own ranges beyond that).
+    for where, value in (("arch", cfg.arch), ("loss", cfg.loss), ("augment", cfg.augment)):
+        _check_numbers(value, where)
+
+
+def _check_numbers(value: Any, where: str) -> None:
+    if is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_numbers(item, where)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{where} must be a finite number, 0 or more; got {value}")
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -83,8 +134,8 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return d
 
 
-# Keys whose default is None ("the model's") and their type once set.
-_MODEL_DEFAULTED = {"steps": int, "batch": int, "lr": float}
+# Fields whose default is None ("the model's", "none") take this type once set, read from the annotation.
+_OPTIONAL_NUMBERS = {"int | None": int, "float | None": float}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -100,14 +151,22 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if cls is TrainConfig and name == "loss":
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"{where}loss must be a mapping, got {value!r}")
-        elif cls is TrainConfig and name in _MODEL_DEFAULTED and value is not None:
-            value = _number(value, _MODEL_DEFAULTED[name], where + name)
+        elif default is None and str(known[name].type) in _OPTIONAL_NUMBERS and value is not None:
+            value = _number(value, _OPTIONAL_NUMBERS[str(known[name].type)], where + name)
         elif is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{name} must be a mapping, got {value!r}")
             value = _build(type(default), value, f"{where}{name}.")
         elif name == "betas" and value is not None:
-            value = tuple(float(b) for b in value)
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}betas must be two numbers, e.g. [0.5, 0.999]; got {value!r}")
+            value = tuple(_number(b, float, where + name) for b in value)
+        elif isinstance(default, str) and isinstance(value, bool):
+            value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
+        elif isinstance(default, str) and not isinstance(value, str):
+            if not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}{name} must be a string, got {value!r}")
+            value = str(value)
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}{name} must be true or false, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
@@ -190,8 +249,11 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. loss.gamma=50")
         node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i + 1])} was set to a value above, "
+                                  "so it has no keys")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     return out
 
@@ -211,10 +273,19 @@ def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | 
     data: dict[str, Any] = {}
     saved = Path(out) / "config.json"
     if resume and saved.is_file():
-        data = json.loads(saved.read_text())
+        try:
+            data = json.loads(saved.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"{saved}: not valid JSON ({exc})",
+                              hint="restore it, or delete it to resume with the checkpoint's own config") from None
+    model = data.get("model")
     if config_file:
         data = merge(data, load_file(config_file))
     data = merge(data, parse_set(sets))
     data = merge(data, {k: v for k, v in (options or {}).items() if v is not None})
     data["out"] = str(out)
+    # Checked before the merged config is read: the saved loss settings belong to the saved model.
+    if model and data.get("model") != model:
+        raise ConfigError(f"cannot resume {out}: model changed from {model} to {data.get('model')}",
+                          hint="resume without --model, or start a new run with another --out")
     return from_dict(data)

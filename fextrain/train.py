@@ -8,14 +8,17 @@ sample grids at their cadences. Everything but step 3 is the same for every mode
 Run directory (docs/train.md): config.json, checkpoints/last.pt (atomic, every `ckpt_every` steps,
 at the end and on Ctrl-C), generator.safetensors + generator.json, samples/step_<n>.png, tb/ and
 metrics.jsonl (the logged scalars, one JSON object per line). A non-finite loss stops the run without
-writing a checkpoint, so the last one on disk is the last good state.
+writing a checkpoint, and no checkpoint is written from non-finite weights or optimiser state, so the
+last one on disk is the last good state. One process at a time writes a run (RUN/.train.lock).
 """
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +30,8 @@ from fexdata.dataset import FaceDataset
 from fexdata.ingest.recipe import read_recipe
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import default_cache_dir
-from fexdata.paths import resolve_inside
+from fexdata.paths import locked, remove_temp_files, resolve_inside
+from fexdata.versions import versions
 from fextrain import distributed as dd
 from fextrain.batches import BatchSource, train_intensities, training_rows
 from fextrain.checkpoint import CHECKPOINT, FORMAT, export_generator, load_checkpoint, save_checkpoint
@@ -38,11 +42,35 @@ from fextrain.models.base import arch_fields
 from fextrain.runtime import ImageStore, Runtime, TrainingError
 from fextrain.samples import render_grid
 
-__all__ = ["NonFiniteLoss", "TrainResult", "TrainingError", "check_manifest", "train"]
+__all__ = ["NonFiniteLoss", "NonFiniteWeights", "TrainResult", "TrainingError", "check_manifest", "nonfinite_state",
+           "train"]
+
+LOCK_NAME = ".train.lock"
 
 
 class NonFiniteLoss(TrainingError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class NonFiniteWeights(TrainingError):
+    """Weights or optimiser state became NaN or infinite (an inf gradient can leave the loss finite); the last
+    good checkpoint is kept."""
+
+
+def nonfinite_state(nets: dict[str, torch.nn.Module], opts: dict[str, torch.optim.Optimizer]) -> str | None:
+    """The name of a tensor of the networks' state or the optimisers' state that holds a NaN or an inf, else None.
+
+    One fused max-norm over every floating-point tensor (NaN and inf survive a max): one device sync per
+    checkpoint; only a failing check looks for the culprit tensor by tensor.
+    """
+    named = [(f"{n}.{k}", t) for n, net in nets.items() for k, t in net.state_dict().items()]
+    named += [(f"the {n} optimiser's {k}", v) for n, opt in opts.items() for st in opt.state.values()
+              for k, v in st.items() if torch.is_tensor(v)]
+    named = [(name, t) for name, t in named if t.is_floating_point() and t.numel()]
+    with torch.no_grad():
+        if not named or bool(torch.isfinite(torch.nn.utils.get_total_norm([t for _, t in named], norm_type="inf"))):
+            return None
+        return next(name for name, t in named if not bool(torch.isfinite(t).all()))
 
 
 @dataclass
@@ -118,6 +146,7 @@ class Session:
         self.progress = False
         self.run_dir = Path(cfg.out)
         self.ckpt_path = self.run_dir / CHECKPOINT
+        self.hold, self.holding = ExitStack(), False  # rank 0's lock on the run directory (run() releases it)
 
     # .. set-up ..........................................................................................
 
@@ -127,8 +156,7 @@ class Session:
         self.rt = Runtime(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, info)
         cfg.affects = list(check_manifest(cfg.manifest, cfg.size, cfg.holdout_fold))
         cfg.recipe = read_recipe(cfg.manifest)
-        if cfg.batch < 2:
-            raise TrainingError("--batch must be at least 2 (normalisation layers need more than one sample)")
+        cfg.versions = versions()
 
         # The packed cache is built by rank 0 alone; the others open it once it exists.
         cache = cfg.cache_dir or None
@@ -144,7 +172,7 @@ class Session:
         self.data = BatchSource(ds, ImageStore(ds.images, self.rt.device, cfg.data_on_device),
                                 paired=model_class(cfg.model).paired, batch=cfg.batch, augment=cfg.augment,
                                 rng=self.rng, seed=cfg.seed + 1_000_003 * info.rank,
-                                channels_last=self.rt.channels_last, intensity=train_intensities(cfg.manifest, cfg.holdout_fold))
+                                channels_last=self.rt.channels_last, intensity=train_intensities(ds))
         cfg.identities = list(self.data.identities)
         self.model: GANModel = build_from_config(to_dict(cfg))
         # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
@@ -158,8 +186,12 @@ class Session:
         cfg.arch = json.loads(json.dumps({k: v for k, v in asdict(self.model.arch).items() if k not in skip}))
         self.start = 0
         if state is not None:
-            self._check_resumable(from_dict(state["config"]))
+            saved = from_dict(state["config"])
+            self._check_resumable(saved)
             self.start = int(state["step"])
+            moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
+            if moved:
+                self.log(f"note: this run was last trained with other versions ({', '.join(moved)}); continuing")
 
         self.raw = {name: self.rt.place(net) for name, net in self.model.networks().items()}
         self.opts = self.model.optimizers(cfg.lr, cfg.betas)
@@ -181,14 +213,35 @@ class Session:
         cfg = self.cfg
         if not cfg.out:
             raise TrainingError("no run directory: pass --out")
+        if self.run_dir.is_dir():
+            self._lock()
         if self.resume and not self.ckpt_path.is_file():
             raise TrainingError(f"--resume: no checkpoint at {self.ckpt_path}; start the run without --resume")
+        self._refuse_finished()
+        if not cfg.manifest:
+            raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
+        if self.resume and not os.path.isabs(cfg.manifest) and not Path(cfg.manifest).is_file():
+            raise TrainingError(f"cannot find the manifest {cfg.manifest}: the run's config gives it relative to the "
+                                "folder the run was started from", hint="pass --manifest with its path from here")
+        # Absolute in the run's config, so --resume (and fex eval / fex edit) work from any folder.
+        cfg.manifest = os.path.abspath(cfg.manifest)
+        if cfg.cache_dir:
+            cfg.cache_dir = os.path.abspath(cfg.cache_dir)
+        return load_checkpoint(self.ckpt_path, "cpu") if self.resume else None
+
+    def _lock(self) -> None:
+        """Rank 0 holds RUN/.train.lock until run() returns, as `fex edit` does its --out: two processes
+        never write one run, and temporary files found under the lock are a dead writer's."""
+        if self.main and not self.holding:
+            busy = TrainingError(f"another fex train is writing to {self.run_dir}",
+                                 hint="wait for it to finish (or stop it), or use another --out")
+            self.hold.enter_context(locked(self.run_dir / LOCK_NAME, busy))
+            self.holding = True
+
+    def _refuse_finished(self) -> None:
         if not self.resume and self.ckpt_path.is_file():
             raise TrainingError(f"{self.run_dir} already holds a run ({CHECKPOINT}); pass --resume to "
                                 "continue it or choose another --out")
-        if not cfg.manifest:
-            raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
-        return load_checkpoint(self.ckpt_path, "cpu") if self.resume else None
 
     def _check_resumable(self, saved: TrainConfig) -> None:
         keys = ["model", "size", "arch", "affects", "holdout_fold"]
@@ -247,6 +300,12 @@ class Session:
     # .. outputs ...........................................................................................
 
     def save(self, step: int) -> None:
+        # Every rank checks (DDP keeps their weights equal), so all stop together.
+        bad = nonfinite_state(self.raw, self.opts)
+        if bad is not None:
+            raise NonFiniteWeights(f"non-finite values in {bad} at step {step} although the logged losses were "
+                                   f"finite; training stopped and {self._kept()}",
+                                   hint="try a lower --lr or smaller loss weights")
         states = dd.gather_objects(self._rng_state(), self.info)
         if self.main:
             save_checkpoint(self.ckpt_path, {
@@ -262,6 +321,10 @@ class Session:
     # .. the loop ..........................................................................................
 
     def run(self, progress: bool, on_step: Callable[[int, dict[str, float] | None], None] | None) -> TrainResult:
+        with self.hold:
+            return self._run(progress, on_step)
+
+    def _run(self, progress: bool, on_step: Callable[[int, dict[str, float] | None], None] | None) -> TrainResult:
         self.progress = progress and self.main
         self.setup()
         cfg, info = self.cfg, self.info
@@ -273,27 +336,28 @@ class Session:
             return TrainResult(self.run_dir, start, start, "up-to-date", is_main=self.main)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._refuse_finished()  # a run another process finished while this one was setting up
+            remove_temp_files(self.run_dir)  # a killed writer's (a checkpoint's is ~0.5 GB at 128 px)
             save_json(cfg, self.run_dir / "config.json")
         self.log(f"training {cfg.model} {cfg.size}px on {self.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
                  f"({self.rt.describe()}; images on {self.data.store.where}): {len(self.data.ds)} train images, "
                  f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
-        self.logger = RunLogger(self.run_dir, start=start, end=end, resume=self.resume, main=self.main,
-                                progress=self.progress)
+        self.logger = RunLogger(self.run_dir, start=start, end=end, main=self.main, progress=self.progress,
+                                log=self.log)
         self.meter = Meter(start + 1)
-        self.saved_at, self.last = -1, {}
-        with _CtrlC() as stop:
-            try:
+        self.saved_at, self.last = (start if self.resume else -1), {}
+        try:
+            with _CtrlC() as stop:
                 status, step = self.loop(start, end, stop, on_step)
-            except BaseException:
-                self.logger.close()
-                raise
-        # Only reached without an exception: the state is finite and consistent with `step`.
-        if self.saved_at != step:
-            self.save(step)
-        self.samples(step)
-        if self.main:
-            export_generator(self.raw["generator"], self.run_dir, to_dict(cfg), step)
-        self.logger.close()
+            # Only reached without an exception: the losses were finite (save() checks the weights).
+            if self.saved_at != step:
+                self.save(step)
+            self.samples(step)
+            if self.main:
+                export_generator(self.raw["generator"], self.run_dir, to_dict(cfg), step)
+        finally:
+            self.logger.close()
         dd.barrier(info)
         return TrainResult(self.run_dir, start, step, status, self.last, is_main=self.main)
 
@@ -332,11 +396,9 @@ class Session:
         names, mean = self.meter.means(self.model.metrics, info)
         if not bool(torch.isfinite(mean).all()):
             bad = {k: v for k, v in zip(names, mean.tolist()) if not np.isfinite(v)}
-            kept = (f"the last good checkpoint (step {self._ckpt_step()}) is kept in {self.ckpt_path}"
-                    if self.ckpt_path.is_file() else "no checkpoint had been written yet")
             raise NonFiniteLoss(f"non-finite loss between steps {self.meter.since} and {step} "
-                                f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and {kept}; "
-                                "try a lower --lr or smaller loss weights")
+                                f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and "
+                                f"{self._kept()}; try a lower --lr or smaller loss weights")
         elapsed = max(time.perf_counter() - self.meter.t0, 1e-9)
         self.last = {**dict(zip(names, mean.tolist())),
                      "img_per_s": self.meter.n * cfg.batch * info.world_size / elapsed,
@@ -352,11 +414,10 @@ class Session:
         self.meter = Meter(step + 1)
         return self.last
 
-    def _ckpt_step(self) -> int:
-        try:
-            return int(load_checkpoint(self.ckpt_path)["step"])
-        except Exception:
-            return -1
+    def _kept(self) -> str:
+        if self.saved_at < 0:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {self.saved_at}) is kept in {self.ckpt_path}"
 
 
 class Meter:
