@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from fexdata.paths import atomic_path
+from fexdata import parquet
+from fexdata.errors import IngestError
 from fexdata.schema import Column, Table
 
 N_LANDMARKS = 68
@@ -88,10 +88,9 @@ def part_name(unit_id: str) -> str:
 
 
 def write_part(path: Path, rows: list[dict[str, Any]], table: Table) -> None:
-    """Write rows as one Parquet file of `table`'s schema, atomically (temp name, fsync, rename)."""
+    """Write rows as one Parquet file of `table`'s schema, atomically and checksummed (fexdata.parquet)."""
     data = pa.Table.from_pylist(rows, schema=table.arrow).replace_schema_metadata(_pandas_metadata(table))
-    with atomic_path(path) as tmp:
-        pq.write_table(data, tmp, compression="zstd")
+    parquet.write_table(data, path)
 
 
 @functools.cache
@@ -146,18 +145,24 @@ def reject_row(source: str, source_root: str, source_path: str, item: str, categ
             "category": category, "reason": reason}
 
 
-def read_table(folder: Path, columns: Iterable[str] | None = None) -> pa.Table | None:
-    """All parts in a records/rejects folder as one table (None when there are none)."""
+# A damaged part names itself; `fex ingest` redoes the unit of a damaged part when run again, and `fex edit`
+# the input of a missing one.
+PART_HINT = "re-run the same `fex ingest` command (for `fex edit` output: delete that file first, then re-run)"
+
+
+def read_table(folder: Path, columns: Iterable[str] | None = None, hint: str = PART_HINT) -> pa.Table | None:
+    """All parts in a records/rejects folder as one table (None when there are none), each verified:
+    a damaged one raises IngestError naming it."""
     parts = sorted(p for p in folder.glob("part-*.parquet")) if folder.is_dir() else []
     if not parts:
         return None
     cols = list(columns) if columns is not None else None
-    return pa.concat_tables([pq.read_table(p, columns=cols) for p in parts])
+    return pa.concat_tables([parquet.read_table(p, cols, error=IngestError, hint=hint) for p in parts])
 
 
-def reject_summary(folder: Path) -> dict[str, Any]:
+def reject_summary(folder: Path, hint: str = PART_HINT) -> dict[str, Any]:
     """`rejects`, `rejects_by_category` and up to three `reject_examples` per category from a rejects folder."""
-    table = read_table(folder, ["category", "reason", "source_path"])
+    table = read_table(folder, ["category", "reason", "source_path"], hint)
     if table is None or not table.num_rows:
         return {"rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
     df = table.to_pandas()

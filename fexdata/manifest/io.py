@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from fexdata import parquet
 from fexdata.errors import ManifestError
 from fexdata.ingest.records import RECORDS
 from fexdata.manifest.schema import MANIFEST, META_PREFIX, SCHEMA_VERSION
-from fexdata.paths import atomic_path
 
 # Record columns a manifest does not carry, so the build never reads them into memory.
 _UNUSED_RECORD_COLUMNS = ("source_root", "bbox", "extra")
 _RECORD_LISTS = {n: w for n, w in RECORDS.list_widths().items() if n not in _UNUSED_RECORD_COLUMNS}
 _REREAD = "re-run `fex ingest` with this version of fex"
+_REBUILD = "rebuild it with `fex build-manifest` (the same inputs and --seed give the same file)"
 
 
 @dataclass
@@ -72,7 +72,9 @@ def _records_files(records_dir: Path) -> list[Path]:
 def read_records(ingest_dir: str | os.PathLike) -> Records:
     """Read `ingest_dir/records` (one file or a folder of parts) into `Records`, types normalised.
 
-    Raises ManifestError when there are no records or they lack columns a manifest needs.
+    Raises ManifestError when there are no records, they lack columns a manifest needs, or a part is
+    damaged. Every part of a folder `fex ingest` wrote (it has ingest.json) must carry fex's checksum;
+    records written some other way are read as they are (their page checksums, if any, are checked).
     """
     ingest_dir = Path(ingest_dir)
     if not ingest_dir.is_dir():
@@ -83,13 +85,13 @@ def read_records(ingest_dir: str | os.PathLike) -> Records:
     if not files:
         raise ManifestError(f"{ingest_dir}: no records (expected {ingest_dir}/records/*.parquet)",
                             hint=f"run `fex ingest ... --out {ingest_dir}` first, or pass the ingest --out folder")
+    from fexdata.ingest.outdir import INGEST_JSON
+
+    by_fex = (ingest_dir / INGEST_JSON).is_file()
     tables = []
     for f in files:
-        try:
-            t = pq.read_table(f)
-        except (OSError, pa.ArrowException) as exc:  # a truncated or foreign file
-            raise ManifestError(f"{f}: unreadable Parquet ({exc})",
-                                hint="delete it and re-run `fex ingest` to redo that part") from None
+        t = parquet.read_table(f, require_digest=by_fex, hint=f"re-run the same `fex ingest ... --out {ingest_dir}` "
+                               "command: it redoes the unit of a damaged part")
         missing = [c for c in RECORDS.required if c not in t.column_names]
         if missing:
             raise ManifestError(f"{f}: records lack column(s) {', '.join(missing)}; they come from an incompatible "
@@ -190,15 +192,21 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, affects: tuple[
     full_meta = {"schema_version": SCHEMA_VERSION, "affects": list(affects), "identities": identities}
     full_meta.update(meta or {})
     table = table.replace_schema_metadata(_encode_meta(full_meta))
-    with atomic_path(path) as tmp:
-        # Fixed row-group size and codec: the bytes depend only on the table, never on the machine.
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20, write_statistics=True)
+    # Fixed row-group size and codec: the bytes depend only on the table, never on the machine.
+    parquet.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True)
     return path
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest's `fex.*` metadata, JSON-decoded, prefix stripped (reads only the footer)."""
-    raw = pq.read_schema(path).metadata or {}
+    """The manifest's `fex.*` metadata, JSON-decoded, prefix stripped (the whole file is read and verified)."""
+    try:
+        return _decode_meta(parquet.read_schema(path, hint=_REBUILD))
+    except ValueError as exc:  # metadata JSON fex did not write (the checksum held, so not damage)
+        raise ManifestError(f"{path}: unreadable fex metadata ({exc})", hint=_REBUILD) from None
+
+
+def _decode_meta(schema: pa.Schema) -> dict[str, Any]:
+    raw = schema.metadata or {}
     meta = {}
     for k, v in raw.items():
         key = k.decode()
@@ -216,11 +224,11 @@ def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest", hint="build one with `fex build-manifest`")
+    parquet_file = parquet.open_file(path, hint=_REBUILD)  # verified: damage raises, naming the file
     try:
-        meta = read_meta(path)
-    except (OSError, pa.ArrowException, ValueError) as exc:  # not Parquet, truncated, or bad metadata JSON
-        raise ManifestError(f"{path}: not a readable Parquet file ({exc})",
-                            hint="rebuild it with `fex build-manifest`") from None
+        meta = _decode_meta(parquet_file.schema_arrow)
+    except ValueError as exc:  # metadata JSON fex did not write (the checksum held, so not damage)
+        raise ManifestError(f"{path}: unreadable fex metadata ({exc})", hint=_REBUILD) from None
     version = meta.get("schema_version")
     if version is None:
         raise ManifestError(f"{path}: not a fex manifest (no fex.schema_version metadata)",
@@ -228,7 +236,10 @@ def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> 
     if int(version) > SCHEMA_VERSION:
         raise ManifestError(f"{path}: manifest schema version {version} is newer than this fex "
                             f"understands ({SCHEMA_VERSION})", hint="upgrade fex")
-    table = pq.read_table(path, columns=columns)
+    missing = [c for c in columns or () if c not in parquet_file.schema_arrow.names]
+    if missing:
+        raise ManifestError(f"{path}: manifest lacks column(s) {', '.join(missing)}", hint=_REBUILD)
+    table = parquet_file.read(columns=columns)
     mapper = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
     nullable = [n for n in table.column_names if n in MANIFEST.nullable_ints()]
     df = table.drop_columns(nullable).to_pandas() if nullable else table.to_pandas()
