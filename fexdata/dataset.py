@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, SequentialSampler, WeightedRandomSampler,
                               get_worker_info)
@@ -28,6 +29,15 @@ SPLITS = ("train", "val", "test")
 _COLUMNS = ["image", "identity", "identity_index", "affect", "affect_index", "split", "fold", "weight"]
 
 
+def training_rows(df: pd.DataFrame, holdout_fold: int | None = None) -> pd.Series:
+    """Mask of the rows a run trains on: the train split, or, holding out a cross-validation fold
+    (`TrainConfig.holdout_fold`), every row of the other folds whatever its split. A row without a
+    fold belongs to no cross-validation round, so it is never trained on when a fold is held out."""
+    if holdout_fold is None:
+        return df["split"] == "train"
+    return df["fold"].notna() & (df["fold"] != holdout_fold)
+
+
 class FaceDataset(Dataset):
     """One split of a manifest as a torch Dataset.
 
@@ -37,7 +47,8 @@ class FaceDataset(Dataset):
     `identity_ids` (int64 arrays; identity ids index the manifest-wide `identities`), `weights`.
 
     `split` is "train", "val", "test" or "all"; `fold`, when given, keeps only that fold
-    (`exclude_fold` keeps every other fold: the training side of a cross-validation round).
+    (`exclude_fold` keeps the rows of every other fold: the training side of a cross-validation
+    round, `training_rows`). `rows` are the kept rows' positions in the manifest file.
     """
 
     def __init__(self, manifest_path: str | os.PathLike, split: str = "train", size: int = 128,
@@ -54,10 +65,11 @@ class FaceDataset(Dataset):
         if fold is not None:
             df = df[df["fold"] == fold]
         if exclude_fold is not None:
-            df = df[df["fold"] != exclude_fold]
+            df = df[training_rows(df, exclude_fold)]
         if len(df) == 0:
             raise ManifestError(f"{self.manifest_path}: split {split!r}{'' if fold is None else f' fold {fold}'} "
                                 f"is empty", hint=f"see `fex manifest-info {self.manifest_path}`")
+        self.rows = df.index.to_numpy(np.int64)  # read_manifest's index is the file's row number
         self.frame = df.reset_index(drop=True)
         self.affects: tuple[str, ...] = tuple(meta["affects"])
         self.identities: tuple[str, ...] = tuple(meta.get("identities", []))

@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
-from fexdata.dataset import FaceDataset, PairSampler
-from fexdata.manifest import read_manifest
+from fexdata.dataset import FaceDataset, PairSampler, training_rows  # noqa: F401 (train.py's import)
+from fexdata.manifest import ManifestError, read_manifest
 from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
 from fextrain.models import Batch
 from fextrain.runtime import ImageStore
@@ -45,21 +47,16 @@ class UnpairedSampler:
         return src, None, self._affects[self._draw(n)]
 
 
-def training_rows(df: Any, holdout_fold: int | None = None) -> Any:
-    """Mask of the rows a run trains on: the train split, or, holding out a cross-validation fold
-    (`TrainConfig.holdout_fold`), every row of the other folds whatever its split."""
-    if holdout_fold is None:
-        return df["split"] == "train"
-    return df["fold"].notna() & (df["fold"] != holdout_fold)
-
-
-def train_intensities(manifest: str, holdout_fold: int | None = None) -> np.ndarray | None:
-    """The training rows' `intensity` column in FaceDataset row order; None when the manifest gives none."""
+def train_intensities(ds: FaceDataset) -> np.ndarray | None:
+    """The `intensity` column of the dataset's rows, in its order; None when the manifest gives none."""
     try:
-        df, _ = read_manifest(manifest, columns=["split", "fold", "intensity"])
-    except Exception:  # an older manifest without the column
-        return None
-    values = df.loc[training_rows(df, holdout_fold), "intensity"].to_numpy(np.float32, na_value=np.nan)
+        if "intensity" not in pq.read_schema(ds.manifest_path).names:
+            return None  # an older manifest: the one case without intensities
+        df, _ = read_manifest(ds.manifest_path, columns=["intensity"])
+    except (OSError, pa.ArrowException) as exc:  # damage is an error, never "no intensities"
+        raise ManifestError(f"{ds.manifest_path}: cannot read its intensity column ({exc})",
+                            hint="rebuild it with `fex build-manifest`") from None
+    values = df["intensity"].to_numpy(np.float32, na_value=np.nan)[ds.rows]
     return None if np.isnan(values).all() else values
 
 

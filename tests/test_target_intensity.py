@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
@@ -13,9 +14,11 @@ from click.testing import CliRunner
 from _train_fixtures import tiny_config, write_tiny_manifest
 
 from cli.main import main as fex
-from fexdata.manifest import read_manifest
+from fexdata.dataset import FaceDataset, training_rows
+from fexdata.manifest import ManifestError, read_manifest, write_manifest
 from fexdata.manifest.ramp import item_start
 from fexdata.sample import write_studio_tree
+from fextrain.batches import train_intensities
 from fextrain.models import one_hot
 from fextrain.models.fexgan import FExGAN, FExGANLoss, sample_target_affects
 from fextrain.train import train
@@ -91,6 +94,46 @@ def test_the_papers_law_ignores_the_data(monkeypatch, tmp_path):
 def test_a_manifest_without_intensity_gives_no_target_intensity(monkeypatch, tmp_path):
     manifest = write_tiny_manifest(tmp_path / "m", identities=2)
     assert all(known is None for *_, known in _conditions_seen(monkeypatch, manifest, tmp_path / "run"))
+
+
+def _with_folds(manifest, folds: dict[str, int | None]) -> None:
+    """Rewrite `manifest` with `fold` set per identity (None: no fold, as in a hand-merged manifest)."""
+    df, meta = read_manifest(manifest)
+    df["fold"] = pd.array([folds[i] for i in df["identity"]], dtype="Int32")
+    write_manifest(df, manifest, affects=meta["affects"])
+
+
+def test_holdout_rows_are_one_definition_and_their_intensities_follow_them(tmp_path):
+    """Holding out fold 0 trains on fold 1 only: the row without a fold is in no cross-validation round.
+    The dataset, `training_rows` (check_manifest's) and the intensities must all see the same rows."""
+    manifest = write_tiny_manifest(tmp_path / "m", identities=3, intensity=_intensity)
+    _with_folds(manifest, {"test:id0": 0, "test:id1": None, "test:id2": 1})
+    df, meta = read_manifest(manifest)
+    ds = FaceDataset(manifest, "all", 64, exclude_fold=0, progress=False)
+    assert len(ds) == int(training_rows(df, 0).sum()) == (df["identity"] == "test:id2").sum()
+    assert set(ds.frame["identity"]) == {"test:id2"}
+    known = train_intensities(ds)
+    expected = [_intensity(2, a, int(item[-1])) for a, item in zip(ds.frame["affect"], df["item"].iloc[ds.rows])]
+    assert np.array_equal(known, np.array(expected, np.float32), equal_nan=True)
+    # and without a held-out fold, the train split in file order
+    train_ds = FaceDataset(manifest, "train", 64, progress=False)
+    assert np.array_equal(train_intensities(train_ds), df["intensity"].to_numpy(np.float32), equal_nan=True)
+
+
+def test_a_damaged_intensity_column_is_an_error_not_a_manifest_without_intensities(tmp_path):
+    manifest = write_tiny_manifest(tmp_path / "m", identities=2, intensity=_intensity)
+    ds = FaceDataset(manifest, "train", 64, progress=False)
+    assert np.isfinite(train_intensities(ds)).any()
+    # damage the intensity column's pages only (the footer, which says the column is there, is intact)
+    md = pq.ParquetFile(manifest).metadata
+    chunk = md.row_group(0).column(md.schema.names.index("intensity"))
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(manifest.read_bytes())
+    data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    manifest.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="manifest.parquet") as err:
+        train_intensities(ds)
+    assert "build-manifest" in err.value.hint
 
 
 def test_item_start_reads_a_segments_start():
