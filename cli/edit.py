@@ -11,12 +11,14 @@ from fexdata.ingest.align import PAD_MODES
 @click.argument("run", type=click.Path(exists=True))
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--to", "to", multiple=True, required=True,
-              help="Target: an affect spec (joy, 0.5*joy, anger+sadness), 'all' (every affect), or for videos a "
-                   "schedule CSV (affect,start,end[,intensity]). Repeat it, or separate specs with commas.")
+              help="Target: an affect spec (joy, 0.5*joy, anger+sadness: weights above 0 adding up to at most 2), "
+                   "'all' (every affect), or for videos a schedule CSV (affect,start,end[,intensity]). Repeat it, "
+                   "or separate specs with commas.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="Output folder: <input>/<target>.png|.mp4, <input>/grid.png, edits.parquet, rejects/, edit.json.")
+              help="Output folder: <input>/<target>.png|.mp4, <input>/grid.png, edits.parquet, rejects/, edit.json. "
+                   "Each <input> folder belongs to one input file; reruns into it resume.")
 @click.option("--intensity", default="1", show_default=True, callback=comma_floats,
-              help="Strength sweep: every target at each of these weights, e.g. 0,0.5,1,1.5.")
+              help="Strength sweep: every target at each of these weights (0 to 2), e.g. 0,0.5,1,1.5.")
 @click.option("--from", "source", default="auto", show_default=True,
               help="Source affect of the inputs (an affect spec), or auto to estimate it per face. "
                    "A CSV input list's affect column overrides it.")

@@ -247,7 +247,15 @@ def test_killed_run_leaves_no_half_written_file_and_resumes(run, tmp_path):
     assert not list(out.rglob("*.tmp"))
     for name in ("joy", "anger"):
         assert len(list(iter_frames(out / "in" / "long" / f"{name}.mp4"))) == 48
-    assert set(pd.read_parquet(out / "edits.parquet")["output"]) >= {"in/long/joy.mp4", "in/a/anger.png"}
+    outputs = set(pd.read_parquet(out / "edits.parquet")["output"])
+    assert outputs == {f"in/{i}/{t}" for i, t in (("long", "joy.mp4"), ("long", "anger.mp4"), ("a", "joy.png"),
+                                                  ("a", "anger.png"))}
+    # Nothing else is left: no temp file, no part of an output that is not there, no duplicate rows.
+    left = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {p for p in left if not p.startswith(".parts/")} == outputs | {
+        "in/long/grid.png", "in/a/grid.png", "edits.parquet", "edit.json", ".edit.lock"}
+    assert len([p for p in left if p.startswith(".parts/")]) == len(outputs)
+    assert len(pd.read_parquet(out / "edits.parquet")) == 48 * 2 + 2
 
 
 def test_the_run_carries_the_manifests_crop_recipe(run):

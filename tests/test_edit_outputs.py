@@ -92,3 +92,27 @@ def test_out_inside_the_input_folder_is_not_edited_again(run, tmp_path):
     assert "edited 0 photos" in result.output and "(1 inputs already done)" in result.output
     assert files(out) == before
     assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["photos/me/joy.png"]
+
+
+def test_a_folder_inside_out_is_refused(run, tmp_path):
+    photo = write_png(tmp_path / "me.png", canvas_photo())
+    out = tmp_path / "out"
+    fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out))
+    result = CliRunner().invoke(fex, ["edit", str(run), str(out / "me"), "--to", "joy", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and "is inside the output folder" in result.output and "hint: " in result.output
+
+
+def test_an_input_stopped_before_its_grid_is_edited_again(run, tmp_path):
+    """The parts, each output's done mark, come last: an input whose grid could not be written (here a
+    folder is in its way; a killed run alike) is not taken as done."""
+    photo = write_png(tmp_path / "me.png", canvas_photo())
+    out = tmp_path / "out"
+    (out / "me" / "grid.png").mkdir(parents=True)
+    result = fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out))
+    assert "rejected 1 inputs" in result.output and not (out / "me" / "grid.png").is_file()
+    (out / "me" / "grid.png").rmdir()
+    result = fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out))
+    assert "edited 1 photos" in result.output and "nothing rejected" in result.output
+    assert read_rgb(out / "me" / "grid.png").size
+    assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["me/joy.png"]
+    assert not list(out.rglob("*.tmp"))
