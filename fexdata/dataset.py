@@ -38,6 +38,22 @@ def training_rows(df: pd.DataFrame, holdout_fold: int | None = None) -> pd.Serie
     return df["fold"].notna() & (df["fold"] != holdout_fold)
 
 
+def crop_side(path: str | os.PathLike, crop_sizes: pd.Series, size: int, hint: str) -> int:
+    """The manifest's one crop side, refused when its crops have several sides or one smaller than `size`.
+
+    Training and evaluation feed a model at `size`: larger crops are shrunk once into the packed cache,
+    smaller ones would be enlarged, which only shows (and teaches) the model blur. `hint` says what to do.
+    """
+    sides = sorted(set(int(s) for s in crop_sizes))
+    if len(sides) > 1:
+        raise ManifestError(f"{path}: crops of several sizes {sides}; a manifest must hold one crop size",
+                            hint="rebuild it with `fex build-manifest --size N`")
+    if sides and sides[0] < size:
+        raise ManifestError(f"{path}: crops are {sides[0]}x{sides[0]}, smaller than the model's {size} px; "
+                            "enlarging them would only add blur", hint=hint)
+    return sides[0] if sides else size
+
+
 class FaceDataset(Dataset):
     """One split of a manifest as a torch Dataset.
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import click
 import cv2
 import pytest
 import torch
@@ -128,6 +130,22 @@ def test_fails_clearly_on_a_manifest_without_test_split(trained, tmp_path):
     bad = write_manifest(df, manifest.parent / "no_test.parquet", affects=meta["affects"])
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(bad), "--out", str(tmp_path), *SMALL])
     assert res.exit_code == 2 and "no test split" in res.output and "hint: rebuild it with a test share" in res.output
+    # the options the hint names are build-manifest's own
+    named = set(re.findall(r"--[a-z-]+", res.output[res.output.index("hint:"):]))
+    build = fex.get_command(click.Context(fex), "build-manifest")  # cli.main loads commands lazily
+    options = {o for p in build.params for o in p.opts}
+    assert named and named <= options, named - options
+
+
+def test_refuses_crops_smaller_than_the_run_as_train_does(trained, tmp_path):
+    """A 64 px run on 32 px crops: train refuses to enlarge them, and so does eval (no silent upscaling)."""
+    _, run = trained
+    small = write_face_manifest(tmp_path / "small", size=32, per_affect=1, splits={0: "train", 1: "train", 4: "test"})
+    res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(small), "--out", str(tmp_path / "eval"),
+                                   *SMALL])
+    assert res.exit_code == 2 and "crops are 32x32, smaller than the model's 64 px" in res.output, res.output
+    assert "hint: evaluate on crops of 64 px or more" in res.output
+    assert not (tmp_path / "eval").exists()
 
 
 def test_fails_clearly_when_affects_differ_from_the_run(trained, tmp_path):

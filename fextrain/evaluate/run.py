@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pandas as pd
 import torch
 
+from fexdata.dataset import crop_side
 from fexdata.errors import EvalError
 from fexdata.manifest import read_manifest
 from fexdata.paths import atomic_write_text
@@ -61,22 +63,22 @@ def _device(spec: str) -> str:
     return spec
 
 
-def check_inputs(run_dir: Path, manifest: Path) -> tuple[dict[str, Any], list[str]]:
-    """Fail early and clearly: no checkpoint, no test split. Returns (manifest meta, splits present)."""
+def check_inputs(run_dir: Path, manifest: Path) -> tuple[dict[str, Any], list[str], pd.Series]:
+    """Fail early and clearly: no checkpoint, no test split. Returns (manifest meta, splits present, crop sizes)."""
     if not run_dir.is_dir():
         raise EvalError(f"{run_dir}: no such run directory", hint="give the --out folder of a `fex train` run")
     if not (run_dir / CHECKPOINT).is_file() and not (run_dir / GENERATOR).is_file():
         raise EvalError(f"{run_dir}: no checkpoint yet ({CHECKPOINT} or {GENERATOR})",
                         hint="a run writes its first one after `ckpt_every` steps or when it stops; wait for it")
-    df, meta = read_manifest(manifest, columns=["split"])
+    df, meta = read_manifest(manifest, columns=["split", "crop_size"])
     splits = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     if "test" not in splits:
         raise EvalError(f"{manifest}: no test split (splits here: {', '.join(splits) or 'none'})",
-                        hint="rebuild it with a test share, e.g. `fex build-manifest ... --test 0.2`")
+                        hint="rebuild it with a test share, e.g. `fex build-manifest ... --fractions 0.8,0.1,0.1`")
     if "train" not in splits:
         raise EvalError(f"{manifest}: no train split; the judge classifier is trained on it",
                         hint="evaluate with the manifest the run was trained on")
-    return meta, splits
+    return meta, splits, df["crop_size"]
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> list[list[Any]]:
@@ -162,12 +164,16 @@ def evaluate_run(
     say = log or (lambda msg: None)
     run_dir, manifest, out_dir = Path(run_dir), Path(manifest), Path(out_dir)
     started = time.time()
-    meta, splits = check_inputs(run_dir, manifest)
+    meta, splits, crop_sizes = check_inputs(run_dir, manifest)
     device = _device(o.device)
     editor = load_editor(run_dir, device)
     if list(editor.affects) != list(meta["affects"]):
         raise EvalError(f"{manifest}: its affects ({', '.join(meta['affects'])}) differ from the run's "
                         f"({', '.join(editor.affects)})", hint="evaluate with the manifest the run was trained on")
+    # the rule `fex train` applies: the model never sees enlarged crops
+    crop_side(manifest, crop_sizes, int(editor.size),
+              hint=f"evaluate on crops of {editor.size} px or more, e.g. the manifest the run was trained on "
+                   "(or re-ingest with a larger `fex ingest --size`)")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(editor, manifest, splits, o, out_dir, device, say)
     chosen = [SECTIONS[n]() for n in names]
