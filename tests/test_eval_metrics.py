@@ -1,6 +1,8 @@
 """Each evaluation metric on inputs with known answers: judge, scores, Fréchet, dlib identity, D table."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from fextrain.evaluate.frechet import (
     frechet_distance,
     frechet_entry,
 )
-from fextrain.evaluate.judge import JudgeSettings, load_judge, load_or_train_judge, train_judge
+from fextrain.evaluate.judge import JudgeSettings, data_fingerprint, load_judge, load_or_train_judge, train_judge
 from fextrain.evaluate.scores import classification_report, confusion_matrix
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -46,8 +48,16 @@ def test_judge_learns_a_separable_toy_set_and_caches(tmp_path):
     again, reused = load_or_train_judge(tmp_path, x_train, y_train, AFFECTS, FAST_JUDGE, progress=False)
     assert reused
     assert (again.predict(x_test) == judge.predict(x_test)).all()
-    # Different labels: the cache is stale and must not be used.
-    assert load_judge(tmp_path, fingerprint="something else") is None
+    # Other labels, one changed pixel, another affect order or other settings: the cache is stale.
+    key = lambda x, y, affects=AFFECTS, settings=FAST_JUDGE: data_fingerprint(x, y, affects, settings)  # noqa: E731
+    touched = x_train.copy()
+    touched[5, 3, 3, 1] ^= 1
+    stale = [key(x_train, np.roll(y_train, 1)), key(touched, y_train), key(x_train, y_train, AFFECTS[::-1]),
+             key(x_train, y_train, settings=replace(FAST_JUDGE, epochs=7))]
+    assert len(set(stale)) == 4 and all(load_judge(tmp_path, fingerprint=f) is None for f in stale)
+    assert load_judge(tmp_path, fingerprint=key(x_train, y_train)) is not None
+    _, reused = load_or_train_judge(tmp_path, x_train, np.roll(y_train, 1), AFFECTS, FAST_JUDGE, progress=False)
+    assert not reused
 
 
 def test_judge_reads_generator_style_tensors_like_uint8():

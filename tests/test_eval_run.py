@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -78,7 +79,10 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     # Sharpness and collapse read the same 28 edits of 4 sources.
     assert m["sharpness"]["edits"] == 28 and m["sharpness"]["sources"] == 4
     assert set(m["sharpness"]["per_affect"]) == set(m["run"]["affects"])
-    assert m["collapse"]["sources"] == 4 and m["collapse"]["ratio"] >= 0
+    col = m["collapse"]  # its known answers (a copy: 1, one face for all: 0) are tested below
+    assert col["sources"] == 4 and col["source_spread"] > 0 and set(col["per_affect"]) == set(m["run"]["affects"])
+    assert col["ratio"] == pytest.approx(float(np.mean(list(col["per_affect"].values()))))
+    assert col["collapsed"] == (col["ratio"] < col["threshold"]) and m["headline"]["collapse"]["value"] == col["ratio"]
     # Identity: every pair accounted for; sources are real faces dlib finds.
     idn = m["identity"]
     assert idn["pairs"] == 28 and idn["source_face_not_found"] == 0
