@@ -116,3 +116,18 @@ def test_an_input_stopped_before_its_grid_is_edited_again(run, tmp_path):
     assert read_rgb(out / "me" / "grid.png").size
     assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["me/joy.png"]
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_dir_without_recorded_owners_is_refused_until_overwritten(run, tmp_path):
+    """A DIR from before edit.json recorded each folder's input (format 1) cannot say whose outputs it holds."""
+    photo = write_png(tmp_path / "me.png", canvas_photo())
+    out = tmp_path / "out"
+    fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out))
+    meta = json.loads((out / "edit.json").read_text())
+    del meta["inputs"]
+    (out / "edit.json").write_text(json.dumps({**meta, "format": 1}))
+    result = CliRunner().invoke(fex, ["edit", str(run), str(photo), "--to", "joy", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and "made with other format" in result.output and "--overwrite" in result.output
+    fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out), "--overwrite")
+    assert json.loads((out / "edit.json").read_text())["inputs"] == {"me": str(photo.resolve())}
+    assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["me/joy.png"]

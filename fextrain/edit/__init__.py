@@ -9,7 +9,7 @@ pasted back into the full-resolution frames. See docs/edit.md.
     source.py   the source affect: given or estimated (discriminator head or the cached judge)
     paste.py    inverse transform, feathered landmark mask, colour match
     photo.py    one photo -> its outputs;  video.py: one video -> its outputs (one decoding pass)
-    outputs.py  output paths, parts, grid;  table.py: the edits.parquet columns
+    outputs.py  each input's own output folder, output paths, parts, grid;  table.py: edits.parquet
     run.py      the run: lock, resume, rejects, edits.parquet, edit.json
 """
 from fextrain.edit.run import EditOptions, edit, format_summary

@@ -3,10 +3,11 @@
 Load the model and the run's crop recipe, read the targets and list the inputs (a mistake in either stops
 before DIR is touched), lock DIR, check it holds edits made with the same run and settings (else refuse:
 two models' outputs would mix), clear temp files a killed run left, give every input its output folder
-(the one it owns in DIR, recorded in edit.json before anything is written), then edit every input whose outputs are not all done (photos: fextrain.edit.photo; videos:
-fextrain.edit.video). An input that cannot be edited becomes one reject row with ingest's category and
-reason, and the rest goes on. At the end every part is gathered into DIR/edits.parquet and the summary
-into DIR/edit.json. Every file appears atomically, so a killed run, run again, ends as if never stopped.
+(the one it owns in DIR, recorded in edit.json before anything is written), then edit every input whose
+outputs are not all done (photos: fextrain.edit.photo; videos: fextrain.edit.video). An input that cannot
+be edited becomes one reject row with ingest's category and reason, and the rest goes on. At the end every
+part is gathered into DIR/edits.parquet and the summary into DIR/edit.json. Every file appears atomically,
+so a killed run, run again, ends as if never stopped.
 """
 from __future__ import annotations
 

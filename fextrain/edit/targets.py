@@ -13,7 +13,6 @@ everywhere), plus `@<intensity>` when an intensity sweep is asked for; a schedul
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

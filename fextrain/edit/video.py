@@ -7,8 +7,8 @@ piped to one H.264 encoder per target at the source's exact frame rate: the outp
 frame count and duration, and the source's audio is copied in at the end. Frames outside `--start/--end`,
 frames without a face, and frames a schedule leaves alone are written unchanged (and counted). Each
 output is encoded to a temp file and muxed into place atomically, then the grid is written, and last the
-parts (the outputs' "done" marks); a truncated source (fewer frames than
-its container promised) or one with no face at all is rejected and leaves no output.
+parts (the outputs' "done" marks); a truncated source (fewer frames than its container promised) or one
+with no face at all is rejected and leaves no output.
 
 Estimated source affects are smoothed over the frames of one track (an exponential average of the
 probabilities, reset at every cut), so the source condition does not flicker with the estimate's noise.
