@@ -58,7 +58,26 @@ def test_pad_share_known_answers():
     assert outside_distance(Alignment(100, 100, 40, 0).transform(64), W, H, 64) is None
 
 
+def _bilinear(img: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """The exact bilinear sample of `img` at frame coordinates (fx, fy), all inside [0, w-1] x [0, h-1]."""
+    h, w = img.shape[:2]
+    x0, y0 = np.minimum(np.floor(fx).astype(int), w - 2), np.minimum(np.floor(fy).astype(int), h - 2)
+    ax, ay = (fx - x0)[:, None], (fy - y0)[:, None]
+    p = img.astype(np.float64)
+    top = p[y0, x0] + ax * (p[y0, x0 + 1] - p[y0, x0])
+    bottom = p[y0 + 1, x0] + ax * (p[y0 + 1, x0 + 1] - p[y0 + 1, x0])
+    return top + ay * (bottom - top)
+
+
 def test_pad_modes_agree_inside_the_frame_and_differ_outside(face):
+    """Where bilinear sampling reads only frame pixels, every mode's crop is the frame's bilinear sample.
+
+    The modes agree there up to the warp's rounding, not bit for bit: OpenCV 4.x warps 8-bit images in fixed
+    point (1/32-pixel coordinates; up to 2.3 levels from the exact sample on this crop) and gives the same
+    bytes in every border mode; OpenCV 5.1 computes in float (within 0.5 of the exact sample), and sends
+    `edge` and `constant` through IPP, which rounds a near-tie (x.5) one level away from `reflect`'s kernel
+    (3 of this crop's 30,337 footprint pixels). docs/install.md has the comparison.
+    """
     img, al = face
     h, w = img.shape[:2]
     assert 0.4 < pad_share(al, w, h) < 0.7
@@ -69,11 +88,16 @@ def test_pad_modes_agree_inside_the_frame_and_differ_outside(face):
     v, u = np.mgrid[0:256, 0:256]
     fx, fy = inv[0, 0] * u + inv[0, 1] * v + inv[0, 2], inv[1, 0] * u + inv[1, 1] * v + inv[1, 2]
     footprint = (fx >= 0) & (fy >= 0) & (fx <= w - 1) & (fy <= h - 1)  # bilinear samples only frame pixels
+    exact = _bilinear(img, fx[footprint], fy[footprint])
     reflect = crops["reflect"][0]
     # blur is built on reflect and touches nothing inside the frame: bit-identical there
     assert np.array_equal(crops["blur"][0][dist == 0], reflect[dist == 0])
-    for mode in ("edge", "constant"):
-        assert np.array_equal(crops[mode][0][footprint], reflect[footprint]), mode
+    for mode in ("reflect", "edge", "constant"):
+        error = np.abs(crops[mode][0][footprint] - exact)
+        # a quarter-pixel shift of the sample, or bicubic weights, is off by 25+ levels somewhere and 1+ on average
+        assert error.max() <= 3 and error.mean() < 0.5, (mode, error.max(), error.mean())
+        apart = np.abs(crops[mode][0][footprint].astype(int) - reflect[footprint]).max(axis=1)
+        assert apart.max() <= 1 and (apart > 0).mean() < 0.001, (mode, apart.max(), (apart > 0).sum())
     band = dist >= 2
     for mode in ("blur", "edge", "constant"):
         assert np.abs(crops[mode][0][band].astype(int) - reflect[band]).mean() > 10, mode
