@@ -27,6 +27,10 @@ def tb_group(key: str) -> str:
     return "perf" if key in ("img_per_s", "data_frac") else "sched"
 
 
+def grid_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "samples" / f"step_{step:07d}.png"
+
+
 class RunLogger:
     def __init__(self, run_dir: Path, *, start: int, end: int, main: bool, progress: bool,
                  log: Callable[[str], None] = print) -> None:
@@ -60,7 +64,7 @@ class RunLogger:
     def samples(self, step: int, grid: np.ndarray) -> None:
         if self.writer is None:
             return
-        write_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
+        write_png(grid_path(self.run_dir, step), grid)
         self.writer.add_image("samples", grid, step, dataformats="HWC")
 
     def close(self) -> None:

@@ -30,13 +30,14 @@ from fexdata.dataset import FaceDataset
 from fexdata.ingest.recipe import read_recipe
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import default_cache_dir
-from fexdata.paths import locked, remove_temp_files, resolve_inside
+from fexdata.paths import locked, read_json_or_empty, remove_temp_files, resolve_inside
 from fexdata.versions import versions
 from fextrain import distributed as dd
 from fextrain.batches import BatchSource, train_intensities, training_rows
-from fextrain.checkpoint import CHECKPOINT, FORMAT, export_generator, load_checkpoint, save_checkpoint
+from fextrain.checkpoint import (CHECKPOINT, FORMAT, GENERATOR, GENERATOR_META, export_generator, load_checkpoint,
+                                 save_checkpoint)
 from fextrain.config import TrainConfig, from_dict, save_json, to_dict
-from fextrain.logger import RunLogger
+from fextrain.logger import RunLogger, grid_path
 from fextrain.models import GANModel, StepContext, build_from_config, model_class
 from fextrain.models.base import arch_fields
 from fextrain.runtime import ImageStore, Runtime, TrainingError
@@ -332,6 +333,17 @@ class Session:
         if self.resume:
             self.log(f"resuming {self.run_dir} from step {start} (training to step {end})")
         if end <= start:
+            if self.main and self._unfinished(start):
+                # Killed after its last checkpoint, the session that ended there left its grid or export unwritten.
+                remove_temp_files(self.run_dir)
+                self.logger = RunLogger(self.run_dir, start=start, end=start, main=True, progress=False, log=self.log)
+                try:
+                    if not grid_path(self.run_dir, start).is_file():
+                        self.samples(start)
+                    export_generator(self.raw["generator"], self.run_dir, to_dict(cfg), start)
+                finally:
+                    self.logger.close()
+                self.log(f"wrote the sample grid and generator export of step {start}, which a stop had left unwritten")
             self.log(f"{self.run_dir} is already at step {start} (--steps {end}); nothing to train")
             return TrainResult(self.run_dir, start, start, "up-to-date", is_main=self.main)
         if self.main:
@@ -345,6 +357,9 @@ class Session:
                  f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
         self.logger = RunLogger(self.run_dir, start=start, end=end, main=self.main, progress=self.progress,
                                 log=self.log)
+        due = self.resume and cfg.sample_every and start % cfg.sample_every == 0
+        if due and not grid_path(self.run_dir, start).is_file():
+            self.samples(start)  # due with the checkpoint resumed from, whose session stopped before writing it
         self.meter = Meter(start + 1)
         self.saved_at, self.last = (start if self.resume else -1), {}
         try:
@@ -413,6 +428,12 @@ class Session:
             self.samples(step)
         self.meter = Meter(step + 1)
         return self.last
+
+    def _unfinished(self, step: int) -> bool:
+        """True when the grid or the generator export of the checkpoint's step is missing (or an older one)."""
+        exported = read_json_or_empty(self.run_dir / GENERATOR_META).get("step")
+        return (not grid_path(self.run_dir, step).is_file() or exported != step
+                or not (self.run_dir / GENERATOR).is_file())
 
     def _kept(self) -> str:
         if self.saved_at < 0:

@@ -104,8 +104,8 @@ def test_yaml_on_off_and_set_conflicts():
     (["betas=[0.5, 2]"], "error: betas must be two numbers in [0, 1)"),
 ])
 def test_cli_reports_a_bad_value_in_one_line(tmp_path, sets, message):
-    result = CliRunner().invoke(fex, ["train", "--manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "run"),
-                                      *[f"--set={s}" for s in sets]])
+    result = CliRunner().invoke(fex, ["train", "--manifest", str(tmp_path / "m.parquet"),
+                                      "--out", str(tmp_path / "run"), *[f"--set={s}" for s in sets]])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 

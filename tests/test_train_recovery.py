@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from _train_fixtures import TINY_ARCH, TINY_ARCHS, tiny_config, write_tiny_manifest
 
@@ -74,6 +75,38 @@ def test_a_restarted_run_does_not_keep_the_killed_attempts_log(manifest, tmp_pat
     assert _steps(run) == [1, 2]
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["step_0000001.png", "step_0000002.png"]
     assert any("dropped 3 line(s)" in m for m in messages)
+
+
+def test_outputs_a_kill_left_unwritten_after_a_checkpoint_are_completed(manifest, tmp_path):
+    """Killed after a checkpoint but before the grid and export that follow it: the resume writes them as
+    the uninterrupted run did (same pixels, same weights)."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    train(tiny_config(manifest, ref, steps=4, ckpt_every=2, sample_every=2), progress=False)
+
+    def stop(step, logged):
+        if step == 3:
+            raise KeyboardInterrupt  # a second Ctrl-C: stops at once; the checkpoint of step 2 stays
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(manifest, run, steps=4, ckpt_every=2, sample_every=2), progress=False, on_step=stop)
+    (run / "samples" / "step_0000002.png").unlink()  # as if killed between the checkpoint and its grid
+    cfg = tiny_config(manifest, run, steps=4, ckpt_every=2, sample_every=2)
+    train(cfg, resume=True, progress=False)
+    # the last checkpoint is written, then the grid and the export: a kill between them
+    for name in ("samples/step_0000004.png", "generator.safetensors", "generator.json"):
+        (run / name).unlink()
+    (run / ".generator.safetensors.k1ll3d.tmp").write_bytes(b"half an export")
+    messages: list[str] = []
+    result = train(cfg, resume=True, progress=False, log=messages.append)
+    assert result.status == "up-to-date" and any("which a stop had left unwritten" in m for m in messages)
+    for name in ("samples/step_0000002.png", "samples/step_0000004.png"):
+        assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    want, got = load_file(ref / "generator.safetensors"), load_file(run / "generator.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert json.loads((run / "generator.json").read_text())["step"] == 4
+    assert not list(run.glob(".*.tmp"))
+    train(cfg, resume=True, progress=False, log=messages.append)  # complete: nothing to write
+    assert "left unwritten" not in messages[-2]
 
 
 def test_one_process_per_run_and_a_killed_writers_temp_files_go(manifest, tmp_path):
