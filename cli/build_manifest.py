@@ -39,6 +39,9 @@ from fexdata.manifest import build_manifest as build
               help="Clips ramp from neutral to full expression over their first SECONDS: a video frame without an "
                    "intensity gets min(1, seconds since its clip or segment started / SECONDS).  [default: off]")
 @click.option("--drop-missing", is_flag=True, help="Leave out records whose crop file is missing instead of failing.")
+@click.option("--partial", is_flag=True,
+              help="Build from an ingest that is running, was stopped or has shards to run; what is missing is "
+                   "printed as a warning.  [default: refuse it]")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the build report as JSON here.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
@@ -46,7 +49,8 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
                    min_score: float | None, min_sharpness: float | None, max_faces: int | None,
                    max_pad: float | None, landmark_check: bool, min_gap: str | None, balance: str,
                    cap: int | None, split_mode: str, fractions: str | None, blocks: int, guard: str, folds: int,
-                   seed: int, ramp: float | None, drop_missing: bool, report: Path | None, quiet: bool) -> None:
+                   seed: int, ramp: float | None, drop_missing: bool, partial: bool, report: Path | None,
+                   quiet: bool) -> None:
     """Merge the records of one or more `fex ingest` outputs into one filtered, balanced, split manifest.
 
     \b
@@ -61,7 +65,7 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
                    min_sharpness=min_sharpness, max_faces=max_faces, max_pad=max_pad,
                    landmark_check=landmark_check, min_gap=min_gap, balance=balance, cap=cap, split=split_mode,
                    fractions=fractions, blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing,
-                   ramp=ramp)
+                   ramp=ramp, partial=partial)
     text = result.to_text()
     click.echo(text.splitlines()[0] if quiet else text)
     if report is not None:

@@ -187,3 +187,33 @@ def test_datasets_of_face_crops_fall_back_to_the_whole_image(tmp_path):
     _run(folder, tmp_path / "out2")
     reasons = list(pd.read_parquet(tmp_path / "out2" / "rejects")["reason"])
     assert len(reasons) == 1 and "no face found" in reasons[0] and "--fallback frame" in reasons[0]
+
+
+def test_a_unit_flushes_its_own_crops_not_the_whole_machine(tmp_path, monkeypatch):
+    """os.sync() per unit flushed every write on the machine, other users' too (issue 19): a unit now
+    fsyncs its crops and their folders, before the records part that lists them."""
+    import os
+
+    from fexdata.sample import sample_face
+
+    for affect in ("joy", "sadness"):
+        write_png(tmp_path / "data" / "kim" / affect / "0.png", sample_face(0, affect, 200))
+
+    def no_sync():
+        raise AssertionError("os.sync flushes the whole machine")
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):  # the real fsync, and which file it flushed
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "sync", no_sync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    _run(tmp_path / "data", out)
+    crops = [str((out / p).resolve()) for p in pd.read_parquet(out / "records")["image"]]
+    part = next(i for i, p in enumerate(synced) if "/records/.part-" in p)
+    assert len(crops) == 2 and set(crops) <= set(synced[:part])
+    assert {os.path.dirname(c) for c in crops} <= set(synced[:part])

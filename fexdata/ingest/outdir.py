@@ -23,6 +23,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Sequence
 
+from fexdata import parquet
 from fexdata.errors import IngestError
 from fexdata.ingest import records as R
 from fexdata.ingest.plan import IngestOptions, Plan, Shard, Source, Unit
@@ -139,6 +140,48 @@ def shard_statuses(out: Path) -> dict[str, str]:
     return found
 
 
+def unfinished(out: Path) -> str | None:
+    """What is missing from the ingest in OUT, as a sentence, or None when it finished (or OUT has no status
+    files: records made some other way). For `fex build-manifest`, which reads OUT but never writes it."""
+    status = _read_json(out / INGEST_JSON)
+    shards = [(path, _read_json(path) or {}) for path in sorted((out / SHARDS_DIR).glob("shard-*.json"))]
+    if status is None and not shards:
+        return None
+    parts = len(done_parts(out))
+    if _writing_now(out):
+        total = (status or {}).get("units")
+        return f"a fex ingest is writing it now ({parts}{f' of {total}' if total else ''} units done so far)"
+    problems = []
+    state = (status or {}).get("status")
+    if state == "running":  # a whole run that was stopped before it finished
+        total = status.get("units")
+        problems.append(f"its ingest.json says 'running': the run was stopped after {parts}"
+                        f"{f' of {total}' if total else ''} units")
+    elif state == "partial":  # the last shard standing found units no shard had done
+        problems.append(f"only {status.get('units_finished')} of {status.get('units')} units were ingested")
+    # A shard status newer than ingest.json speaks for a run after it (a whole run's leaves older ones stale).
+    since = (out / INGEST_JSON).stat().st_mtime if status is not None else float("-inf")
+    stopped = [f"{st.get('shard', path.stem)} ({st.get('status', 'unreadable')})" for path, st in shards
+               if st.get("status") != "finished" and path.stat().st_mtime >= since]
+    if stopped:
+        problems.append(f"shard(s) not finished: {', '.join(stopped)}")
+    return "; ".join(problems) or None
+
+
+def _writing_now(out: Path) -> bool:
+    """True while a whole `fex ingest` holds OUT (shards, holding it shared, say so in their status files).
+    The probe holds a shared lock for an instant only."""
+    if not (out / LOCK_NAME).is_file():
+        return False
+    with open(out / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def remove_status_temp_files(out: Path) -> None:
     """Temp files of status writes a killed run never finished (only safe while holding OUT alone)."""
     for folder in (out, out / SHARDS_DIR):
@@ -162,9 +205,25 @@ def write_scan_rejects(out: Path, plan: Plan) -> str | None:
     if not rows:
         return None
     name = R.part_name("scan-" + R.stable_hash(json.dumps(rows, sort_keys=True)))
-    if not (out / R.REJECTS_DIR / name).exists():
-        R.write_part(out / R.REJECTS_DIR / name, rows, R.REJECTS)
+    path = out / R.REJECTS_DIR / name
+    if not path.exists() or parquet.problem(path):
+        R.write_part(path, rows, R.REJECTS)
     return name
+
+
+def drop_damaged_parts(out: Path, units: Iterable[Unit], log: Callable[[str], None]) -> None:
+    """Delete the records and rejects parts of these units that fail their checksum (damaged on disk or in a
+    copy, or written by an older fex without one), so that the units run again."""
+    for unit in units:
+        name = R.part_name(unit.id)
+        paths = [out / R.RECORDS_DIR / name, out / R.REJECTS_DIR / name]
+        if not paths[0].exists():
+            continue  # not done: it runs anyway
+        why = next((f"{p}: {w}" for p in paths if p.exists() and (w := parquet.problem(p))), None)
+        if why:
+            log(f"{why}; its unit runs again")
+            for p in paths:
+                p.unlink(missing_ok=True)
 
 
 _TEMP = re.compile(r"^\.(?P<target>.+?)\.(?:\d+\.\d+|[^.]+)\.tmp$")  # .<name>.<pid>.<thread>.tmp or mkstemp's

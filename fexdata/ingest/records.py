@@ -150,19 +150,21 @@ def reject_row(source: str, source_root: str, source_path: str, item: str, categ
 PART_HINT = "re-run the same `fex ingest` command (for `fex edit` output: delete that file first, then re-run)"
 
 
-def read_table(folder: Path, columns: Iterable[str] | None = None, hint: str = PART_HINT) -> pa.Table | None:
+def read_table(folder: Path, columns: Iterable[str] | None = None, hint: str = PART_HINT,
+               require_digest: bool = True) -> pa.Table | None:
     """All parts in a records/rejects folder as one table (None when there are none), each verified:
-    a damaged one raises IngestError naming it."""
+    a damaged one raises IngestError naming it (`require_digest=False`: parts fex may not have written)."""
     parts = sorted(p for p in folder.glob("part-*.parquet")) if folder.is_dir() else []
     if not parts:
         return None
     cols = list(columns) if columns is not None else None
-    return pa.concat_tables([parquet.read_table(p, cols, error=IngestError, hint=hint) for p in parts])
+    return pa.concat_tables([parquet.read_table(p, cols, error=IngestError, hint=hint, require_digest=require_digest)
+                             for p in parts])
 
 
-def reject_summary(folder: Path, hint: str = PART_HINT) -> dict[str, Any]:
+def reject_summary(folder: Path, hint: str = PART_HINT, require_digest: bool = True) -> dict[str, Any]:
     """`rejects`, `rejects_by_category` and up to three `reject_examples` per category from a rejects folder."""
-    table = read_table(folder, ["category", "reason", "source_path"], hint)
+    table = read_table(folder, ["category", "reason", "source_path"], hint, require_digest)
     if table is None or not table.num_rows:
         return {"rejects": 0, "rejects_by_category": {}, "reject_examples": {}}
     df = table.to_pandas()

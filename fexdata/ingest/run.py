@@ -106,9 +106,12 @@ def ingest(sources: Sequence[Source], out: str | os.PathLike, options: IngestOpt
         # a source that cannot be listed at all (e.g. a CSV without its columns) raises LayoutError
         plan = make_plan(((s, scan(s)) for s in sources), options)
         scan_part = outdir.write_scan_rejects(out, plan)
-        done = outdir.done_parts(out)
         mine = [u for u in plan.units if shard.owns(u)]
+        outdir.drop_damaged_parts(out, mine, log)
+        done = outdir.done_parts(out)
         pending = [u for u in mine if R.part_name(u.id) not in done]
+        # The units to do, so a reader of a stopped run (fex build-manifest) can say how many are missing.
+        outdir.write_status(status_file, {**header, "status": "running", "units": len(mine)})
         # Long units first, so the last worker is not left alone with a long clip.
         pending.sort(key=lambda u: (u.kind == "image", -len(u.items)))
 

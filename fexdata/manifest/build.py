@@ -18,7 +18,9 @@ import pandas as pd
 
 from fexdata import __version__
 from fexdata.affects import KNOWN_AFFECTS, parse_affects
-from fexdata.errors import ManifestError
+from fexdata.errors import FexError, ManifestError
+from fexdata.ingest import outdir
+from fexdata.ingest import records as R
 from fexdata.ingest.recipe import ingest_recipe, merge_recipes
 from fexdata.manifest.balance import BALANCE_MODES, balance_weights, cap_cells, cell_table
 from fexdata.manifest.checks import CheckResult, check_manifest, codes
@@ -121,6 +123,37 @@ def _merge(ingest_dirs: list[Path], manifest_dir: Path) -> Records:
     return Records(frame, {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in arrays.items()})
 
 
+def _unfinished(ingest_dirs: list[Path], partial: bool) -> list[str]:
+    """Refuse ingest folders whose `fex ingest` is running, was stopped or left shards undone (a manifest of
+    them would silently miss their other units); with `partial`, the same sentences come back as warnings."""
+    found = [f"{d}: {why}" for d in ingest_dirs if (why := outdir.unfinished(d))]
+    if found and not partial:
+        raise ManifestError("unfinished ingest: " + "; ".join(found),
+                            hint="re-run the same `fex ingest` command (every shard of it) to finish, or pass "
+                                 "--partial to build from the records there now")
+    return [f"{w}: built from the records there now (--partial)" for w in found]
+
+
+def _no_records(ingest_dirs: list[Path]) -> ManifestError:
+    """Every ingest folder is empty: say what their inputs became instead."""
+    said = []
+    for d in ingest_dirs:
+        text = "no records"
+        if (d / outdir.INGEST_JSON).is_file():  # rejects fex ingest wrote: summarised by category
+            try:
+                rejects = R.reject_summary(d / R.REJECTS_DIR)
+            except FexError:
+                rejects = None  # the build fails anyway; a damaged rejects part is ingest's to report
+            if rejects and rejects["rejects"]:
+                text += f", {rejects['rejects']} inputs rejected (" + ", ".join(
+                    f"{n} {cat}, e.g. {rejects['reject_examples'][cat][0]}"
+                    for cat, n in rejects["rejects_by_category"].items()) + ")"
+        said.append(f"{d}: {text}")
+    return ManifestError("the ingest output holds no face crops: " + "; ".join(said),
+                         hint="see why in pandas.read_parquet('OUT/rejects'), then re-run `fex ingest` on other "
+                              "inputs or with other options (e.g. --fallback frame for datasets of face crops)")
+
+
 def _choose_size(df: pd.DataFrame, size: int | None) -> int:
     sizes = sorted(int(s) for s in df["crop_size"].dropna().unique())
     if size is None:
@@ -151,10 +184,12 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                    min_gap: str | float | None = None, balance: str = "weight", cap: int | None = None,
                    split: str = "identity", fractions: str | tuple[float, ...] | None = None,
                    blocks: int = 10, guard: str | float | None = "0.5s", folds: int = 0, seed: int = 0,
-                   drop_missing: bool = False, ramp: float | None = None, check_files: bool = True) -> BuildReport:
+                   drop_missing: bool = False, ramp: float | None = None, check_files: bool = True,
+                   partial: bool = False) -> BuildReport:
     """Build and write the manifest `out` from ingest output folders; returns the report.
 
-    Raises ManifestError (nothing written) on bad input, an empty result or failed checks.
+    Raises ManifestError (nothing written) on bad input, an unfinished ingest (unless `partial`), an empty
+    result or failed checks.
     """
     t0 = time.perf_counter()
     if isinstance(ingest_dirs, (str, os.PathLike)):
@@ -189,10 +224,15 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                "drop_missing": drop_missing}
     if ramp is not None:  # recorded only when used, so manifests built without it keep their bytes
         options["ramp"] = ramp
+    if partial:  # likewise
+        options["partial"] = True
 
+    warnings = _unfinished([Path(d) for d in ingest_dirs], partial)
     rec = _merge([Path(d) for d in ingest_dirs], manifest_dir)
     df = rec.frame
     rows_in = len(df)
+    if not rows_in:
+        raise _no_records([Path(d) for d in ingest_dirs])
     unknown = sorted(set(df["affect"].dropna().unique().tolist()) - set(KNOWN_AFFECTS))
     if unknown or df["affect"].isna().any():
         raise ManifestError(f"records hold non-canonical affects {unknown or ['<null>']}; they come from an "
@@ -237,7 +277,6 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
         df, used_cap = cap_cells(df, cap)
         dropped[R_CAP] = before - len(df)
 
-    warnings: list[str] = []
     block = np.full(len(df), -1, np.int64)
     if split == "identity":
         split_names, w = split_by_identity(df, fr, seed, chosen)
