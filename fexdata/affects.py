@@ -77,10 +77,13 @@ def affect_spec(spec: str, affects: tuple[str, ...] | list[str] = AFFECTS) -> tu
     `anger+sadness`, `0.6*joy + 0.3*surprise`. Names accept every alias (`happy`, `AN`); an affect named
     twice adds up. The result may be mixed or scaled: models take such vectors as they are.
     """
-    terms = [t.strip() for t in str(spec).split("+") if t.strip()]
-    if not terms:
+    terms = [t.strip() for t in str(spec).split("+")]
+    if not any(terms):
         raise AffectSpecError(f"empty affect specification {spec!r}",
                               hint="write e.g. 'joy', '0.5*joy' or 'anger+sadness'")
+    if not all(terms):  # 'joy+' is a term the user meant to write and did not
+        raise AffectSpecError(f"affect specification {spec!r} has an empty term",
+                              hint="join whole terms with '+', e.g. 'anger+sadness'")
     weights = [0.0] * len(affects)
     for term in terms:
         m = _TERM.fullmatch(term)

@@ -88,6 +88,9 @@ def test_affect_spec_grammar():
     assert format_affect_spec(affect_spec("sadness+0.25*anger")) == "0.25*anger+sadness"
     with pytest.raises(AffectSpecError):
         affect_spec("2**joy")
+    for torn in ("joy+", "+joy", "joy++anger", " + "):
+        with pytest.raises(AffectSpecError, match="empty"):
+            affect_spec(torn)
     with pytest.raises(UnknownAffect):
         affect_spec("grumpy")
     with pytest.raises(AffectSpecError, match="not one of"):
