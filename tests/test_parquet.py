@@ -149,3 +149,28 @@ def test_files_without_the_checksum(tmp_path):
     truncated.write_bytes(plain.read_bytes()[:-20])
     with pytest.raises(ManifestError, match="not a whole Parquet file"):
         parquet.read_table(truncated, require_digest=False)
+
+
+def test_edit_tables_are_verified(tmp_path):
+    """fex edit's parts and edits.parquet go through the same writer and reader: a damaged part is an
+    EditError naming it."""
+    from fexdata.errors import EditError
+    from fextrain.edit.table import PARTS_DIR, TABLE, gather, write_part
+
+    def row(name: str, frame: int | None) -> dict:
+        return {"input": name, "kind": "image" if frame is None else "video", "frame": frame, "time": 0.5,
+                "face": 0, "box": [1.0, 2.0, 3.0, 4.0], "transform": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                "detector": "hog", "source_affect": "neutral", "source_confidence": 0.9, "source_by": "judge",
+                "target": "joy", "target_vector": [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], "output": f"{name}/joy.png"}
+
+    parts = [tmp_path / PARTS_DIR / f"{k}.parquet" for k in ("a", "b")]
+    write_part(parts[0], [row("a.png", None)])
+    write_part(parts[1], [row("b.mp4", k) for k in range(40)])
+    assert gather(tmp_path) == 41
+    assert parquet.read_table(tmp_path / TABLE).column("input").to_pylist()[:2] == ["a.png", "b.mp4"]
+    data = bytearray(parts[1].read_bytes())
+    data[len(data) // 3:len(data) // 3 + 200] = bytes(200)
+    parts[1].write_bytes(bytes(data))
+    with pytest.raises(EditError, match="damaged") as err:
+        gather(tmp_path)
+    assert str(parts[1]) in str(err.value) and "fex edit" in err.value.hint

@@ -7,11 +7,11 @@ import os
 import re
 from pathlib import Path
 
-import pandas as pd
-
+from fexdata import parquet
+from fexdata.errors import EditError
 from fexdata.paths import atomic_write_text
 from fextrain.edit.outputs import GRID_NAME
-from fextrain.edit.table import TABLE
+from fextrain.edit.table import DAMAGED_HINT, TABLE
 from fextrain.evaluate.report import embedded_png
 
 _BEGIN, _END = "<!-- fex edit -->", "<!-- /fex edit -->"
@@ -19,7 +19,7 @@ _BEGIN, _END = "<!-- fex edit -->", "<!-- /fex edit -->"
 
 def edit_section(edit_dir: Path, page_dir: Path) -> str:
     """HTML: per input of DIR/edits.parquet its grid and links to its outputs (hrefs relative to page_dir)."""
-    edits = pd.read_parquet(edit_dir / TABLE, columns=["input", "output"])
+    edits = parquet.read_table(edit_dir / TABLE, ["input", "output"], error=EditError, hint=DAMAGED_HINT).to_pandas()
     parts = []
     for input_, rows in edits.groupby("input", sort=True):
         outputs = sorted(set(rows["output"]))

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import pandas as pd
 from tqdm import tqdm
 
+from fexdata import parquet
 from fexdata.errors import EditError
 from fexdata.images import DEFAULT_MAX_PIXELS, ImageError
 from fexdata.ingest import records as R
@@ -38,7 +38,7 @@ from fextrain.edit.outputs import GRID_NAME, claim_folders, done, signature
 from fextrain.edit.photo import edit_photo
 from fextrain.edit.recipe import resolve_recipe
 from fextrain.edit.source import JudgeOptions, SourceAffects, run_judge
-from fextrain.edit.table import PARTS_DIR, TABLE, gather
+from fextrain.edit.table import DAMAGED_HINT, PARTS_DIR, TABLE, gather
 from fextrain.edit.targets import Target, parse_targets, read_spec
 from fextrain.edit.video import VideoStats, edit_video
 
@@ -218,7 +218,7 @@ def _clear(out: Path) -> None:
     """Remove every output the edit table lists, its grid and crops, the parts and the rejects."""
     table = out / TABLE
     if table.is_file():
-        for rel in set(pd.read_parquet(table, columns=["output"])["output"]):
+        for rel in set(parquet.read_table(table, ["output"], error=EditError, hint=DAMAGED_HINT)["output"].to_pylist()):
             folder = (out / rel).parent
             (out / rel).unlink(missing_ok=True)
             shutil.rmtree(folder / "crops", ignore_errors=True)

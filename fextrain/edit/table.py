@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from fexdata import parquet
 from fexdata.edits import EDITS
+from fexdata.errors import EditError
 from fexdata.ingest import records as R
-from fexdata.paths import atomic_path
 
 PARTS_DIR = ".parts"
 TABLE = "edits.parquet"
+# For a damaged edits.parquet or part (fexdata.parquet names it): a run redoes the outputs of missing parts.
+DAMAGED_HINT = "delete that file and re-run the same `fex edit` command: it redoes what the file recorded"
 
 
 def edit_row(input_: str, kind: str, frame: int | None, time: float, face: Any, source: str, confidence: float,
@@ -33,13 +35,13 @@ def write_part(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def gather(out: Path) -> int:
     """Write DIR/edits.parquet from every part (sorted by input, target, frame, face); returns its rows."""
-    tables = [pq.read_table(p) for p in sorted((out / PARTS_DIR).glob("*.parquet"))]
+    tables = [parquet.read_table(p, error=EditError, hint=DAMAGED_HINT)
+              for p in sorted((out / PARTS_DIR).glob("*.parquet"))]
     if not tables:
         R.write_part(out / TABLE, [], EDITS)
         return 0
     table = pa.concat_tables(tables).sort_by([("input", "ascending"), ("target", "ascending"),
                                               ("frame", "ascending"), ("face", "ascending")])
     table = table.replace_schema_metadata(tables[0].schema.metadata)  # the parts' pandas metadata: `frame` is Int64
-    with atomic_path(out / TABLE) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    parquet.write_table(table, out / TABLE)
     return table.num_rows
