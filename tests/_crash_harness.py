@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from _proc import finish, start
+import pytest
+
+from _proc import _signal_group, start
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.004
@@ -69,7 +73,8 @@ def run_watched(cmd: list[str], progress: Callable[[], int], target: int | None 
                 timeout: float = 300) -> Watched:
     """Run cmd, polling progress(); with `target`, SIGKILL its process group `delay` s after progress first
     reaches target (never, if it exits first)."""
-    proc = start(cmd, cwd=REPO, env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = tempfile.TemporaryFile("w+")  # not a pipe: a chatty child must never block on a full one
+    proc = start(cmd, cwd=REPO, env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=err)
     t0 = time.perf_counter()
     trace: list[tuple[float, int]] = []
     reached = None
@@ -78,7 +83,9 @@ def run_watched(cmd: list[str], progress: Callable[[], int], target: int | None 
         while proc.poll() is None:
             now = time.perf_counter() - t0
             if now > timeout:
-                finish(proc, 0)  # fails the test with the child's stacks
+                _signal_group(proc, signal.SIGABRT)  # faulthandler prints its stacks
+                time.sleep(5)
+                pytest.fail(f"{' '.join(cmd)}\nstill running after {timeout:.0f} s; its stacks:\n{_read(err)[-8000:]}")
             p = progress()
             if p != last:
                 trace.append((round(now, 4), p))
@@ -86,30 +93,46 @@ def run_watched(cmd: list[str], progress: Callable[[], int], target: int | None 
             if target is not None and reached is None and p >= target:
                 reached = now
             if reached is not None and now >= reached + delay:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
                 _wait_group_gone(proc.pid)
-                return Watched(None, now, progress(), trace)
+                return Watched(None, now, progress(), trace, _read(err))
             time.sleep(POLL_S)
-        seconds = time.perf_counter() - t0
-        _, err = finish(proc, 60)
-        return Watched(proc.returncode, seconds, progress(), trace, err or "")
+        return Watched(proc.returncode, time.perf_counter() - t0, progress(), trace, _read(err))
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_group(proc, signal.SIGKILL)  # nothing of the child's outlives the case
+        proc.wait()
+        err.close()
+
+
+def _read(fh) -> str:
+    fh.flush()
+    fh.seek(0)
+    return fh.read()
 
 
 def _wait_group_gone(pgid: int, timeout: float = 20.0) -> None:
-    """Until no process of the killed group is left (a worker must not write beside the rerun)."""
+    """Until no live process of the killed group is left (a worker must not write beside the rerun); zombies
+    waiting for a reaper write nothing, so they do not count."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
+    while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.01)
+
+
+def _group_alive(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -119,14 +142,15 @@ class Outcome:
     seed: int
     target: int            # progress the kill waited for (files made, or steps logged)
     delay_s: float         # then this much longer
-    killed_at_s: float     # seconds after the start (None-like -1: it finished first)
+    killed_at_s: float     # seconds from its start to the kill (or to its exit, when it finished first)
     progress_at_kill: int
     finished_first: bool   # the command exited before the kill moment came
-    rerun: str             # how it was finished: "rerun", "--resume", "--resume refused, rerun"...
+    rerun: str             # how it was finished: "rerun", "--resume", "--resume refused; rerun"
     equal: bool
     differences: list[str]
     leftovers: list[str]
     seconds: float         # the case's wall time
+    cpu_s: float = 0.0     # CPU time of the children it waited for (ingest workers and ffmpeg not all counted)
 
     @property
     def passed(self) -> bool:
@@ -142,6 +166,10 @@ def table(outcomes: list[Outcome]) -> str:
         lines.append(f"{o.command:<7} {o.case:>4} {o.seed:>10} {o.target:>6} {o.delay_s:6.3f} {kill:>7} "
                      f"{o.progress_at_kill:>4} {o.rerun:<24} {str(o.equal):<5} {len(o.leftovers):>4}  "
                      f"{'; '.join(o.differences + o.leftovers)[:300]}")
+    for command in dict.fromkeys(o.command for o in outcomes):
+        mine = [o for o in outcomes if o.command == command]
+        lines.append(f"{command}: {sum(o.seconds for o in mine):.0f} s wall, {sum(o.cpu_s for o in mine):.0f} s "
+                     f"CPU of its children over {len(mine)} cases")
     passed = sum(o.passed for o in outcomes)
     lines.append(f"{passed}/{len(outcomes)} equal to the uninterrupted run with no temp files left")
     return "\n".join(lines)

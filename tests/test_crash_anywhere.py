@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _crash_harness import (Outcome, Watched, count_outputs, fex, files, is_temp, leftovers, run_watched, save,
-                            table)
+from _crash_harness import (Outcome, Watched, children_cpu, count_outputs, fex, files, is_temp, leftovers, run_watched,
+                            save, table)
 from _ingest_fixtures import crop_pixels
 
 pytestmark = pytest.mark.slow
@@ -69,16 +69,21 @@ def crash_case(command: str, k: int, ref: Watched, cmd: list[str], progress: Cal
                temp_dirs: list[Path]) -> Outcome:
     seed = SEED * 100 + k
     target, delay = kill_moment(ref, random.Random(f"{command}:{seed}"))
+    cpu = children_cpu()
     killed = run_watched(cmd, progress, target, delay)
     how, done = finish()
-    differences = [] if killed.rc in (None, 0) else [f"exited {killed.rc} before the kill: {killed.stderr.strip()[-300:]}"]
+    differences = [] if killed.rc in (None, 0) else [f"exited {killed.rc} by itself: {killed.stderr.strip()[-300:]}"]
     if done.rc != 0:
         differences.append(f"{how} exited {done.rc}: {done.stderr.strip()[-400:]}")
     else:
-        differences += ([f"{how} printed a traceback"] if "Traceback" in done.stderr else []) + compare()
+        differences += [f"{how} printed a traceback"] if "Traceback" in done.stderr else []
+        try:
+            differences += compare()
+        except Exception as exc:  # a missing or unreadable output is a finding, not a crash of the test
+            differences.append(f"outputs unreadable: {type(exc).__name__}: {exc}"[:300])
     return Outcome(command, k, seed, target, round(delay, 4), round(killed.seconds, 3), killed.progress,
                    killed.rc is not None, how, not differences, differences, leftovers(*temp_dirs),
-                   round(killed.seconds + done.seconds, 2))
+                   round(killed.seconds + done.seconds, 2), round(children_cpu() - cpu, 2))
 
 
 def same_files(ref: Path, got: Path, skip: Callable[[str], bool] = lambda f: False) -> list[str]:
@@ -139,7 +144,8 @@ def ingest_outputs(out: Path) -> dict:
 
 def compare_ingest(ref_out: Path, ref: dict, out: Path) -> list[str]:
     got = ingest_outputs(out)
-    return (same_frame("records", ref["records"], got["records"]) + same_frame("rejects", ref["rejects"], got["rejects"])
+    return (same_frame("records", ref["records"], got["records"])
+            + same_frame("rejects", ref["rejects"], got["rejects"])
             + same_pixels("crops", ref["crops"], got["crops"]) + same_files(ref_out, out)
             + (["ingest.json differs"] if got["status"] != ref["status"] else []))
 
@@ -245,10 +251,7 @@ def cv2_pixels(path: Path) -> bytes:
 
 
 def compare_train(ref_run: Path, ref: dict, run: Path) -> list[str]:
-    try:
-        got = train_outputs(run)
-    except Exception as exc:  # a missing or unreadable output is the finding, not a crash of the test
-        return [f"outputs unreadable: {type(exc).__name__}: {exc}"[:300]]
+    got = train_outputs(run)
     steps = [r["step"] for r in got["metrics"]]
     out = [] if steps == list(range(1, TRAIN_STEPS + 1)) else [f"metrics.jsonl steps {steps}"]
     out += _tensors_equal(ref["checkpoint"], got["checkpoint"], "last.pt")[:5]
@@ -330,10 +333,7 @@ def edit_outputs(out: Path) -> dict:
 
 
 def compare_edit(ref_out: Path, ref: dict, out: Path) -> list[str]:
-    try:
-        got = edit_outputs(out)
-    except Exception as exc:
-        return [f"outputs unreadable: {type(exc).__name__}: {exc}"[:300]]
+    got = edit_outputs(out)
     return (same_frame("edits.parquet", ref["rows"], got["rows"]) + same_pixels("outputs", ref["pixels"], got["pixels"])
             + same_files(ref_out, out)
             + ([f"edit.json: {got['status']}, {got['rows_n']} rows"] if (got["status"], got["rows_n"])
