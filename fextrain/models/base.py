@@ -99,9 +99,10 @@ class StepContext:
     forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP,
     its parameters frozen and its BatchNorm running statistics left as they are, for forwards that
     only pass gradients through it (D in the generator update) or that are only logged (a probe);
-    the backward must happen inside the `with` block. `plain` are the networks without DDP, for forwards under torch.no_grad(). Under DDP
-    every parameter of a network that is updated must take part in that update's loss (DDP reduces
-    gradients bucket by bucket, and stops the run at the next forward when one never arrives).
+    the backward must happen inside the `with` block. `plain` are the networks without DDP, for
+    forwards under torch.no_grad(). Under DDP every parameter of a network that is updated must take
+    part in that update's loss (DDP reduces gradients bucket by bucket, and stops the run at the next
+    forward when one never arrives).
     """
 
     step: int  # 1-based index of this iteration
