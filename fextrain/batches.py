@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from fexdata import parquet
 from fexdata.dataset import FaceDataset, PairSampler, training_rows  # noqa: F401 (train.py's import)
 from fexdata.manifest import ManifestError, read_manifest
 from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
@@ -50,7 +50,7 @@ class UnpairedSampler:
 def train_intensities(ds: FaceDataset) -> np.ndarray | None:
     """The `intensity` column of the dataset's rows, in its order; None when the manifest gives none."""
     try:
-        if "intensity" not in pq.read_schema(ds.manifest_path).names:
+        if "intensity" not in parquet.read_schema(ds.manifest_path, hint="rebuild it with `fex build-manifest`").names:
             return None  # an older manifest: the one case without intensities
         df, _ = read_manifest(ds.manifest_path, columns=["intensity"])
     except (OSError, pa.ArrowException) as exc:  # damage is an error, never "no intensities"
