@@ -27,7 +27,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK)
 	touch $@
 
 # Re-resolve both locks after a change of pyproject.toml's dependencies (tests/test_lock.py fails until then).
-# Pins that still satisfy pyproject.toml are kept; `make lock UPGRADE=1` moves everything to the newest releases.
+# Pins that still satisfy pyproject.toml are kept; `make lock UPGRADE=1` moves everything to the newest releases,
+# `make lock UPGRADE=numpy` only that package (and what it needs).
 # The main lock is compiled from pyproject's dependencies and dev tools less torch (hence "via -r -" on the
 # direct ones); the torch lock from TORCH_SPEC under the main lock's pins, so the two agree where they overlap.
 lock:
@@ -37,7 +38,8 @@ lock:
 		CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --allow-unsafe -o $(LOCK) -
 	echo "$(TORCH_SPEC)" | CUSTOM_COMPILE_COMMAND="make lock" \
 		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --unsafe-package torch -c $(LOCK) -o $(TORCH_LOCK) -
-LOCK_FLAGS = -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+LOCK_FLAGS = -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 
 demo: setup
 	$(VENV)/bin/fex demo --out out/demo

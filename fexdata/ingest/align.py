@@ -138,7 +138,8 @@ def crop(frame: np.ndarray, alignment: Alignment, sizes: tuple[int, ...] | list[
 
     `pad` fills the parts of the crop outside the frame: `reflect` mirrors the frame, `edge` repeats its
     border pixels, `constant` paints the frame's mean colour, `blur` reflects, then blurs and fades (above).
-    Pixels inside the frame are the same in every mode.
+    Pixels inside the frame are the same bilinear sample in every mode; the warp may round it differently
+    by mode (OpenCV 5.1: one level on a near-tie; the locked 4.14 gives equal bytes, docs/install.md).
     """
     if pad not in _BORDERS:
         raise IngestError(f"unknown padding {pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
