@@ -122,7 +122,7 @@ def test_unfinished_shard_is_refused(ingested, tmp_path):
     out = _copy(ingested, tmp_path)
     (out / "shards").mkdir()
     (out / "shards" / "shard-1-of-2.json").write_text(json.dumps({"shard": "1/2", "status": "running"}))
-    r = run("build-manifest", out, "--out", tmp_path / "data" / "m.parquet")
+    r = run("build-manifest", out, "--out", tmp_path / "data" / "m.parquet", "--split", "none")
     assert r.exit_code == 2 and "shard(s) not finished: 1/2 (running)" in r.output, r.output
 
 
