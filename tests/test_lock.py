@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -99,14 +100,20 @@ def _installed(name: str) -> Version | None:
         return None
 
 
+def _torch_from_setup() -> bool:
+    """Whether `make setup` installed torch: TORCH_SPEC's version, in the venv (a user's own torch is outside)."""
+    torch = _installed("torch")
+    if torch is None:
+        return False
+    spec = Requirement(re.search(r"^TORCH_SPEC \?= (\S+)", (ROOT / "Makefile").read_text(), re.M)[1])
+    where = Path(importlib.metadata.distribution("torch").locate_file("")).resolve()
+    return Version(torch.base_version) in spec.specifier and where.is_relative_to(Path(sys.prefix).resolve())
+
+
 def test_installed_versions_match_the_locks():
     """What the tests import is what the locks hold (a venv made by `make setup`); the torch lock counts only
-    when the installed torch is the one `make setup` installs (it leaves a user's own torch and its helpers)."""
-    makefile = (ROOT / "Makefile").read_text()
-    torch_spec = Requirement(re.search(r"^TORCH_SPEC \?= (\S+)", makefile, re.M)[1])
-    torch = _installed("torch")
-    ours = torch is not None and Version(torch.base_version) in torch_spec.specifier
-    pins = {**(read_lock(TORCH_LOCK.read_text()) if ours else {}), **read_lock(LOCK.read_text())}
+    when `make setup` installed torch: it leaves a user's own torch and the helpers that came with it."""
+    pins = {**(read_lock(TORCH_LOCK.read_text()) if _torch_from_setup() else {}), **read_lock(LOCK.read_text())}
     wrong = {name: f"{_installed(name)} installed, {pin['version']} locked" for name, pin in sorted(pins.items())
              if _installed(name) != Version(pin["version"])}
     assert not wrong, f"not the locked environment; run `make setup` (docs/install.md): {wrong}"
