@@ -23,6 +23,14 @@ Every model trains with its own losses at the demo's narrow widths (BENCH_ARCH),
   a face is found;
 * collapse: how much edits of different sources differ at one target, relative to the sources.
 
+`--real` measures on real people instead (issue 23): benchmarks/real_faces.py's manifests of about 1,350 public
+expression photographs (JAFFE, CK+48, KDEF, a Taiwanese corpus; gray and colour; benchmarks/REAL_FACES.md), built
+or reused in --real-cache from local clones under --mirrors. Its identity split trains on 132 people and tests on
+65 others; its frame split tests on other photos of trained people. Results go to OUT (default
+out/bench-edit-quality-real), so the demo's results and judges stay apart.
+
+    python benchmarks/edit_quality.py --real --models fexgan-skip --seeds 1
+
 `--ablate NAME:KEY=JSON[;KEY=JSON...]` adds a row per ablation on the frame split: each model of
 --models trained again with those settings changed (`arch.*` or `loss.*`, as `fex train --set`), so
 that each part of a model is measured on its own (--ablation-seeds seeds).
@@ -50,6 +58,7 @@ from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
 from models import BENCH_ARCH, BENCH_LOSS  # benchmarks/models.py (this folder is on sys.path): the same widths
+from real_faces import DEFAULT_CACHE, DEFAULT_MIRRORS, real_manifests
 
 CLIP_SECONDS = 2.0
 # --ramp as `fex demo` (the sample clips peak at RAMP_SHARE of their length): frames carry the intensity
@@ -155,7 +164,11 @@ def spread(values: list[float | None]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("out/bench-edit-quality"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default out/bench-edit-quality, or out/bench-edit-quality-real with --real")
+    ap.add_argument("--real", action="store_true", help="real people's photos instead of the demo characters")
+    ap.add_argument("--real-cache", type=Path, default=DEFAULT_CACHE, help="--real: images, ingests, manifests")
+    ap.add_argument("--mirrors", type=Path, default=DEFAULT_MIRRORS, help="--real: folder of the sources' clones")
     ap.add_argument("--models", default=",".join(sorted(MODELS)), help="comma-separated registry names")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per model on the frame split")
     ap.add_argument("--identity-seeds", type=int, default=1, help="seeds per model on the identity split (0: skip)")
@@ -175,7 +188,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    manifests = demo_manifests(args.out / "data")
+    args.out = args.out or Path("out/bench-edit-quality-real" if args.real else "out/bench-edit-quality")
+    manifests = (real_manifests(args.real_cache, args.mirrors, report=False) if args.real
+                 else demo_manifests(args.out / "data"))
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -183,6 +198,7 @@ def main() -> None:
     ablations = dict(parse_ablation(spec) for spec in args.ablate)
     plan = [("frame", args.seeds, "", {}), ("identity", args.identity_seeds, "", {})]
     plan += [("frame", args.ablation_seeds, name, changes) for name, changes in ablations.items()]
+    print(f"{'real faces' if args.real else 'demo characters'}: " + ", ".join(f"{k} {v}" for k, v in manifests.items()))
     print(f"{', '.join(models)}: {args.steps} steps x batch {args.batch} at {args.size} px, {args.sources} test "
           f"sources x every affect, judge {args.judge_epochs} epochs, {args.threads} thread(s)", flush=True)
 

@@ -12,6 +12,7 @@ commit, paths, counts and licence notes) and turns them into manifests with the 
 * cache/ingest/<source>/   `fex ingest --size 128` of each source
 * cache/manifest-identity.parquet   `--split identity --fractions 0.67,0.33`: test people are never trained on
 * cache/manifest-frame.parquet      `--split frame`: other photos of the people the model trained on
+* cache/manifest-*.json   their build reports (rows dropped and why, warnings)
 * cache/selection.csv      one row per selected file: source, repository, commit, path, identity, affect, gray
 
 It reads git objects only, from local clones: it never touches the network. Clone each repository
@@ -29,6 +30,7 @@ up to 10 per cell). Gray sets: JAFFE and CK+48; colour: KDEF and the Taiwanese c
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -275,7 +277,8 @@ def real_manifests(cache: Path = DEFAULT_CACHE, mirrors: Path = DEFAULT_MIRRORS,
     manifests = {}
     for split, options in SPLITS.items():
         manifests[split] = cache / f"manifest-{split}.parquet"
-        fex(["build-manifest", *ingests, "--out", str(manifests[split]), *options, "--quiet"])
+        fex(["build-manifest", *ingests, "--out", str(manifests[split]), *options, "--quiet",
+             "--report", str(cache / f"manifest-{split}.json")])
     if report:
         print_counts(cache, table, skipped, manifests)
     return manifests
@@ -302,6 +305,13 @@ def print_counts(cache: Path, selection: pd.DataFrame, skipped: dict[str, Counte
         for reason, n in rejects["reason"].str.split(r"[:(]").str[0].str.strip().value_counts().items():
             print(f"{name:8s} {n:5d}  {reason}")
     for split, path in manifests.items():
+        build = json.loads(path.with_suffix(".json").read_text())
+        print(f"\n== left out by fex build-manifest ({split} split)")
+        for reason, n in build["dropped"].items():
+            if n:
+                print(f"{n:5d}  {reason}")
+        for warning in build["warnings"]:
+            print(f"warning: {warning}")
         df, _ = read_manifest(path)
         df["source"] = df["ingest"].str.rsplit("/", n=1).str[-1]
         gray = selection.set_index(["source", "path"])["gray"]
