@@ -3,7 +3,9 @@
 `test_same_inputs_and_seed_give_identical_bytes` (test_manifest_build.py) shows one version of fex is
 deterministic; these show a refactor changed nothing either. The digests were computed on b78240a, before
 the column tables were made declarative (fexdata/schema.py), and held after it; they changed once since, on
-purpose: the `pad_share` column (records, manifests) and the `max_pad` build option (`fex.options`).
+purpose: the `pad_share` column (records, manifests) and the `max_pad` build option (`fex.options`); and
+the byte digests alone, when every file gained page checksums and the `fex-file-sha256` footer key
+(fexdata/parquet.py, issue 19), with the content digests unchanged.
 
 Outputs: two manifests (`build_manifest` on the fabricated ingest folders of _manifest_fixtures) and one
 ingest records part and one rejects part (`write_part` on hand-written rows like the worker's). Two
@@ -32,13 +34,13 @@ from fexdata.manifest import build_manifest
 
 VERSIONS = {"pyarrow": "26.0.1", "pandas": "3.1.1"}  # of the byte digests
 DIGESTS = {
-    "manifest-identity": {"bytes": "63f8496a9825514eec0a5dfbfb0fc728ed27dc0cb25fd51fa5355ab336c18d6e",
+    "manifest-identity": {"bytes": "e2939770b2243898099cd38fba7fbcb57676c54f9661996de8b357c8b7d191cd",
                           "content": "6dcd44ff3b0408de7ed3fff17b67a3edffc1323cc9711f055298d736da7f7ad7"},
-    "manifest-frame": {"bytes": "6c5d83c728d86cae00b628e42597a84848d27e5bf9c7aa1a477587282c325e69",
+    "manifest-frame": {"bytes": "bc4a2b286ce5f0e73da8c7515911b5ab11075eb8394aa8947821bd982fbad496",
                        "content": "4e253650cea55db3c5994b0956af3a2ebf86050bcb11078d01dd0a7f39d7d842"},
-    "records": {"bytes": "0e4f1370bb41444a1488030af18d20786ba51e30a3d9e1f686d4fb065b2816a0",
+    "records": {"bytes": "ad5b441856a531c701c68025be671cbfb6170ad061eacefe67ffcf2fa8ff500a",
                 "content": "8a037f5e742b1eea59a6df6646703a97e1af6a0396831376bd7ec5191e90324f"},
-    "rejects": {"bytes": "de464ff3b06f6cd29f9fe4b5f33a895f0cc6a4d5f3cfcae8c77bbab48b28d9a7",
+    "rejects": {"bytes": "a27ff77ce9f1a7d5dd1b7681d0fbea076a0d6661399da66f7f13834b1a590188",
                 "content": "5bc96dfdbb0855be7394d96ae26184b4630db0e677c99f7b268cd2574d49300e"},
 }
 
