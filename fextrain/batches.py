@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 
 from fexdata import parquet
-from fexdata.dataset import FaceDataset, PairSampler, training_rows  # noqa: F401 (train.py's import)
+from fexdata.dataset import FaceDataset, PairSampler
 from fexdata.manifest import ManifestError, read_manifest
 from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
 from fextrain.models import Batch

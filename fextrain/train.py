@@ -26,14 +26,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fexdata.dataset import FaceDataset
+from fexdata.dataset import FaceDataset, crop_side, training_rows
 from fexdata.ingest.recipe import read_recipe
 from fexdata.manifest import ManifestError, read_manifest
 from fexdata.packed_cache import default_cache_dir
 from fexdata.paths import locked, read_json_or_empty, remove_temp_files, resolve_inside
 from fexdata.versions import versions
 from fextrain import distributed as dd
-from fextrain.batches import BatchSource, train_intensities, training_rows
+from fextrain.batches import BatchSource, train_intensities
 from fextrain.checkpoint import (CHECKPOINT, FORMAT, GENERATOR, GENERATOR_META, export_generator, load_checkpoint,
                                  save_checkpoint)
 from fextrain.config import TrainConfig, from_dict, save_json, to_dict
@@ -107,12 +107,9 @@ def check_manifest(path: str | Path, size: int, holdout_fold: int | None = None)
     if len(present) < 2 or len(affects) < 2:
         raise ManifestError(f"{path}: the train split has only one affect ({present[0]}); changing "
                             "expressions needs at least two")
-    sizes = sorted(set(int(s) for s in train["crop_size"]))
-    if len(sizes) > 1:
-        raise ManifestError(f"{path}: crops of several sizes {sizes}; a manifest must hold one crop size")
-    if sizes[0] < size:
-        raise ManifestError(f"{path}: crops are {sizes[0]}x{sizes[0]}, smaller than --size {size}; "
-                            f"train with --size {sizes[0]} or lower, or re-ingest at --size {size}")
+    side = min(int(s) for s in train["crop_size"])
+    crop_side(path, train["crop_size"], size,
+              hint=f"train with --size {side} or lower, or re-ingest at --size {size}")
     root = path.resolve().parent
     missing = [p for p in train["image"] if not resolve_inside(p, root).is_file()]
     if missing:

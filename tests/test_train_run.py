@@ -158,7 +158,7 @@ def _rewrite(manifest: Path, dst: Path, edit) -> Path:
 @pytest.mark.parametrize("case,edit,size,message", [
     ("no-train", lambda df: df.assign(split="val"), 64, "no rows in the train split"),
     ("one-affect", lambda df: df[df["affect"] == "joy"], 64, "only one affect"),
-    ("too-small", lambda df: df, 128, "smaller than --size 128"),
+    ("too-small", lambda df: df, 128, "smaller than the model's 128 px"),
 ])
 def test_bad_manifests_fail_before_the_first_step(manifest, tmp_path, case, edit, size, message):
     bad = _rewrite(manifest, tmp_path / case, edit)
@@ -232,7 +232,7 @@ def test_cuda_run_with_bf16_channels_last_and_resume(manifest, tmp_path):
     assert next(g.parameters()).is_cuda
 
 
-@pytest.mark.slow  # ~15 s: three interpreters start; the only way to exercise DDP without GPUs
+# ~15 s: three interpreters start; the only way to run the CLI under torchrun without GPUs
 def test_torchrun_two_processes_on_cpu(manifest, tmp_path):
     """The same command under torchrun: DDP over Gloo, a pair sampler per rank, only rank 0 writes."""
     import subprocess
