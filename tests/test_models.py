@@ -42,6 +42,18 @@ def test_every_model_has_a_tiny_architecture_and_declares_the_contract():
         assert set(cls.progress) <= set(cls.metrics) and cls.defaults.batch >= 2
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_a_width_of_zero_is_refused_when_the_model_is_built(name):
+    from fextrain.runtime import TrainingError
+
+    for key, value in TINY_ARCHS[name].items():
+        zero = [0] * len(value) if isinstance(value, list) else 0
+        if key in ("g_repeat",):  # a count of blocks, where 0 is a (degenerate) choice, not a width
+            continue
+        with pytest.raises(TrainingError, match=f"{key} must be at least 1"):
+            build_model(name, size=64, num_affects=3, num_identities=2, **{**TINY_ARCHS[name], key: zero})
+
+
 @pytest.mark.parametrize("size", [64, 128, 256])
 @pytest.mark.parametrize("name", ALL)
 def test_shapes_at_every_size(name, size):

@@ -193,6 +193,15 @@ class GANModel(nn.Module):
         return None
 
 
+def require_sizes(arch: Any, *names: str) -> None:
+    """Refuse widths and layer sizes below 1 (a network with 0 channels builds, then fails far from the cause)."""
+    for name in names:
+        value = getattr(arch, name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(int(v) < 1 for v in values):
+            raise ValueError(f"{name} must be at least 1; got {list(values) if values is value else value}")
+
+
 def arch_fields(cls: type[GANModel]) -> set[str]:
     return {f.name for f in fields(cls.Arch)}
 

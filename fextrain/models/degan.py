@@ -48,7 +48,7 @@ from torch import nn
 
 from fextrain.losses import cross_entropy, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, require_sizes
 
 LEAKY_SLOPE = 0.2
 RESIDUE_LAYERS = 4  # local CNNs, one per intermediate encoder layer (L_1 .. L_4)
@@ -75,6 +75,7 @@ class DEGANConfig:
             raise ValueError(f"num_affects must be at least 2; got {self.num_affects}")
         if self.num_identities < 1:
             raise ValueError("DE-GAN needs the train identities (num_identities >= 1)")
+        require_sizes(self, "base_width", "max_width", "rep_dim", "noise_dim", "local_width", "local_fc")
 
     @property
     def widths(self) -> list[int]:

@@ -52,7 +52,7 @@ from torch import nn
 from fextrain.identity_net import IdentityNet, IdentityNetSettings, feature_distance, load_or_train_identity_net
 from fextrain.losses import bce_with_logits, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 from fextrain.runtime import TrainingError
 
 LEAKY_SLOPE = 0.2  # DCGAN's, which CAAE and ExprGAN use in their discriminators
@@ -82,6 +82,8 @@ class ExprGANConfig:
             raise ValueError(f"num_affects must be at least 2; got {self.num_affects}")
         object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
         object.__setattr__(self, "dz_widths", tuple(int(w) for w in self.dz_widths))
+        require_sizes(self, "code_dim", "id_dim", "enc_base", "enc_max", "dec_base", "d_widths", "d_fc", "q_hidden",
+                      "dz_widths")
 
     @property
     def enc_widths(self) -> list[int]:

@@ -64,7 +64,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot  # noqa: F401
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot, require_sizes  # noqa: F401
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
 LEAKY_SLOPE = 0.3
@@ -91,6 +91,7 @@ class FExGANConfig:
         if self.num_affects < 2:
             raise ValueError(f"num_affects must be at least 2; got {self.num_affects}")
         object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
+        require_sizes(self, "base_width", "max_width", "bottleneck", "latent_dim", "d_widths")
 
     @property
     def num_blocks(self) -> int:

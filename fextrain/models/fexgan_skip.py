@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from fextrain.losses import accuracy, cross_entropy, l1
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 from fextrain.models.fexgan import LEAKY_SLOPE, _down, _up, init_weights
 from fextrain.models.registry import register
 
@@ -75,6 +75,7 @@ class FExGANSkipConfig:
             raise ValueError(f"skip_divisors must be powers of two between 2 and size/2; got {list(divisors)}")
         object.__setattr__(self, "skip_divisors", divisors)
         object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
+        require_sizes(self, "base_width", "max_width", "bottleneck", "d_widths")
 
     @property
     def num_blocks(self) -> int:

@@ -39,7 +39,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, gradient_penalty, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 
 SIZES = (64, 128, 256)
 
@@ -61,6 +61,7 @@ class StarGANConfig:
                              f"tested); got {self.size}")
         if self.num_affects < 2:
             raise ValueError(f"num_affects must be at least 2; got {self.num_affects}")
+        require_sizes(self, "g_conv_dim", "d_conv_dim")
 
 
 @dataclass
