@@ -62,8 +62,10 @@ def test_every_model_trains_in_bf16_with_channels_last(model, manifest, tmp_path
 
 
 @cuda_only
-@pytest.mark.parametrize("model", ["fexgan-skip", "stargan"])  # stage 4's model; a gradient penalty (eager path)
-def test_compiled_losses_match_eager(model, manifest, tmp_path, monkeypatch):
+def test_compiled_losses_match_eager(manifest, tmp_path, monkeypatch):
+    # fexgan-skip: the model the GPU check trains; each compile takes tens of seconds (test_train_run.py compiles
+    # fexgan too)
+    model = "fexgan-skip"
     # Inductor draws its own random numbers unless told to fall back to eager's: dropout and noise then match.
     import torch._inductor.config as inductor
 
