@@ -23,6 +23,7 @@ from cli.main import main as fex
 from fexdata.images import read_rgb, write_png
 from fexdata.ingest import records as R
 from fexdata.ingest.video import iter_frames, probe
+from fextrain.edit.paste import sharpness_ratio
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -53,7 +54,7 @@ def crop_quad_mask(shape: tuple[int, int], transform: list[float], size: int) ->
 def test_photo_in_a_larger_canvas(run, tmp_path):
     photo = write_png(tmp_path / "in" / "me.png", canvas_photo())
     out = tmp_path / "out"
-    fex_edit(str(run), str(photo), "--to", "joy", "--to", "0.5*surprise", "--out", str(out), "--crops")
+    result = fex_edit(str(run), str(photo), "--to", "joy", "--to", "0.5*surprise", "--out", str(out), "--crops")
     src = read_rgb(photo)
     edits = pd.read_parquet(out / "edits.parquet")
     assert sorted(edits["target"]) == ["0.5xsurprise", "joy"]
@@ -66,6 +67,10 @@ def test_photo_in_a_larger_canvas(run, tmp_path):
         assert (got[inside] != src[inside]).any()          # and the face was edited
         assert row.source_by == "discriminator" and 0 < row.source_confidence <= 1
         assert row.detector == "hog" and row.face == 0 and pd.isna(row.frame)
+        # the full-resolution sharpness of the face box, output over input, is the written PNG's
+        assert row.sharpness == sharpness_ratio(src, got, tuple(row.box)) and 0 < row.sharpness < 1
+    assert (f"median {edits['sharpness'].median():.2f}, {(edits['sharpness'] < 0.8).mean():.0%} of 2 faces below 0.8"
+            in result.output)
     joy = edits[edits["target"] == "joy"].iloc[0]
     assert list(joy["target_vector"]) == [0, 0, 0, 1, 0, 0, 0]
     assert (out / "me" / "grid.png").is_file()
@@ -114,6 +119,7 @@ def test_video_keeps_frames_rate_duration_and_audio(run, tmp_path):
     assert max(diff[10], diff[11]) < 1.5                    # faceless frames pass through (re-encoded)
     assert min(diff[i] for i in edited) > 2 * max(diff[10], diff[11])
     assert "22 with a face edited, 2 without a face" in result.output
+    assert edits["sharpness"].between(0, 1.5).all() and "of 22 faces below 0.8" in result.output
     # A new target later: one more pass for it alone; the grid shows the earlier output too (read back).
     one_tile = read_rgb(out / "take" / "grid.png").shape[1] / 2
     result = fex_edit(str(run), str(clip), "--to", "sadness,joy", "--out", str(out), "--from", "neutral")

@@ -14,7 +14,7 @@ from fexdata.ingest.recipe import CropRecipe
 from fextrain.edit.context import EditContext
 from fextrain.edit.faces import make_finder, still_faces
 from fextrain.edit.model import BatchModel
-from fextrain.edit.paste import face_mask, match_colour, paste
+from fextrain.edit.paste import face_mask, match_colour, paste, sharpness_ratio
 from fextrain.edit.source import SourceAffects
 
 AFFECTS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -110,6 +110,26 @@ def test_keep_detail_adds_only_the_generators_change():
     plain, _, _ = pasted(frame, 64, recipe, brighten=20)
     lap = lambda img: cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F)[core].var()  # noqa: E731
     assert lap(out) > 0.8 * lap(frame) > 2 * lap(plain)
+
+
+def test_sharpness_of_the_face_box_at_full_resolution():
+    """A copy that changes nothing scores 1.0 exactly; pasting a blurred face lowers the ratio, and so, less, does
+    the resampling of a plain paste (a 64 px model's face carries less detail than a 256 px one's)."""
+    frame = astronaut_canvas()
+    recipe = CropRecipe(sizes=(256,), crop_size=256)
+    unchanged, _, face = pasted(frame, 64, CropRecipe(sizes=(128,), crop_size=128), keep_detail=True)
+    assert np.array_equal(unchanged, frame) and sharpness_ratio(frame, unchanged, face.box) == 1.0
+    copy_256, _, face = pasted(frame, 256, recipe)
+    copy_64, _, _ = pasted(frame, 64, CropRecipe(sizes=(128,), crop_size=128))
+    blurred = frame.copy()
+    paste(blurred, cv2.GaussianBlur(face.image, (0, 0), 3.0), face.transform, face_mask(face.landmarks, 256))
+    ratios = [sharpness_ratio(frame, out, face.box) for out in (copy_256, copy_64, blurred)]
+    assert 1.0 > ratios[0] > ratios[1] > ratios[2] > 0, ratios
+    assert ratios[2] < 0.5 * ratios[0]
+    # The box is clipped to the frame; a box with no room for a 3 x 3 Laplacian is not measured.
+    h, w = frame.shape[:2]
+    assert sharpness_ratio(frame, blurred, (-50, -50, w + 50, h + 50)) == sharpness_ratio(frame, blurred, (0, 0, w, h))
+    assert np.isnan(sharpness_ratio(frame, blurred, (10, 10, 12, 40)))
 
 
 def test_mask_is_feathered_and_zero_at_the_crop_edge():

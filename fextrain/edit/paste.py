@@ -11,6 +11,10 @@ replacing the face, so the input's fine detail survives a blurry generator.
 
 Optional colour matching shifts the generated face's mean colour (in CIELAB, over the mask) onto the
 input face's, so a generator's drift in skin tone or exposure does not show as a patch.
+
+`sharpness_ratio` measures what the paste did to the face's detail at full resolution, as `fex eval`'s
+sharpness does at the model's side: the Laplacian variance of the face box in the output over the same box
+in the input.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import math
 
 import cv2
 import numpy as np
+
+from fextrain.evaluate.sections.sharpness import laplacian_variance
 
 BROW_LIFT = 0.6      # brows raised by this fraction of the eye-brow distance: the mask takes in the forehead
 ERODE = 0.03         # fractions of the crop side: the hull shrinks by this much ...
@@ -105,3 +111,18 @@ def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.n
         moved = np.clip(np.rint(roi + alpha[..., None] * change), 0, 255).astype(np.uint8)
         np.copyto(roi, moved, where=alpha[..., None] > 0)
     return (y0, x0), alpha
+
+
+def sharpness_ratio(before: np.ndarray, after: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """Laplacian variance of `after`'s face box over `before`'s (full-resolution uint8 RGB frames of one size).
+
+    1.0 exactly when the box is unchanged, below 1 when the pasted face is softer than the input's. The box is
+    the detector's, clipped to the frame; NaN when under 3 x 3 pixels or the input's box is flat.
+    """
+    h, w = before.shape[:2]
+    x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return float("nan")
+    lv_before, lv_after = laplacian_variance(np.stack([before[y0:y1, x0:x1], after[y0:y1, x0:x1]]))
+    return float(lv_after / lv_before) if lv_before > 0 else float("nan")

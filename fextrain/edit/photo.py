@@ -12,6 +12,7 @@ from fextrain.edit.faces import still_faces
 from fextrain.edit.inputs import EditInput
 from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
                                    write_grid)
+from fextrain.edit.paste import sharpness_ratio
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
@@ -44,7 +45,8 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
                 write_png(crop_path(ctx.out, item, None, face.index, target.name), g)
         rel = dest.relative_to(ctx.out).as_posix()
         parts[target.name] = [edit_row(item.shown, "image", None, float("nan"), face, src.names[i], src.confidence[i],
-                                       src.by, target.name, target.vector, rel) for i, face in enumerate(faces)]
+                                       src.by, target.name, target.vector, rel, sharpness_ratio(image, frame, face.box))
+                               for i, face in enumerate(faces)]
         edited[target.name] = frame
     tiles = [("source", image)]
     for target in targets:

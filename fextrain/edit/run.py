@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from fexdata import parquet
@@ -44,7 +45,8 @@ from fextrain.edit.video import VideoStats, edit_video
 
 EDIT_JSON = "edit.json"
 LOCK_NAME = ".edit.lock"
-FORMAT_VERSION = 2   # 2: edit.json records each output folder's input; a DIR without that record is refused
+FORMAT_VERSION = 3   # 2: edit.json records each output folder's input; 3: rows carry `sharpness` (older parts lack it)
+SOFT = 0.8           # a face box whose sharpness ratio is below this is counted as softened by the edit
 
 
 @dataclass(frozen=True)
@@ -228,10 +230,19 @@ def _clear(out: Path) -> None:
     shutil.rmtree(out / R.REJECTS_DIR, ignore_errors=True)
 
 
+def _sharpness(out: Path) -> dict[str, Any]:
+    """Median sharpness ratio of edits.parquet's rows and the share below SOFT (NaN rows left out)."""
+    values = parquet.read_table(out / TABLE, ["sharpness"], error=EditError, hint=DAMAGED_HINT)["sharpness"]
+    ratios = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    ratios = ratios[np.isfinite(ratios)]
+    return {"measured": int(len(ratios)), "median": float(np.median(ratios)) if len(ratios) else None,
+            "share_below": float((ratios < SOFT).mean()) if len(ratios) else None, "below": SOFT}
+
+
 def _summary(out: Path, counts: Counter, frames: VideoStats, rows: int, seconds: float) -> dict[str, Any]:
     return {"photos_edited": counts["photos"], "videos_edited": counts["videos"], "outputs_written": counts["outputs"],
             "inputs_done_before": counts["inputs_done_before"], "rows": rows, "video_frames": asdict(frames),
-            **R.reject_summary(out / R.REJECTS_DIR), "seconds": round(seconds, 2)}
+            "sharpness": _sharpness(out), **R.reject_summary(out / R.REJECTS_DIR), "seconds": round(seconds, 2)}
 
 
 def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
@@ -242,6 +253,10 @@ def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
     if f["frames"]:
         lines.append(f"video frames: {f['frames']} decoded, {f['edited']} with a face edited, {f['no_face']} without "
                      f"a face and {f['outside']} outside --start/--end passed through unchanged")
+    s = summary["sharpness"]
+    if s["measured"]:
+        lines.append(f"sharpness of the face boxes, output over input at full resolution: median {s['median']:.2f}, "
+                     f"{s['share_below']:.0%} of {s['measured']} faces below {s['below']:g}")
     lines += R.reject_lines(summary, f"rejected {summary['rejects']} inputs (see {out}/rejects):")
     lines.append(f"wrote {out}/{TABLE} ({summary['rows']} rows) and {out}/{EDIT_JSON}")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
-"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record), written per
-(input, target) as parts in DIR/.parts/ right after the output they describe (a part is that output's
-"done" mark) and gathered into edits.parquet at the end of every run."""
+"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record, plus `sharpness`
+below), written per (input, target) as parts in DIR/.parts/ right after the output they describe (a part is
+that output's "done" mark) and gathered into edits.parquet at the end of every run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,13 @@ from fexdata import parquet
 from fexdata.edits import EDITS
 from fexdata.errors import EditError
 from fexdata.ingest import records as R
+from fexdata.schema import Column, Table
+
+# Declared beside EDITS until fexdata.edits holds it (docs/edit.md describes it under the generated table).
+SHARPNESS = Column("sharpness", pa.float64(), False,
+                   "Laplacian variance of the face box in the output frame over the same box in the input, at full "
+                   "resolution (1 = as sharp; NaN for a box under 3 px or a flat input box)")
+TABLE_SCHEMA = Table(EDITS.name, EDITS.doc_page, (*EDITS.columns, SHARPNESS), strict=EDITS.strict)
 
 PARTS_DIR = ".parts"
 TABLE = "edits.parquet"
@@ -20,17 +27,18 @@ DAMAGED_HINT = "delete that file and re-run the same `fex edit` command: it redo
 
 
 def edit_row(input_: str, kind: str, frame: int | None, time: float, face: Any, source: str, confidence: float,
-             source_by: str, target: str, vector: Iterable[float], output: str) -> dict[str, Any]:
-    """One row; `face` is a fextrain.edit.faces.FaceCrop."""
+             source_by: str, target: str, vector: Iterable[float], output: str, sharpness: float) -> dict[str, Any]:
+    """One row; `face` is a fextrain.edit.faces.FaceCrop, `sharpness` paste.sharpness_ratio of its box."""
     return {"input": input_, "kind": kind, "frame": frame, "time": time, "face": face.index,
             "box": list(face.box), "transform": face.transform.reshape(-1).tolist(), "detector": face.detector,
             "source_affect": source, "source_confidence": float(confidence), "source_by": source_by,
-            "target": target, "target_vector": [float(v) for v in vector], "output": output}
+            "target": target, "target_vector": [float(v) for v in vector], "output": output,
+            "sharpness": float(sharpness)}
 
 
 def write_part(path: Path, rows: list[dict[str, Any]]) -> None:
     """One (input, target)'s rows, atomically (ingest's part writer: `frame` reads back as Int64)."""
-    R.write_part(path, rows, EDITS)
+    R.write_part(path, rows, TABLE_SCHEMA)
 
 
 def gather(out: Path) -> int:
@@ -38,7 +46,7 @@ def gather(out: Path) -> int:
     tables = [parquet.read_table(p, error=EditError, hint=DAMAGED_HINT)
               for p in sorted((out / PARTS_DIR).glob("*.parquet"))]
     if not tables:
-        R.write_part(out / TABLE, [], EDITS)
+        R.write_part(out / TABLE, [], TABLE_SCHEMA)
         return 0
     table = pa.concat_tables(tables).sort_by([("input", "ascending"), ("target", "ascending"),
                                               ("frame", "ascending"), ("face", "ascending")])

@@ -34,6 +34,7 @@ from fextrain.edit.faces import FaceCrop, aligned_face
 from fextrain.edit.inputs import EditInput
 from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
                                    write_grid)
+from fextrain.edit.paste import sharpness_ratio
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
@@ -87,11 +88,11 @@ class _Pass:
                                            np.asarray([v for _, _, v in jobs], np.float32))
                 for (ti, fi, vec), gen in zip(jobs, generated):
                     target, frame, face = self.targets[ti], with_face[fi], faces[fi]
-                    outputs[target.name][frame.index] = ctx.paste_faces(frame.image, [face], [gen])
+                    pasted = outputs[target.name][frame.index] = ctx.paste_faces(frame.image, [face], [gen])
                     rel = output_path(ctx.out, item, target).relative_to(ctx.out).as_posix()
                     self.rows.setdefault(target.name, []).append(edit_row(
                         item.shown, "video", frame.index, frame.time, face, src.names[fi], src.confidence[fi], src.by,
-                        target.name, vec, rel))
+                        target.name, vec, rel, sharpness_ratio(frame.image, pasted, face.box)))
                     if ctx.crops:
                         write_png(crop_path(ctx.out, item, frame.index, 0, target.name), gen)
             if ctx.crops:
