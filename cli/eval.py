@@ -29,8 +29,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
 @click.option("--sections", callback=_names, default=None, metavar="A,B",
-              help="Run only these sections (comma-separated): judge, sharpness, identity, collapse, frechet, "
-                   "discriminator, figures, intensity, augment, fer_folds  [default: all but the opt-in "
+              help="Run only these sections (comma-separated): judge, edit_strength, sharpness, identity, collapse, "
+                   "colour, outside_judge, frechet, discriminator, figures, intensity, augment, fer_folds  "
+                   "[default: all but the opt-in "
                    "augment and fer_folds, which --augment and --fer-folds switch on]")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--max-sources", type=click.IntRange(1), default=100, show_default=True,
@@ -43,6 +44,11 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
               help="At least this many judge updates, however small the train split.")
 @click.option("--judge-size", type=click.IntRange(16), default=64, show_default=True, help="Judge input side in pixels.")
+@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="Share of the train identities (of its frames under 3 identities) the judge is scored on while "
+                   "it trains, to stop and report on; 0 trains on all of them for every epoch.")
+@click.option("--judge-patience", type=click.IntRange(0), default=5, show_default=True,
+              help="Epochs without a better held-out accuracy before the judge stops (0: never early).")
 @click.option("--identity/--no-identity", default=True, show_default=True,
               help="dlib identity distances (about 80 ms per image on one core).")
 @click.option("--landmarks", type=click.Choice(["5", "68"]), default="5", show_default=True,
@@ -84,8 +90,8 @@ def eval_run(run_dir: str, manifest: str, out: str | None, all_sources: bool, la
     fex eval runs/exprgan --manifest data/manifest.parquet --augment 500,1000,5000,10000
     fex eval runs/degan --manifest data/folds.parquet --fer-folds --sections fer_folds
 
-    Prints the headline first (expression, sharpness, identity, collapse), then each section's
-    summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
+    Prints the headline first (expression, edit strength, sharpness, identity, collapse, colour),
+    then each section's summary. Writes OUT/metrics.json (each number with its split, counts and the run's step),
     OUT/report.html (self-contained, headline on top) and OUT/figures/*.png.
     """
     from fexdata.threads import set_torch_threads

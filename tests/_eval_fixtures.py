@@ -19,8 +19,9 @@ SPLIT_OF_IDENTITY = {0: "train", 1: "train", 2: "train", 3: "val", 4: "test", 5:
 
 
 def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects: tuple[str, ...] = AFFECTS,
-                        splits: dict[int, str] = SPLIT_OF_IDENTITY) -> Path:
-    """Write root/crops/*.png and root/manifest.parquet; returns the manifest path."""
+                        splits: dict[int, str] = SPLIT_OF_IDENTITY, gray: bool = False) -> Path:
+    """Write root/crops/*.png and root/manifest.parquet; returns the manifest path. `gray`: grayscale faces
+    (three equal channels), as a gray photo set gives them."""
     rows = []
     identities = sorted(f"sample:c{i}" for i in splits)
     for ident, split in splits.items():
@@ -29,6 +30,8 @@ def write_face_manifest(root: Path, size: int = 64, per_affect: int = 2, affects
             for j in range(per_affect):
                 rel = f"crops/c{ident}/{affect}_{j}.png"
                 img = sample_face(ident, affect, size=size, intensity=0.7 + 0.3 * j, seed=j + 1)
+                if gray:
+                    img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
                 rows.append({"image": rel, "identity": name, "identity_index": identities.index(name),
@@ -47,6 +50,14 @@ def train_tiny_run(manifest: Path, out: Path, steps: int = 3, resume: bool = Fal
     cfg = tiny_config(manifest, out, model, steps=steps, num_samples=2, cache_dir=str(out.parent / "cache"))
     train(cfg, resume=resume, progress=False, log=lambda msg: None)
     return out
+
+
+def oracle_run_dir(path: Path) -> Path:
+    """A run folder that passes `fex eval`'s input checks (a generator file is there) for tests that replace
+    the model with a FunctionEditor at `load_editor`; nothing reads the file."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "generator.safetensors").write_bytes(b"")
+    return path
 
 
 class FunctionEditor:

@@ -52,24 +52,35 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     assert "judge accuracy" in res.output and str(out / "report.html") in res.output
     # The headline comes first, with one line per quality (after the progress log).
     summary = res.output[res.output.index("headline"):].splitlines()
-    assert [line.split()[0] for line in summary[1:5]] == ["expression", "sharpness", "identity", "collapse"]
+    assert [line.split()[0] for line in summary[1:7]] == ["expression", "edit", "sharpness", "identity", "collapse",
+                                                          "colour"]
 
     m = json.loads((out / "metrics.json").read_text())
     step = m["run"]["step"]
-    assert step == 2 and m["schema_version"] == 2 and m["run"]["model"] == "fexgan"
+    assert step == 2 and m["schema_version"] == 3 and m["run"]["model"] == "fexgan"
     assert m["run"]["config"]["arch"]["latent_dim"] == 16  # the report names the model and its config
     assert list(m)[:3] == ["schema_version", "headline", "run"]
-    assert set(m["headline"]) == {"expression", "sharpness", "identity", "collapse"}
-    for section in ("discriminator", "judge", "sharpness", "identity", "collapse", "frechet", "figures"):
+    assert {"expression", "edit_strength", "sharpness", "identity", "collapse", "colour"} <= set(m["headline"])
+    for section in ("discriminator", "judge", "edit_strength", "sharpness", "identity", "collapse", "colour", "frechet",
+                    "figures"):
         assert m[section]["step"] == step
     # Discriminator table (the model can classify) for every split present, with counts.
     assert set(m["discriminator"]["splits"]) == {"train", "val", "test"}
     assert m["discriminator"]["splits"]["test"]["real"]["multi"]["count"] == 8
     assert m["discriminator"]["splits"]["test"]["fake"]["binary"]["count"] == 8  # D's binary head (real_fake)
-    # Judge: trained on the 3 train identities (42 images: one batch, so 30 epochs reach the 30 minimum
-    # steps), scored on all 28 test images, then on 4 sources x 7 affects generated images.
+    # Judge: 1 of the 3 train identities held out (14 images), trained on the other 28 (one batch, so at
+    # most 30 epochs reach the 30 minimum steps, fewer when the held-out accuracy stops improving), scored
+    # on all 28 test images, then on 4 sources x 7 affects generated images.
     judge = m["judge"]
-    assert judge["trained_on"] == {"split": "train", "count": 42, "epochs": 30, "reused_from_cache": False}
+    trained = judge["trained_on"]
+    assert {k: trained[k] for k in ("split", "count", "fitted_on", "epochs", "patience", "reused_from_cache")} == \
+        {"split": "train", "count": 42, "fitted_on": 28, "epochs": 30, "patience": 5, "reused_from_cache": False}
+    assert 1 <= trained["best_epoch"] <= trained["epochs_run"] <= 30
+    held = judge["held_out"]
+    assert (held["by"], held["count"], held["identities"]) == ("identities", 14, 1)
+    assert held["accuracy"] == held["correct"] / 14 and held["interval_95"][0] <= held["accuracy"] <= held["interval_95"][1]
+    assert judge["real"]["interval_95"][0] <= judge["real"]["accuracy"] <= judge["real"]["interval_95"][1]
+    assert 0 <= judge["calibration"]["value"] <= 1 and sum(b["count"] for b in judge["calibration"]["bins"]) == 28
     assert judge["real"]["count"] == 28 and judge["real"]["split"] == "test"
     assert judge["generated"]["count"] == 28 and judge["generated"]["sources"] == 4
     assert sum(map(sum, judge["real"]["confusion"]["counts"])) == 28
@@ -273,7 +284,7 @@ def test_sections_subset_and_unknown_names(trained, tmp_path):
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
                                    "--sections", "judge,nonsense", *SMALL])
     assert res.exit_code == 2 and "error: unknown section(s) nonsense" in res.output
-    assert "hint: choose from: judge, sharpness" in res.output
+    assert "hint: choose from: judge, edit_strength, sharpness" in res.output
     res = CliRunner().invoke(fex, ["eval", str(run), "--manifest", str(manifest), "--out", str(tmp_path),
                                    "--sections", "sharpness", *SMALL])
     assert res.exit_code == 0, res.output

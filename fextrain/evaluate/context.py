@@ -62,8 +62,8 @@ class EditSet:
 class FittedJudge:
     judge: Judge
     reused: bool  # loaded from OUT/judge instead of trained
-    train_count: int
-    epochs: int
+    train_count: int  # train split images, held-out ones included
+    epochs: int  # the most epochs it could train (judge.training says how many it ran)
 
 
 class EvalContext:
@@ -128,8 +128,19 @@ class EvalContext:
         self.say(f"judge: {'loading or ' if (self.out_dir / 'judge').exists() else ''}training on "
                  f"{len(train)} train images")
         judge, reused = load_or_train_judge(self.out_dir / "judge", train.images, train.affect_ids, self.affects,
-                                            settings, self.options.progress, self.device)
-        return FittedJudge(judge, reused, len(train), effective_epochs(len(train), settings))
+                                            settings, self.options.progress, self.device, train.identity_ids)
+        return FittedJudge(judge, reused, len(train), int(judge.training.get("epochs_max") or
+                                                          effective_epochs(len(train), settings)))
+
+    @cached_property
+    def edit_probs(self) -> np.ndarray:
+        """The judge's affect probabilities of every edit [n * k, K], in `edits` order."""
+        return self.judge.judge.probabilities(self.edits.images)
+
+    @cached_property
+    def source_probs(self) -> np.ndarray:
+        """The judge's affect probabilities of the edits' sources [n, K]."""
+        return self.judge.judge.probabilities(self.edits.sources)
 
     @cached_property
     def edits(self) -> EditSet:

@@ -10,6 +10,11 @@ It learns with the degradations a generator produces (blur, down-up sampling, no
 JPEG: `degrade.py`) besides flips and shifts, so that softness is not read as an expression; the report
 gives its accuracy on real test faces both clean and blurred, so a reader can see that it is robust.
 
+A slice of the train split's identities (of its frames when it has fewer than 3 identities) is held out:
+the judge trains on the rest, keeps the epoch with the best held-out accuracy and stops when it has not
+improved for `patience` epochs, so it is fitted to people it has not seen rather than to the train faces
+(a judge fitted to them rewards a generator that paints train-like prototypes).
+
 The trained judge is cached (safetensors + JSON) keyed by a fingerprint of its training data and
 settings, so evaluating a run again, or another run on the same manifest, reuses it.
 """
@@ -31,10 +36,12 @@ from tqdm import tqdm
 from fexdata.paths import atomic_path, atomic_write_text
 from fextrain.augment import to_uint8
 from fextrain.evaluate.degrade import degrade
+from fextrain.evaluate.scores import softmax
 
 # Bumped whenever JudgeNet or its training changes, so a cached judge from older code is not reused.
 # 4: trained with generator degradations (a version-3 judge read blur as anger).
-JUDGE_VERSION = 4
+# 5: held-out train identities, early stopping on them, best epoch kept.
+JUDGE_VERSION = 5
 JUDGE_WEIGHTS = "judge.safetensors"
 JUDGE_META = "judge.json"
 
@@ -52,6 +59,8 @@ class JudgeSettings:
     weight_decay: float = 5e-4
     seed: int = 0
     degrade: bool = True  # generator degradations (degrade.py) on top of flips and shifts; False = version-3 recipe
+    holdout: float = 0.2  # share of train identities (of frames under 3 identities) held out to stop on; 0: none
+    patience: int = 5  # epochs without a better held-out accuracy before training stops; 0: every epoch runs
 
 
 class _BasicBlock(nn.Module):
@@ -146,11 +155,13 @@ def _augment(x: torch.Tensor, gen: torch.Generator, degradations: bool) -> torch
 class Judge:
     """A trained JudgeNet plus the affect order it predicts in."""
 
-    def __init__(self, net: JudgeNet, affects: tuple[str, ...], settings: JudgeSettings, device: str = "cpu") -> None:
+    def __init__(self, net: JudgeNet, affects: tuple[str, ...], settings: JudgeSettings, device: str = "cpu",
+                 training: dict | None = None) -> None:
         self.net = net.to(device).eval()
         self.device = device
         self.affects = tuple(affects)
         self.settings = settings
+        self.training = training or {}  # how it was trained: images, held-out slice and its accuracy, epochs
 
     @torch.no_grad()
     def _run(self, images: np.ndarray | torch.Tensor, batch_size: int, want_features: bool) -> np.ndarray:
@@ -169,6 +180,10 @@ class Judge:
         """Predicted affect index per image (int64)."""
         return self.logits(images, batch_size).argmax(axis=1).astype(np.int64)
 
+    def probabilities(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Softmax over the affects per image [N, K] (float64)."""
+        return softmax(self.logits(images, batch_size))
+
     def features(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
         return self._run(images, batch_size, want_features=True).astype(np.float64)
 
@@ -181,14 +196,50 @@ class Judge:
             "affects": list(self.affects),
             "settings": asdict(self.settings),
             "train_count": train_count,
+            "training": self.training,
         }
         atomic_write_text(folder / JUDGE_META, json.dumps(meta, indent=2))
 
 
 def effective_epochs(n: int, settings: JudgeSettings) -> int:
-    """`settings.epochs`, raised so that training makes at least `settings.min_steps` updates."""
+    """`settings.epochs`, raised so that training makes at least `settings.min_steps` updates (the most
+    epochs a judge trains: early stopping may end it sooner)."""
     steps_per_epoch = max(1, -(-n // settings.batch_size))
     return max(settings.epochs, -(-settings.min_steps // steps_per_epoch))
+
+
+def holdout_split(n: int, groups: np.ndarray | None, settings: JudgeSettings) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train rows, held-out rows, "identities" | "frames" | "none"): the seeded slice the judge stops on.
+
+    Whole identities when `groups` (one id per row) has at least 3 of them, keeping at least 2 to train
+    on; else a share of the frames, which shares people with training and so reads optimistic."""
+    everything = np.arange(n)
+    if settings.holdout <= 0 or n < 5:  # too few images to spare any
+        return everything, everything[:0], "none"
+    rng = np.random.default_rng(settings.seed)
+    if groups is not None:
+        ids = np.unique(groups)
+        if len(ids) >= 3:
+            k = min(len(ids) - 2, max(1, round(settings.holdout * len(ids))))
+            held = np.isin(groups, rng.choice(ids, size=k, replace=False))
+            return everything[~held], everything[held], "identities"
+    held = np.zeros(n, bool)
+    held[rng.choice(n, size=max(1, round(settings.holdout * n)), replace=False)] = True
+    return everything[~held], everything[held], "frames"
+
+
+@torch.no_grad()
+def _score(net: JudgeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[int, float]:
+    """(correct, mean cross-entropy) of uint8 NCHW images `x` with labels `y`, in eval mode."""
+    net.eval()
+    correct, loss = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        logits = net(x[start : start + batch_size].float().div_(127.5).sub_(1.0))
+        yy = y[start : start + batch_size]
+        correct += int((logits.argmax(1) == yy).sum())
+        loss += float(F.cross_entropy(logits, yy, reduction="sum"))
+    net.train()
+    return correct, loss / max(1, len(x))
 
 
 def train_judge(
@@ -198,11 +249,14 @@ def train_judge(
     settings: JudgeSettings = JudgeSettings(),
     progress: bool = True,
     device: str = "cpu",
+    groups: np.ndarray | None = None,
 ) -> Judge:
     """Train a JudgeNet on uint8 N x H x W x 3 images with affect indices `labels` (int).
 
-    Classes are re-weighted by inverse frequency, so an unbalanced manifest does not teach the judge
-    to answer with the commonest affect.
+    `groups` (an identity id per image) picks the held-out identities (`holdout_split`); the epoch with
+    the best held-out accuracy (ties: lower held-out loss) is kept, and training stops after `patience`
+    epochs without one. Classes are re-weighted by inverse frequency, so an unbalanced manifest does not
+    teach the judge to answer with the commonest affect.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels) or len(images) == 0:
@@ -211,10 +265,13 @@ def train_judge(
     net = JudgeNet(len(affects), settings.width).to(device)
     # Resized once and kept as uint8 (12 KB a face at 64x64: 160K studio frames take 2 GB), read in
     # chunks so a memory-mapped pack is never loaded whole; batches become floats on the fly.
-    x_all = torch.from_numpy(np.concatenate(
+    x_every = torch.from_numpy(np.concatenate(
         [resize_uint8(images[i : i + 1024], settings.size) for i in range(0, len(images), 1024)]
     )).permute(0, 3, 1, 2).to(device)
-    y_all = torch.from_numpy(labels).to(device)
+    y_every = torch.from_numpy(labels).to(device)
+    fit, held, held_by = holdout_split(len(labels), None if groups is None else np.asarray(groups), settings)
+    x_all, y_all = x_every[torch.from_numpy(fit)], y_every[torch.from_numpy(fit)]
+    x_held, y_held = x_every[torch.from_numpy(held)], y_every[torch.from_numpy(held)]
     counts = torch.bincount(y_all, minlength=len(affects)).float()
     class_weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1) / len(affects), torch.zeros_like(counts))
     gen = torch.Generator(device=device).manual_seed(settings.seed)
@@ -222,9 +279,14 @@ def train_judge(
     steps_per_epoch = max(1, -(-len(x_all) // settings.batch_size))
     epochs = effective_epochs(len(x_all), settings)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=epochs * steps_per_epoch)
+    # No stopping while the learning rate still rises (OneCycle's first 30%): held-out accuracy stalls there
+    # before the judge has learnt anything.
+    warmup = -(-3 * epochs // 10)
+    best: tuple[int, float] | None = None  # (held-out correct, held-out loss) of the kept epoch
+    best_state, best_epoch, since_best, ran = None, epochs, 0, 0
     net.train()
     bar = tqdm(range(epochs), desc="judge", unit="epoch", disable=not progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
         order = torch.randperm(len(x_all), generator=gen, device=device)
         total = 0.0
         for start in range(0, len(order), settings.batch_size):
@@ -238,15 +300,39 @@ def train_judge(
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
+        ran = epoch + 1
         bar.set_postfix(loss=f"{total / len(order):.3f}")
-    return Judge(net, affects, settings, device)
+        if not len(held):
+            continue
+        correct, held_loss = _score(net, x_held, y_held, 256)
+        if best is None or correct > best[0] or (correct == best[0] and held_loss < best[1]):
+            best, best_epoch, since_best = (correct, held_loss), ran, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            since_best += 1
+            if settings.patience and since_best >= settings.patience and ran > warmup:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    training = {
+        "count": int(len(fit)),
+        "held_out": {"by": held_by, "count": int(len(held)),
+                     "identities": int(len(np.unique(np.asarray(groups)[held]))) if groups is not None else None,
+                     "correct": None if best is None else best[0],
+                     "accuracy": None if best is None else best[0] / len(held)},
+        "epochs_max": epochs, "epochs_run": ran, "best_epoch": best_epoch,
+    }
+    return Judge(net, affects, settings, device, training)
 
 
-def data_fingerprint(images: np.ndarray, labels: np.ndarray, affects: tuple[str, ...], settings: JudgeSettings) -> str:
-    """Hash of the training pixels, labels, affect order and settings: the judge cache key."""
+def data_fingerprint(images: np.ndarray, labels: np.ndarray, affects: tuple[str, ...], settings: JudgeSettings,
+                     groups: np.ndarray | None = None) -> str:
+    """Hash of the training pixels, labels, identity groups, affect order and settings: the judge cache key."""
     h = hashlib.sha256()
     h.update(json.dumps([JUDGE_VERSION, list(affects), asdict(settings), list(images.shape)]).encode())
     h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    if groups is not None:  # which identities are held out depends on them
+        h.update(b"groups" + np.ascontiguousarray(groups, dtype=np.int64).tobytes())
     for start in range(0, len(images), 1024):  # chunked so a memory-mapped pack is not read at once
         h.update(np.ascontiguousarray(images[start : start + 1024]).tobytes())
     return h.hexdigest()
@@ -263,7 +349,7 @@ def load_judge(folder: Path, fingerprint: str | None = None, device: str = "cpu"
     settings = JudgeSettings(**meta["settings"])
     net = JudgeNet(len(meta["affects"]), settings.width)
     net.load_state_dict(load_file(str(weights_path)))
-    return Judge(net, tuple(meta["affects"]), settings, device)
+    return Judge(net, tuple(meta["affects"]), settings, device, meta.get("training"))
 
 
 def load_or_train_judge(
@@ -274,12 +360,15 @@ def load_or_train_judge(
     settings: JudgeSettings = JudgeSettings(),
     progress: bool = True,
     device: str = "cpu",
+    groups: np.ndarray | None = None,
 ) -> tuple[Judge, bool]:
-    """(judge, reused): the cached judge when its fingerprint matches, else a freshly trained one."""
-    fingerprint = data_fingerprint(images, labels, affects, settings)
+    """(judge, reused): the cached judge when its fingerprint matches, else a freshly trained one.
+
+    `groups`: an identity id per image, so the held-out slice is whole identities (see `train_judge`)."""
+    fingerprint = data_fingerprint(images, labels, affects, settings, groups)
     cached = load_judge(folder, fingerprint, device)
     if cached is not None:
         return cached, True
-    judge = train_judge(images, labels, affects, settings, progress, device)
+    judge = train_judge(images, labels, affects, settings, progress, device, groups)
     judge.save(folder, fingerprint, len(labels))
     return judge, False

@@ -21,6 +21,8 @@ class EvalOptions:
     judge_epochs: int = 15
     judge_min_steps: int = 300  # at least this many judge updates, however small the train split
     judge_degrade: bool = True  # train the judge with generator degradations (False: the version-3 judge)
+    judge_holdout: float = 0.2  # share of train identities the judge stops on (0: none, every epoch runs)
+    judge_patience: int = 5  # epochs without a better held-out accuracy before the judge stops
     identity: bool = True  # dlib descriptors (about 80 ms per image on one CPU core)
     landmarks: int = 5  # dlib shape predictor: 5 (default, CC0) or 68 (iBUG 300-W, non-commercial)
     detect_size: int = 256  # images are upscaled to this side before HOG face detection
@@ -47,6 +49,10 @@ class EvalOptions:
             raise TypeError(f"unknown evaluation option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**opts)
 
-    def judge_settings(self) -> JudgeSettings:
+    def judge_settings(self, held_out: bool = True) -> JudgeSettings:
+        """The judge's settings; `held_out=False` trains on every image for every epoch (studies that compare
+        judges trained on chosen rows at equal updates: augment, fer_folds)."""
         return JudgeSettings(size=self.judge_size, width=self.judge_width, epochs=self.judge_epochs,
-                             min_steps=self.judge_min_steps, seed=self.seed, degrade=self.judge_degrade)
+                             min_steps=self.judge_min_steps, seed=self.seed, degrade=self.judge_degrade,
+                             holdout=self.judge_holdout if held_out else 0.0,
+                             patience=self.judge_patience if held_out else 0)

@@ -35,7 +35,9 @@ from fextrain.models import load_editor
 
 # 2: schema_version, headline, sharpness, collapse, judge.real_blurred / generated_over_real /
 #    augmentation, run.model / run.config / run.sections; figures moved from run.figures to figures.files.
-SCHEMA_VERSION = 2
+# 3: edit_strength and colour sections (headline items too); judge.held_out / calibration / above_real /
+#    real.interval_95, judge.trained_on.fitted_on / epochs_run / best_epoch / patience.
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -94,23 +96,24 @@ def _flat(config: dict[str, Any], prefix: str = "") -> list[list[Any]]:
 
 def _headline_html(items: list[HeadlineItem]) -> str:
     flagged = ' class="flag"'
-    cells = "".join(f"<td{flagged if h.flag else ''}>{html.escape(h.text)}</td>" for h in items)
+    cells = "".join(f"<td{flagged if h.flag else ''}>{html.escape(h.shown)}</td>" for h in items)
     head = "".join(f"<th>{html.escape(h.label)}</th>" for h in items)
     return (f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>" +
             note("Read together: no one of these numbers can be gamed alone (a copy of the source keeps identity "
-                 "perfectly, a blurred or collapsed face can still read as its target)."))
+                 "and sharpness perfectly but has no edit strength, a blurred or collapsed face can still read as "
+                 "its target)."))
 
 
 def _headline_text(items: list[HeadlineItem]) -> list[str]:
     width = max((len(h.label) for h in items), default=0)
-    return ["headline", *[f"  {h.label:<{width}}  {h.text}" for h in items]] if items else []
+    return ["headline", *[f"  {h.label:<{width}}  {h.shown}" for h in items]] if items else []
 
 
 @dataclass
 class _Rendered:
     """One section's result and its renderings."""
 
-    name: str
+    section: Section
     result: dict[str, Any]
     block: tuple[str, str]  # (heading, HTML) in report.html
     lines: list[str]  # terminal summary
@@ -120,18 +123,21 @@ class _Rendered:
 def _run_section(section: Section, ctx: EvalContext) -> _Rendered:
     reason = section.unavailable(ctx)
     if reason is not None:
-        return _Rendered(section.name, {"step": ctx.step, "available": False, "reason": reason},
+        return _Rendered(section, {"step": ctx.step, "available": False, "reason": reason},
                          (section.title, note(reason)), [f"{section.name}: {reason}"], [])
     result = {"step": ctx.step, **section.compute(ctx)}
-    return _Rendered(section.name, result, (section.title, section.html(result, ctx.out_dir)), section.summary(result),
+    return _Rendered(section, result, (section.title, section.html(result, ctx.out_dir)), section.summary(result),
                      section.headline(result))
 
 
 def _write(ctx: EvalContext, run: dict[str, Any], done: list[_Rendered]) -> Evaluation:
     """metrics.json and report.html (headline, run, then each section), and the terminal summary."""
     headline = [item for r in done for item in r.headline]
+    for r in done:  # after every item is in: a section may qualify the others' (edit strength: NEAR-COPY)
+        if r.result.get("available", True):
+            headline = r.section.amend(r.result, headline)
     metrics = {"schema_version": SCHEMA_VERSION, "headline": {h.name: h.as_json() for h in headline}, "run": run,
-               **{r.name: r.result for r in done}}
+               **{r.section.name: r.result for r in done}}
     atomic_write_text(ctx.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     run_table = table(["run", "model", "step", "manifest", "image size", "affects"],
                       [[run["run_dir"], run["model"], run["step"], run["manifest"], run["image_size"],

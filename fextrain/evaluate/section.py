@@ -37,6 +37,11 @@ class HeadlineItem:
     text: str  # the value with what it is made of, e.g. "0.93 (0.84 at target / 0.90 on real faces)"
     flag: str | None = None  # a warning a reader must not miss, e.g. "COLLAPSED"
 
+    @property
+    def shown(self) -> str:
+        """The text, followed by the flag where the text does not already say it."""
+        return self.text if not self.flag or self.flag in self.text else f"{self.text}  [{self.flag}]"
+
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         del d["name"]
@@ -77,6 +82,11 @@ class Section:
     def headline(self, result: dict[str, Any]) -> list[HeadlineItem]:
         """This section's numbers in the headline (none by default)."""
         return []
+
+    def amend(self, result: dict[str, Any], items: list[HeadlineItem]) -> list[HeadlineItem]:
+        """The whole headline again, with other sections' items qualified where this section's numbers change
+        how they read (a near-copy's perfect identity is no success); unchanged by default."""
+        return items
 
 
 def note(text: str) -> str:

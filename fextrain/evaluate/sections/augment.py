@@ -89,7 +89,7 @@ class AugmentSection(Section):
         generated, gen_labels = self.generate(ctx, max(counts))
         train = ctx.dataset("train")
         real = _resized(train.images, o.judge_size)
-        settings = o.judge_settings()
+        settings = o.judge_settings(held_out=False)
         largest = len(real) + len(generated)
         updates = effective_epochs(largest, settings) * -(-largest // settings.batch_size)
         settings = dataclasses.replace(settings, min_steps=updates)  # every set: the largest one's updates
