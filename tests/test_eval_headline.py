@@ -113,12 +113,13 @@ def test_judge_keeps_its_best_held_out_epoch_and_fingerprints_the_new_settings()
 
     x, y = toy_set(12, seed=3)
     groups = np.tile(np.arange(4), len(y) // 4)  # 4 "identities", each with every class
-    settings = JudgeSettings(size=32, width=8, epochs=12, min_steps=0, batch_size=32, lr=5e-3, patience=2)
+    settings = JudgeSettings(size=32, width=8, epochs=12, min_steps=0, batch_size=32, lr=5e-3, holdout=0.25,
+                             patience=2)
     judge = train_judge(x, y, AFFECTS, settings, progress=False, groups=groups)
     t = judge.training
     fit, held, by = holdout_split(len(y), groups, settings)
     assert by == "identities" and t["count"] == len(fit) and t["held_out"]["count"] == len(held)
-    assert t["best_epoch"] <= t["epochs_run"] <= t["epochs_max"] == 12
+    assert 6 < t["best_epoch"] <= t["epochs_run"] <= t["epochs_max"] == 12  # kept from half-way on
     # stopped early only after `patience` epochs without a better one
     assert t["epochs_run"] == 12 or t["epochs_run"] - t["best_epoch"] == 2
     # the judge it returns is the kept epoch's: its held-out accuracy is the one reported
@@ -224,7 +225,8 @@ def gray_faces(tmp_path_factory):
 def test_gray_in_gray_out(gray_faces, monkeypatch):
     m = _eval(gray_faces, monkeypatch, lambda x, s, t: x.clone(), ["colour"], identity=False, max_sources=None).metrics
     g = m["colour"]["gray"]
-    assert g["sources"] == 14 and g["added_chroma"] == 0.0 and not g["tinted"] and m["headline"]["colour"]["flag"] is None
+    assert g["sources"] == 14 and g["added_chroma"] == 0.0 and not g["tinted"]
+    assert m["headline"]["colour"]["flag"] is None
 
     def red_tint(x, s, t):  # +10 levels on R
         x = x.clone()

@@ -78,7 +78,8 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
     assert 1 <= trained["best_epoch"] <= trained["epochs_run"] <= 30
     held = judge["held_out"]
     assert (held["by"], held["count"], held["identities"]) == ("identities", 14, 1)
-    assert held["accuracy"] == held["correct"] / 14 and held["interval_95"][0] <= held["accuracy"] <= held["interval_95"][1]
+    assert held["accuracy"] == held["correct"] / 14
+    assert held["interval_95"][0] <= held["accuracy"] <= held["interval_95"][1]
     assert judge["real"]["interval_95"][0] <= judge["real"]["accuracy"] <= judge["real"]["interval_95"][1]
     assert 0 <= judge["calibration"]["value"] <= 1 and sum(b["count"] for b in judge["calibration"]["bins"]) == 28
     assert judge["real"]["count"] == 28 and judge["real"]["split"] == "test"

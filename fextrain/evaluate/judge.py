@@ -59,8 +59,10 @@ class JudgeSettings:
     weight_decay: float = 5e-4
     seed: int = 0
     degrade: bool = True  # generator degradations (degrade.py) on top of flips and shifts; False = version-3 recipe
-    holdout: float = 0.2  # share of train identities (of frames under 3 identities) held out to stop on; 0: none
-    patience: int = 5  # epochs without a better held-out accuracy before training stops; 0: every epoch runs
+    # `fex eval` holds out 0.2 with patience 5 (EvalOptions); the defaults keep the version-4 recipe for
+    # callers that pass no identities (`fex edit --from auto`, studies at equal updates)
+    holdout: float = 0.0  # share of train identities (of frames under 3 identities) held out to stop on; 0: none
+    patience: int = 0  # held-out epochs without a better accuracy before training stops; 0: every epoch runs
 
 
 class _BasicBlock(nn.Module):
@@ -253,9 +255,9 @@ def train_judge(
 ) -> Judge:
     """Train a JudgeNet on uint8 N x H x W x 3 images with affect indices `labels` (int).
 
-    `groups` (an identity id per image) picks the held-out identities (`holdout_split`); the epoch with
-    the best held-out accuracy (ties: lower held-out loss) is kept, and training stops after `patience`
-    epochs without one. Classes are re-weighted by inverse frequency, so an unbalanced manifest does not
+    `groups` (an identity id per image) picks the held-out identities (`holdout_split`). From half-way
+    through the schedule on, the epoch with the best held-out accuracy (ties: lower held-out loss) is kept,
+    and training stops after `patience` epochs without a better one. Classes are re-weighted by inverse frequency, so an unbalanced manifest does not
     teach the judge to answer with the commonest affect.
     """
     labels = np.asarray(labels, dtype=np.int64)
@@ -279,9 +281,10 @@ def train_judge(
     steps_per_epoch = max(1, -(-len(x_all) // settings.batch_size))
     epochs = effective_epochs(len(x_all), settings)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=epochs * steps_per_epoch)
-    # No stopping while the learning rate still rises (OneCycle's first 30%): held-out accuracy stalls there
-    # before the judge has learnt anything.
-    warmup = -(-3 * epochs // 10)
+    # Held-out epochs count from half-way: OneCycle's learning rate peaks at 30% and is still high until
+    # about then, so an earlier epoch is neither converged nor a fair stopping point (measured: stopping
+    # right after the peak kept an epoch that read 1 of 7 faces of a new person right).
+    settle = epochs // 2
     best: tuple[int, float] | None = None  # (held-out correct, held-out loss) of the kept epoch
     best_state, best_epoch, since_best, ran = None, epochs, 0, 0
     net.train()
@@ -302,7 +305,7 @@ def train_judge(
             total += loss.item() * len(idx)
         ran = epoch + 1
         bar.set_postfix(loss=f"{total / len(order):.3f}")
-        if not len(held):
+        if not len(held) or ran <= settle:
             continue
         correct, held_loss = _score(net, x_held, y_held, 256)
         if best is None or correct > best[0] or (correct == best[0] and held_loss < best[1]):
@@ -310,7 +313,7 @@ def train_judge(
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             since_best += 1
-            if settings.patience and since_best >= settings.patience and ran > warmup:
+            if settings.patience and since_best >= settings.patience:
                 break
     if best_state is not None:
         net.load_state_dict(best_state)

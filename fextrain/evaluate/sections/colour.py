@@ -105,7 +105,8 @@ class ColourSection(Section):
         g, c = r["gray"], r["colour"]
         body = table(["sources", "count", "edits", "measure", "value (levels)"],
                      [["grayscale", g["sources"], g["edits"], "chroma added (mean max-min of RGB)", g["added_chroma"]],
-                      ["grayscale", g["sources"], g["edits"], "largest chroma added to one edit", g["added_chroma_max"]],
+                      ["grayscale", g["sources"], g["edits"], "largest chroma added to one edit",
+                       g["added_chroma_max"]],
                       ["colour", c["sources"], c["edits"], "mean |dCb|", c["cb_shift"]],
                       ["colour", c["sources"], c["edits"], "mean |dCr|", c["cr_shift"]],
                       ["colour", c["sources"], c["edits"], "colour cast (length of dCb, dCr)", c["cast"]]])

@@ -92,7 +92,8 @@ class FerFoldsSection(Section):
                               for i in range(0, len(held), o.batch_size)]
                 model, steps = accuracy(np.concatenate(logits).argmax(1), held.affect_ids), editor.step
             judge, _ = load_or_train_judge(ctx.out_dir / "fer-folds" / f"fold{fold}" / "judge", rest.images,
-                                           rest.affect_ids, ctx.affects, o.judge_settings(held_out=False), o.progress, ctx.device)
+                                           rest.affect_ids, ctx.affects, o.judge_settings(held_out=False), o.progress,
+                                           ctx.device)
             rows.append({"fold": fold, "train_images": int(len(rest)), "test_images": int(len(held)),
                          "test_identities": int(len(np.unique(held.identity_ids))), "steps": steps,
                          "model": model, "judge": accuracy(judge.predict(held.images), held.affect_ids)})

@@ -68,6 +68,7 @@ class JudgeSection(Section):
         held = dict(training.get("held_out") or {})
         if held.get("count"):
             held["interval_95"] = wilson_interval(held["correct"], held["count"])
+        calibration = expected_calibration_error(real_probs, test.affect_ids, ECE_BINS)
         return {
             "model": f"JudgeNet (ResNet, 3 basic-block stages, width {s.width}) at {s.size}x{s.size}",
             "augmentation": ("flips, shifts and generator degradations (blur, down-up sampling, noise, colour, JPEG)"
@@ -79,7 +80,7 @@ class JudgeSection(Section):
             "held_out": {"split": "train", **held},
             "real": {"split": "test", **real, "interval_95": wilson_interval(real["correct"], real["count"])},
             "calibration": {"split": "test", "measure": f"expected calibration error, {ECE_BINS} equal-width bins of "
-                            "top-class confidence", **expected_calibration_error(real_probs, test.affect_ids, ECE_BINS)},
+                            "top-class confidence", **calibration},
             "real_blurred": {"split": "test", "sigma_px": sigma, **real_blurred},
             "generated": {"split": "test", "sources": int(len(edits.sources)), **generated},
             "generated_over_real": ratio(generated["accuracy"], real["accuracy"]),
