@@ -30,4 +30,7 @@ EDITS = Table("edits", "edit.md", strict=False, columns=(
     Column("target_vector", pa.list_(pa.float64()), False,
            "target affect weights in the run's affect order (`affects` in edit.json)"),
     Column("output", pa.string(), False, "the output file, relative to DIR"),
+    Column("sharpness", pa.float64(), False,
+           "Laplacian variance of the face box in the output frame over the same box in the input, at full "
+           "resolution (1 = as sharp; NaN for a box under 3 px or a flat input box)"),
 ))

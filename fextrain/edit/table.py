@@ -1,5 +1,4 @@
-"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record, plus `sharpness`
-below), written per (input, target) as parts in DIR/.parts/ right after the output they describe (a part is
+"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record), written per (input, target) as parts in DIR/.parts/ right after the output they describe (a part is
 that output's "done" mark) and gathered into edits.parquet at the end of every run."""
 from __future__ import annotations
 
@@ -12,13 +11,6 @@ from fexdata import parquet
 from fexdata.edits import EDITS
 from fexdata.errors import EditError
 from fexdata.ingest import records as R
-from fexdata.schema import Column, Table
-
-# Declared beside EDITS until fexdata.edits holds it (docs/edit.md describes it under the generated table).
-SHARPNESS = Column("sharpness", pa.float64(), False,
-                   "Laplacian variance of the face box in the output frame over the same box in the input, at full "
-                   "resolution (1 = as sharp; NaN for a box under 3 px or a flat input box)")
-TABLE_SCHEMA = Table(EDITS.name, EDITS.doc_page, (*EDITS.columns, SHARPNESS), strict=EDITS.strict)
 
 PARTS_DIR = ".parts"
 TABLE = "edits.parquet"
@@ -38,7 +30,7 @@ def edit_row(input_: str, kind: str, frame: int | None, time: float, face: Any, 
 
 def write_part(path: Path, rows: list[dict[str, Any]]) -> None:
     """One (input, target)'s rows, atomically (ingest's part writer: `frame` reads back as Int64)."""
-    R.write_part(path, rows, TABLE_SCHEMA)
+    R.write_part(path, rows, EDITS)
 
 
 def gather(out: Path) -> int:
@@ -46,7 +38,7 @@ def gather(out: Path) -> int:
     tables = [parquet.read_table(p, error=EditError, hint=DAMAGED_HINT)
               for p in sorted((out / PARTS_DIR).glob("*.parquet"))]
     if not tables:
-        R.write_part(out / TABLE, [], TABLE_SCHEMA)
+        R.write_part(out / TABLE, [], EDITS)
         return 0
     table = pa.concat_tables(tables).sort_by([("input", "ascending"), ("target", "ascending"),
                                               ("frame", "ascending"), ("face", "ascending")])
