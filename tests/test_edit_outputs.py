@@ -131,3 +131,14 @@ def test_a_dir_without_recorded_owners_is_refused_until_overwritten(run, tmp_pat
     fex_edit(str(run), str(photo), "--to", "joy", "--out", str(out), "--overwrite")
     assert json.loads((out / "edit.json").read_text())["inputs"] == {"me": str(photo.resolve())}
     assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["me/joy.png"]
+
+
+def test_a_videos_grid_is_the_same_whichever_run_made_its_targets(run, tmp_path):
+    """A run that finds joy done (a killed or earlier run) and edits anger must draw the grid an uninterrupted
+    run draws: it read done targets back from H.264 but took new ones from memory (found by the crash test)."""
+    clip = clip_with_audio(tmp_path / "take.mp4", frames=12, fps=12.0)
+    fex_edit(str(run), str(clip), "--to", "joy,anger", "--out", str(tmp_path / "once"))
+    fex_edit(str(run), str(clip), "--to", "joy", "--out", str(tmp_path / "twice"))
+    fex_edit(str(run), str(clip), "--to", "joy,anger", "--out", str(tmp_path / "twice"))
+    once, twice = (read_rgb(tmp_path / d / "take" / "grid.png") for d in ("once", "twice"))
+    assert (once == twice).all()

@@ -69,7 +69,7 @@ class _Pass:
     grid_at: int
     rows: dict[str, list] = field(default_factory=dict)
     stats: VideoStats = field(default_factory=VideoStats)
-    grid: tuple[int, np.ndarray, dict[str, np.ndarray], tuple] | None = None
+    grid: tuple[int, np.ndarray, tuple] | None = None  # frame index, source image, face box
     _probs: np.ndarray | None = None
 
     def process(self, batch: list[_Frame]) -> None:
@@ -98,7 +98,7 @@ class _Pass:
             if ctx.crops:
                 for frame, face in zip(with_face, faces):
                     write_png(crop_path(ctx.out, item, frame.index, 0, "source"), face.image)
-            self._keep_grid(with_face, outputs)
+            self._keep_grid(with_face)
         for frame in batch:
             for target in self.targets:
                 self.writers[target.name].write(outputs[target.name].get(frame.index, frame.image))
@@ -115,12 +115,11 @@ class _Pass:
             smoothed[i] = self._probs
         return sources.decide(crops, None, smoothed, by)
 
-    def _keep_grid(self, frames: list[_Frame], outputs: dict[str, dict[int, np.ndarray]]) -> None:
+    def _keep_grid(self, frames: list[_Frame]) -> None:
         """Keep the first face frame at or after the middle of the range (or the last one before it)."""
         for frame in frames:
             if self.grid is None or self.grid[0] < self.grid_at:
-                self.grid = (frame.index, frame.image, {name: out[frame.index] for name, out in outputs.items()
-                                                         if frame.index in out}, frame.face.box)
+                self.grid = (frame.index, frame.image, frame.face.box)
 
 
 def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets: list[Target],
@@ -215,12 +214,12 @@ def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: D
 def _write_grid(ctx: EditContext, item: EditInput, targets: list[Target], run: _Pass, info: VideoInfo) -> None:
     if run.grid is None:
         return
-    index, source, edited, box = run.grid
+    index, source, box = run.grid
     tiles = [(f"source f{index}", source)]
+    # Every tile is read back from its finished video, whichever run wrote it, so that a run resumed after a
+    # kill draws the same grid as an uninterrupted one (a frame still in memory is not what H.264 kept).
     for target in targets:
-        if target.name in edited:
-            tiles.append((target.name, edited[target.name]))
-        elif output_path(ctx.out, item, target).is_file():
+        if output_path(ctx.out, item, target).is_file():
             frame = frame_at(output_path(ctx.out, item, target), index, info)
             if frame is not None:
                 tiles.append((target.name, frame))
