@@ -65,6 +65,10 @@ from fexdata.ingest.align import PAD_MODES
               help="--estimator judge: epochs of the judge when it has to be trained.")
 @click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
               help="--estimator judge: at least this many judge updates.")
+@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="--estimator judge: share of train identities the judge stops on (as `fex eval`; 0: none).")
+@click.option("--judge-patience", type=click.IntRange(0), default=5, show_default=True,
+              help="--estimator judge: held-out epochs without improvement before the judge stops.")
 @click.option("--identity", default=None, metavar="NAME",
               help="Identity-editing models (degan): draw the faces, with their own expression, on this train "
                    "identity of the run (e.g. jaffe:KA; the run's config.json lists them). The --to targets "
@@ -74,7 +78,8 @@ from fexdata.ingest.align import PAD_MODES
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch,
          device, threads, align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth,
-         redetect_every, max_megapixels, judge_epochs, judge_min_steps, identity, strict, overwrite, quiet) -> None:
+         redetect_every, max_megapixels, judge_epochs, judge_min_steps, judge_holdout, judge_patience, identity, strict,
+         overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
     RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
@@ -104,7 +109,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
         source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops,
         start=start, end=end, batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe,
-        fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps), overwrite=overwrite,
+        fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps, judge_holdout, judge_patience), overwrite=overwrite,
         identity=identity)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
     click.echo(format_summary(summary, out))

@@ -33,7 +33,9 @@ def test_auto_source_beats_chance_on_known_affects(root, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(fex, ["edit", str(run), str(faces), "--to", "neutral", "--out", str(out), "--quiet",
                                       "--from", "auto", "--estimator", "judge", "--judge-epochs", "4",
-                                      "--judge-min-steps", "100", "--threads", "1"], catch_exceptions=False)
+                                      "--judge-min-steps", "100", "--threads", "1",
+                                      # three train identities: holding one out leaves too weak a judge
+                                      "--judge-holdout", "0"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     edits = pd.read_parquet(out / "edits.parquet")
     truth = edits["input"].map(lambda p: Path(p).stem.split("_")[0])
@@ -56,3 +58,11 @@ def test_every_registered_model_runs_through_fex_edit(root, tmp_path, model):
     edited = read_rgb(out / "me" / "0.5xjoy+surprise.png")
     assert edited.shape == read_rgb(photo).shape
     assert pd.read_parquet(out / "edits.parquet")["output"].tolist() == ["me/0.5xjoy+surprise.png"]
+
+
+def test_edit_and_eval_train_the_same_judge_by_default():
+    """Both cache it in RUN/eval/judge: other settings would make each command retrain over the other's."""
+    from fextrain.edit.source import JudgeOptions
+    from fextrain.evaluate.options import EvalOptions
+
+    assert JudgeOptions().settings() == EvalOptions().judge_settings()

@@ -33,8 +33,18 @@ class Sources:
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    epochs: int = 15        # JudgeSettings defaults: the same fingerprint as `fex eval`'s judge
+    """`fex eval`'s judge options (EvalOptions' defaults), so that both commands fingerprint, and so share,
+    the same judge in RUN/eval/judge."""
+    epochs: int = 15
     min_steps: int = 300
+    holdout: float = 0.2
+    patience: int = 5
+
+    def settings(self) -> Any:
+        from fextrain.evaluate.options import EvalOptions
+
+        return EvalOptions(judge_epochs=self.epochs, judge_min_steps=self.min_steps, judge_holdout=self.holdout,
+                           judge_patience=self.patience).judge_settings()
 
 
 class SourceAffects:
@@ -97,17 +107,17 @@ def run_judge(config: dict[str, Any], run_path: Path, size: int, options: JudgeO
               progress: bool, say: Callable[[str], None]) -> Any:
     """The fingerprinted judge of the run's manifest (trained once, then loaded from RUN/eval/judge)."""
     from fexdata.dataset import FaceDataset
-    from fextrain.evaluate.judge import JudgeSettings, load_or_train_judge
+    from fextrain.evaluate.judge import load_or_train_judge
 
     manifest = run_manifest(config, run_path)
     if manifest is None:
         raise EditError(f"--from auto needs the run's manifest to train its judge, and {config.get('manifest')!r} "
                         "cannot be found", hint="pass --from AFFECT, or run from where the manifest path is valid")
-    settings = JudgeSettings(epochs=options.epochs, min_steps=options.min_steps)
+    settings = options.settings()
     train = FaceDataset(manifest, "train", size=size, cache_dir=config.get("cache_dir") or None, progress=progress)
     run_dir = run_path if run_path.is_dir() else run_path.parent
     folder = run_dir / "eval" / "judge"
     say(f"source affects: judge from {folder} (trained on {len(train)} faces of {manifest} if not cached)")
     judge, _ = load_or_train_judge(folder, train.images, train.affect_ids, train.affects, settings, progress,
-                                   device)
+                                   device, train.identity_ids)
     return judge
