@@ -73,4 +73,15 @@ def clip_with_audio(path: Path, frames: int = 24, fps: float = 12.0, identity: i
     return path
 
 
-__all__ = ["CHARACTERS", "build_run", "canvas_photo", "clip_with_audio"]
+def fex_edit(*args: str, code: int = 0):
+    """`fex edit ARGS --quiet --threads 1` in this process; fails the test unless it exits with `code`."""
+    from click.testing import CliRunner
+
+    from cli.main import main as fex
+
+    result = CliRunner().invoke(fex, ["edit", *args, "--quiet", "--threads", "1"], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+__all__ = ["CHARACTERS", "build_run", "canvas_photo", "clip_with_audio", "fex_edit"]

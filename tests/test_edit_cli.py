@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from _edit_fixtures import build_run, canvas_photo, clip_with_audio
+from _edit_fixtures import build_run, canvas_photo, clip_with_audio, fex_edit
 from _ingest_fixtures import bomb_png, face_clip, no_face_image, truncate
 
 from cli.main import main as fex
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return build_run(tmp_path_factory.getbasetemp() / "edit-pipeline")
-
-
-def fex_edit(*args: str, code: int = 0):
-    result = CliRunner().invoke(fex, ["edit", *args, "--quiet", "--threads", "1"], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def crop_quad_mask(shape: tuple[int, int], transform: list[float], size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from _edit_fixtures import build_run, canvas_photo, clip_with_audio
+from _edit_fixtures import build_run, canvas_photo, clip_with_audio, fex_edit
 
 from cli.main import main as fex
 from fexdata.images import read_rgb, write_png
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return build_run(tmp_path_factory.getbasetemp() / "edit-pipeline")
-
-
-def fex_edit(*args: str, code: int = 0):
-    result = CliRunner().invoke(fex, ["edit", *args, "--quiet", "--threads", "1"], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def files(out: Path) -> dict[str, int]:
