@@ -21,7 +21,7 @@ import torch
 
 from fexdata import parquet
 from fexdata.dataset import FaceDataset, PairSampler
-from fexdata.manifest import ManifestError, read_manifest
+from fexdata.manifest import ManifestError
 from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
 from fextrain.models import Batch
 from fextrain.runtime import ImageStore
@@ -49,14 +49,15 @@ class UnpairedSampler:
 
 def train_intensities(ds: FaceDataset) -> np.ndarray | None:
     """The `intensity` column of the dataset's rows, in its order; None when the manifest gives none."""
+    manifest = parquet.open_file(ds.manifest_path, hint="rebuild it with `fex build-manifest`")  # one verified read
+    if "intensity" not in manifest.schema_arrow.names:
+        return None  # an older manifest: the one case without intensities
     try:
-        if "intensity" not in parquet.read_schema(ds.manifest_path, hint="rebuild it with `fex build-manifest`").names:
-            return None  # an older manifest: the one case without intensities
-        df, _ = read_manifest(ds.manifest_path, columns=["intensity"])
+        column = manifest.read(columns=["intensity"]).column("intensity")
     except (OSError, pa.ArrowException) as exc:  # damage is an error, never "no intensities"
         raise ManifestError(f"{ds.manifest_path}: cannot read its intensity column ({exc})",
                             hint="rebuild it with `fex build-manifest`") from None
-    values = df["intensity"].to_numpy(np.float32, na_value=np.nan)[ds.rows]
+    values = column.to_numpy().astype(np.float32)[ds.rows]  # nulls (unknown) read as NaN
     return None if np.isnan(values).all() else values
 
 
