@@ -134,10 +134,14 @@ def resize_uint8(images: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
     return out
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW -> float NCHW in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
 def to_judge_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Images (uint8 NHWC or float NCHW in [-1, 1]) -> float NCHW in [-1, 1] at the judge's size."""
-    x = torch.from_numpy(resize_uint8(images, size)).permute(0, 3, 1, 2)
-    return x.float().div_(127.5).sub_(1.0)
+    return _unit(torch.from_numpy(resize_uint8(images, size)).permute(0, 3, 1, 2))
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, degradations: bool) -> torch.Tensor:
@@ -236,7 +240,7 @@ def _score(net: JudgeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     net.eval()
     correct, loss = 0, 0.0
     for start in range(0, len(x), batch_size):
-        logits = net(x[start : start + batch_size].float().div_(127.5).sub_(1.0))
+        logits = net(_unit(x[start : start + batch_size]))
         yy = y[start : start + batch_size]
         correct += int((logits.argmax(1) == yy).sum())
         loss += float(F.cross_entropy(logits, yy, reduction="sum"))
@@ -296,7 +300,7 @@ def train_judge(
             idx = order[start : start + settings.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples; a lone leftover is skipped this epoch
                 continue
-            x = x_all[idx].float().div_(127.5).sub_(1.0)
+            x = _unit(x_all[idx])
             loss = F.cross_entropy(net(_augment(x, gen, settings.degrade)), y_all[idx], weight=class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
