@@ -138,6 +138,15 @@ class EvalContext:
         return self.judge.judge.probabilities(self.edits.images)
 
     @cached_property
+    def test_probs(self) -> np.ndarray:
+        """The judge's affect probabilities of the real test faces [n, K], read 1,024 at a time (a large test
+        split is memory-mapped)."""
+        test, judge = self.test, self.judge.judge
+        chunks = [judge.probabilities(test.image_array(np.arange(start, min(start + 1024, len(test)))))
+                  for start in range(0, len(test), 1024)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.affects)))
+
+    @cached_property
     def source_probs(self) -> np.ndarray:
         """The judge's affect probabilities of the edits' sources [n, K]."""
         return self.judge.judge.probabilities(self.edits.sources)

@@ -53,12 +53,11 @@ class JudgeSection(Section):
         fitted, test, edits = ctx.judge, ctx.test, ctx.edits
         judge, s = fitted.judge, fitted.judge.settings
         sigma = BLUR_CHECK_AT_64 * blur_scale(ctx.size)
-        probs, blurred = [], []
+        blurred = []
         for start in range(0, len(test), _CHUNK):
             faces = test.image_array(np.arange(start, min(start + _CHUNK, len(test))))
-            probs.append(judge.probabilities(faces))
             blurred.append(judge.predict(blur_uint8(faces, sigma)))
-        real_probs = np.concatenate(probs)
+        real_probs = ctx.test_probs
         real = classification_report(real_probs.argmax(1), test.affect_ids, ctx.affects)
         real_blurred = classification_report(np.concatenate(blurred), test.affect_ids, ctx.affects)
         generated = classification_report(ctx.edit_probs.argmax(1), edits.targets, ctx.affects)

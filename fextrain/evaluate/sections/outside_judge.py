@@ -127,14 +127,10 @@ class OutsideJudgeSection(Section):
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:
         outside, test, edits = OutsideJudge(ctx.affects), ctx.test, ctx.edits
-        fex_judge = ctx.judge.judge
-        real_out, real_fex = [], []
-        for start in range(0, len(test), _CHUNK):
-            faces = test.image_array(np.arange(start, min(start + _CHUNK, len(test))))
-            real_out.append(outside.predict(faces))
-            real_fex.append(fex_judge.predict(faces))
-        real_out, real_fex = np.concatenate(real_out), np.concatenate(real_fex)
-        gen_out, gen_fex = outside.predict(edits.images), np.asarray(fex_judge.predict(edits.images))
+        real_out = np.concatenate([outside.predict(test.image_array(np.arange(start, min(start + _CHUNK, len(test)))))
+                                   for start in range(0, len(test), _CHUNK)] or [np.zeros(0, np.int64)])
+        real_fex = ctx.test_probs.argmax(1)  # fex's judge, as the judge section read them
+        gen_out, gen_fex = outside.predict(edits.images), ctx.edit_probs.argmax(1)
         changed = edits.targets != np.repeat(edits.source_affects, edits.k)
         real = classification_report(real_out, test.affect_ids, ctx.affects)
         generated = classification_report(gen_out, edits.targets, ctx.affects)
