@@ -109,8 +109,8 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
         source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops,
         start=start, end=end, batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe,
-        fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps, judge_holdout, judge_patience), overwrite=overwrite,
-        identity=identity)
+        fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps, judge_holdout, judge_patience),
+        overwrite=overwrite, identity=identity)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
     click.echo(format_summary(summary, out))
     if strict and summary["rejects"]:

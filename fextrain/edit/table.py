@@ -1,5 +1,6 @@
-"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record), written per (input, target) as parts in DIR/.parts/ right after the output they describe (a part is
-that output's "done" mark) and gathered into edits.parquet at the end of every run."""
+"""DIR/edits.parquet: its rows (columns: fexdata.edits.EDITS, the declaration of record), written per (input,
+target) as parts in DIR/.parts/ after the output they describe and the input's grid (a part is that output's
+"done" mark) and gathered into edits.parquet at the end of every run."""
 from __future__ import annotations
 
 from pathlib import Path

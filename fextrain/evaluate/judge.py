@@ -261,8 +261,8 @@ def train_judge(
 
     `groups` (an identity id per image) picks the held-out identities (`holdout_split`). From half-way
     through the schedule on, the epoch with the best held-out accuracy (ties: lower held-out loss) is kept,
-    and training stops after `patience` epochs without a better one. Classes are re-weighted by inverse frequency, so an unbalanced manifest does not
-    teach the judge to answer with the commonest affect.
+    and training stops after `patience` epochs without a better one. Classes are re-weighted by inverse
+    frequency, so an unbalanced manifest does not teach the judge to answer with the commonest affect.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels) or len(images) == 0:

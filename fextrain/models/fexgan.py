@@ -64,7 +64,8 @@ from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot, require_sizes  # noqa: F401
+from fextrain.models.base import (Batch, GANModel, Optim, StepContext, affect_vector, one_hot,  # noqa: F401
+                                  require_sizes)
 
 # Keras' LeakyReLU default slope, which the reference code uses everywhere.
 LEAKY_SLOPE = 0.3
