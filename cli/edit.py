@@ -26,12 +26,21 @@ from fexdata.ingest.align import PAD_MODES
               help="--from auto: the model's own affect head (auto: where it has one), or the independent judge "
                    "trained on the run's manifest and cached in RUN/eval/judge.")
 @click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
-              help="Photos: edit the largest face (as ingest keeps) or every detected face. Videos follow one face.")
+              help="Edit the largest face (as ingest keeps; a video follows one face) or every face (a video's "
+                   "each with its own tracking and smoothing).")
+@click.option("--face", "face", default=None, metavar="N|X,Y",
+              help="Edit one face: number N (a photo's faces largest first, a video's in the order they appear, "
+                   "left to right; from 0) or the one whose box holds pixel X,Y (a video: in its first frame "
+                   "with a face).")
 @click.option("--color-match", "colour", is_flag=True,
               help="Shift each generated face's mean colour onto the input face's before pasting.")
 @click.option("--keep-detail", is_flag=True,
               help="Add only the model's coarse change to each face, keeping the input's fine detail (sharp "
                    "results from a blurry generator; the edit's own fine texture is not transferred).")
+@click.option("--paste", "paste_mode", type=click.Choice(["auto", "warp", "crop"]), default="auto", show_default=True,
+              help="How an edit goes back into the frame: warp (a warping model's flow applied to the "
+                   "full-resolution face: as sharp as the input), crop (the model's crop, upsampled and blended). "
+                   "auto: warp for a warping model (warp-refine) unless --keep-detail, else crop.")
 @click.option("--crops", is_flag=True, help="Also write the aligned input and output crops (<input>/crops/).")
 @click.option("--start", type=click.FloatRange(min=0), default=None,
               help="Videos: edit from this second on; earlier frames pass through unchanged.")
@@ -76,10 +85,10 @@ from fexdata.ingest.align import PAD_MODES
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any input was rejected.")
 @click.option("--overwrite", is_flag=True, help="Replace the edits in DIR made with another run or settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep_detail, crops, start, end, batch,
-         device, threads, align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes, fallback, smooth,
-         redetect_every, max_megapixels, judge_epochs, judge_min_steps, judge_holdout, judge_patience, identity, strict,
-         overwrite, quiet) -> None:
+def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour, keep_detail, paste_mode, crops, start,
+         end, batch, device, threads, align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes,
+         fallback, smooth, redetect_every, max_megapixels, judge_epochs, judge_min_steps, judge_holdout, judge_patience,
+         identity, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
     RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
@@ -90,6 +99,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
     fex edit runs/fexgan photos/ --to all --intensity 0.5,1,1.5 --out edits
     fex edit runs/fexgan take.mp4 --to 0.5*joy+surprise --start 2 --end 6 --out edits
     fex edit runs/fexgan take.mp4 --to schedule.csv --out edits
+    fex edit runs/fexgan two-people.mp4 --to joy --face 420,180 --out edits
     fex edit runs/degan me.jpg --to all --identity jaffe:KA --out edits
 
     Faces are found and aligned exactly as the run's training crops were made, edited, and pasted back
@@ -107,7 +117,8 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, colour, keep
               "redetect_every": redetect_every}
     options = EditOptions(
         to=tuple(s.strip() for spec in to for s in spec.split(",") if s.strip()), intensities=intensity,
-        source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail, crops=crops,
+        source=source, estimator=estimator, faces=faces, face=face, colour=colour, keep_detail=keep_detail,
+        paste=paste_mode, crops=crops,
         start=start, end=end, batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe,
         fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps, judge_holdout, judge_patience),
         overwrite=overwrite, identity=identity)

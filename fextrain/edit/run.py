@@ -32,7 +32,7 @@ from fexdata.ingest.video import VideoError
 from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
 from fextrain.edit import paste
 from fextrain.edit.context import EditContext, Rejected
-from fextrain.edit.faces import make_finder
+from fextrain.edit.faces import FaceChoice, make_finder
 from fextrain.edit.inputs import EditInput, collect_inputs
 from fextrain.edit.model import BatchModel, load_model, resolve_device
 from fextrain.edit.outputs import GRID_NAME, claim_folders, done, signature
@@ -45,7 +45,9 @@ from fextrain.edit.video import VideoStats, edit_video
 
 EDIT_JSON = "edit.json"
 LOCK_NAME = ".edit.lock"
-FORMAT_VERSION = 3   # 2: edit.json records each output folder's input; 3: rows carry `sharpness` (older parts lack it)
+# 2: edit.json records each output folder's input; 3: rows carry `sharpness` (older parts lack it);
+# 4: `--faces all` edits every face of a video too (3 followed one), `face` is then the track
+FORMAT_VERSION = 4
 SOFT = 0.8           # a face box whose sharpness ratio is below this is counted as softened by the edit
 
 
@@ -55,9 +57,11 @@ class EditOptions:
     intensities: tuple[float, ...] = (1.0,)
     source: str = "auto"              # --from: an affect spec, or auto
     estimator: str = "auto"           # auto (the model's affect head where it has one) | discriminator | judge
-    faces: str = "largest"            # largest | all (photos)
+    faces: str = "largest"            # largest | all
+    face: str | None = None           # --face N|X,Y: one face (fextrain.edit.faces.FaceChoice)
     colour: bool = False
     keep_detail: bool = False
+    paste: str = "auto"               # auto (warp for a warping model, else crop) | warp | crop
     crops: bool = False
     start: float | None = None
     end: float | None = None
@@ -85,6 +89,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
     affects, size = tuple(editor.affects), int(editor.size)
     recipe, recipe_from = resolve_recipe(editor.config, run_path, size, options.recipe)
     targets = parse_targets(options.to, options.intensities, affects)
+    faces = _face_choice(options)
     if options.source.strip().lower() != "auto":
         read_spec(options.source, affects, "--from")
     items, scan_rejects = collect_inputs(inputs, out)
@@ -104,7 +109,8 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         judge = functools.partial(run_judge, editor.config, run_path, size, options.judge, str(device), progress, log)
         ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
                           SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
-                          faces=options.faces, colour=options.colour, keep_detail=options.keep_detail,
+                          faces=str(faces), colour=options.colour, keep_detail=options.keep_detail,
+                          warp=_warps(editor, options),
                           crops=options.crops, max_pixels=options.max_pixels, start=options.start, end=options.end,
                           progress=progress)
         started = time.perf_counter()
@@ -180,6 +186,27 @@ def _write_rejects(out: Path, name: str, rows: list[dict[str, Any]]) -> None:
         path.unlink(missing_ok=True)
 
 
+def _face_choice(options: EditOptions) -> FaceChoice:
+    """--faces largest|all, or --face N|X,Y (one face: not with --faces all)."""
+    if options.face is None:
+        return FaceChoice.parse(options.faces)
+    if options.faces == "all":
+        raise EditError(f"--face {options.face} picks one face and --faces all every face",
+                        hint="give one of the two")
+    return FaceChoice.parse(options.face)
+
+
+def _warps(editor: Any, options: EditOptions) -> bool:
+    """Whether faces are warped at full resolution: `--paste warp`, or auto with a warping model and no
+    --keep-detail (which asks for the crop paste)."""
+    if options.paste not in ("auto", "warp", "crop"):
+        raise EditError(f"--paste {options.paste!r} is not a paste mode", hint="use auto, warp or crop")
+    if options.paste == "warp" and not editor.warps:
+        raise EditError(f"--paste warp: model {editor.model!r} paints its edits, it does not warp its source",
+                        hint="leave --paste out (auto), or use a run of a warping model (warp-refine)")
+    return editor.warps and (options.paste == "warp" or (options.paste == "auto" and not options.keep_detail))
+
+
 def _identity(editor: Any, name: str | None) -> int | None:
     """--identity NAME as a train-identity index; refused for models that edit expressions."""
     if name is None:
@@ -192,8 +219,9 @@ def _identity(editor: Any, name: str | None) -> int | None:
 
 def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: EditOptions) -> dict[str, Any]:
     """What decides the pixels of an output besides its input and target: a DIR holds one of these."""
-    settings = {"source": options.source, "estimator": options.estimator, "faces": options.faces,
-                "colour": options.colour, "keep_detail": options.keep_detail, "start": options.start,
+    settings = {"source": options.source, "estimator": options.estimator, "faces": str(_face_choice(options)),
+                "colour": options.colour, "keep_detail": options.keep_detail, "warp": _warps(editor, options),
+                "start": options.start,
                 "end": options.end,
                 "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER},
                 **({"identity": options.identity} if options.identity else {})}
@@ -252,7 +280,8 @@ def format_summary(summary: dict[str, Any], out: str | os.PathLike) -> str:
              f"({summary['inputs_done_before']} inputs already done)"]
     if f["frames"]:
         lines.append(f"video frames: {f['frames']} decoded, {f['edited']} with a face edited, {f['no_face']} without "
-                     f"a face and {f['outside']} outside --start/--end passed through unchanged")
+                     f"a face and {f['outside']} outside --start/--end passed through unchanged"
+                     + (f"; {f['tracks']} faces followed" if f.get("tracks", 0) > summary["videos_edited"] else ""))
     s = summary["sharpness"]
     if s["measured"]:
         lines.append(f"sharpness of the face boxes, output over input at full resolution: median {s['median']:.2f}, "

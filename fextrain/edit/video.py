@@ -12,10 +12,17 @@ with no face at all is rejected and leaves no output.
 
 Estimated source affects are smoothed over the frames of one track (an exponential average of the
 probabilities, reset at every cut), so the source condition does not flicker with the estimate's noise.
+
+`--faces all` and `--face N|x,y` follow every face with its own tracker (fextrain.edit.faces.FaceTracks),
+each track with its own alignment smoother and source average; a frame is edited once every face of it has
+its smoothed alignment. The faces of one frame are pasted in the order of their track numbers, so where two
+masks overlap the higher-numbered face lies on top, the same way in every run. `--face X,Y` picks the track
+whose box holds the point in the first frame of the range that shows a face.
 """
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +37,7 @@ from fexdata.ingest.video import DecodeReport, VideoError, VideoInfo, VideoWrite
 from fexdata.images import write_png
 from fexdata.paths import atomic_path
 from fextrain.edit.context import EditContext, Rejected
-from fextrain.edit.faces import FaceCrop, aligned_face
+from fextrain.edit.faces import FaceChoice, FaceCrop, FaceTracks, aligned_face
 from fextrain.edit.inputs import EditInput
 from fextrain.edit.outputs import (crop_path, drop_stale_parts, face_region, grid_path, output_path, part_path,
                                    write_grid)
@@ -44,9 +51,10 @@ SOURCE_EMA = 0.3   # weight of the newest frame in the smoothed source-affect pr
 @dataclass
 class VideoStats:
     frames: int = 0
-    edited: int = 0          # frames with a face inside the time range
+    edited: int = 0          # frames with a face edited, inside the time range
     no_face: int = 0         # frames inside the range without a face (passed through)
     outside: int = 0         # frames outside --start/--end (passed through)
+    tracks: int = 0          # faces followed and edited (one per video unless --faces all)
 
 
 @dataclass
@@ -54,9 +62,12 @@ class _Frame:
     index: int
     time: float
     image: np.ndarray
-    face: Face | None = None
-    alignment: object = None
-    cut: bool = False
+    # The faces edited in this frame: track number -> [face, cut, smoothed alignment (None until known)].
+    faces: dict[int, list] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return all(al is not None for _, _, al in self.faces.values())
 
 
 @dataclass
@@ -69,57 +80,67 @@ class _Pass:
     grid_at: int
     rows: dict[str, list] = field(default_factory=dict)
     stats: VideoStats = field(default_factory=VideoStats)
-    grid: tuple[int, np.ndarray, tuple] | None = None  # frame index, source image, face box
-    _probs: np.ndarray | None = None
+    grid: tuple[int, np.ndarray, list] | None = None  # frame index, source image, face boxes
+    _probs: dict[int, np.ndarray] = field(default_factory=dict)   # smoothed source estimate per track
+    follow: _Follow | None = None
 
     def process(self, batch: list[_Frame]) -> None:
         """Edit the faces of `batch` for every target and write every frame of it, in order."""
         ctx, item = self.ctx, self.item
-        with_face = [f for f in batch if f.face is not None]
-        faces: list[FaceCrop] = [aligned_face(f.image, f.face, f.alignment, ctx.recipe, ctx.size) for f in with_face]
+        # One entry per face: (frame, track, cut), in frame order, then track order within a frame.
+        entries = [(f, n, cut) for f in batch for n, (_, cut, _) in f.faces.items()]
+        faces: list[FaceCrop] = [aligned_face(f.image, f.faces[n][0], f.faces[n][2], ctx.recipe, ctx.size, n)
+                                 for f, n, _ in entries]
         outputs: dict[str, dict[int, np.ndarray]] = {t.name: {} for t in self.targets}
         if faces:
             crops = np.stack([fc.image for fc in faces])
-            src = self._sources(crops, with_face)
-            jobs = [(ti, fi, vec) for ti, t in enumerate(self.targets) for fi, f in enumerate(with_face)
+            src = self._sources(crops, entries)
+            jobs = [(ti, ei, vec) for ti, t in enumerate(self.targets) for ei, (f, _, _) in enumerate(entries)
                     if (vec := t.vector_at(f.time)) is not None]
             if jobs:
-                generated = ctx.model.edit(crops[[fi for _, fi, _ in jobs]], src.vectors[[fi for _, fi, _ in jobs]],
+                generated = ctx.model.edit(crops[[ei for _, ei, _ in jobs]], src.vectors[[ei for _, ei, _ in jobs]],
                                            np.asarray([v for _, _, v in jobs], np.float32))
-                for (ti, fi, vec), gen in zip(jobs, generated):
-                    target, frame, face = self.targets[ti], with_face[fi], faces[fi]
-                    pasted = outputs[target.name][frame.index] = ctx.paste_faces(frame.image, [face], [gen])
+                # Per (target, frame), its faces' jobs in track order: pasted together into one output frame.
+                per_frame: dict[tuple[int, int], list] = {}
+                for (ti, ei, vec), gen in zip(jobs, generated):
+                    per_frame.setdefault((ti, entries[ei][0].index), []).append((ei, vec, gen))
+                for (ti, _), done in per_frame.items():
+                    target, frame = self.targets[ti], entries[done[0][0]][0]
+                    pasted = outputs[target.name][frame.index] = ctx.paste_faces(
+                        frame.image, [faces[ei] for ei, _, _ in done], [gen for _, _, gen in done])
                     rel = output_path(ctx.out, item, target).relative_to(ctx.out).as_posix()
-                    self.rows.setdefault(target.name, []).append(edit_row(
-                        item.shown, "video", frame.index, frame.time, face, src.names[fi], src.confidence[fi], src.by,
-                        target.name, vec, rel, sharpness_ratio(frame.image, pasted, face.box)))
-                    if ctx.crops:
-                        write_png(crop_path(ctx.out, item, frame.index, 0, target.name), gen)
+                    for ei, vec, gen in done:
+                        face = faces[ei]
+                        self.rows.setdefault(target.name, []).append(edit_row(
+                            item.shown, "video", frame.index, frame.time, face, src.names[ei], src.confidence[ei],
+                            src.by, target.name, vec, rel, sharpness_ratio(frame.image, pasted, face.box)))
+                        if ctx.crops:
+                            write_png(crop_path(ctx.out, item, frame.index, face.index, target.name), gen)
             if ctx.crops:
-                for frame, face in zip(with_face, faces):
-                    write_png(crop_path(ctx.out, item, frame.index, 0, "source"), face.image)
-            self._keep_grid(with_face)
+                for (frame, _, _), face in zip(entries, faces):
+                    write_png(crop_path(ctx.out, item, frame.index, face.index, "source"), face.image)
+            self._keep_grid([f for f in batch if f.faces])
         for frame in batch:
             for target in self.targets:
                 self.writers[target.name].write(outputs[target.name].get(frame.index, frame.image))
 
-    def _sources(self, crops: np.ndarray, frames: list[_Frame]):
+    def _sources(self, crops: np.ndarray, entries: list[tuple[_Frame, int, bool]]):
         sources = self.ctx.sources
         if not sources.estimating or self.item.affect is not None:
             return sources.decide(crops, self.item.affect)
         probs, by = sources.probs(crops)
         smoothed = np.empty_like(probs)
-        for i, frame in enumerate(frames):
-            prev = None if frame.cut else self._probs
-            self._probs = probs[i] if prev is None else SOURCE_EMA * probs[i] + (1 - SOURCE_EMA) * prev
-            smoothed[i] = self._probs
+        for i, (_, track, cut) in enumerate(entries):
+            prev = None if cut else self._probs.get(track)
+            self._probs[track] = probs[i] if prev is None else SOURCE_EMA * probs[i] + (1 - SOURCE_EMA) * prev
+            smoothed[i] = self._probs[track]
         return sources.decide(crops, None, smoothed, by)
 
     def _keep_grid(self, frames: list[_Frame]) -> None:
         """Keep the first face frame at or after the middle of the range (or the last one before it)."""
         for frame in frames:
             if self.grid is None or self.grid[0] < self.grid_at:
-                self.grid = (frame.index, frame.image, frame.face.box)
+                self.grid = (frame.index, frame.image, [face.box for face, _, _ in frame.faces.values()])
 
 
 def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets: list[Target],
@@ -142,7 +163,8 @@ def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets
         if report.truncated:
             raise Rejected(R.TRUNCATED_VIDEO, report.describe())
         if not run.stats.edited:
-            raise Rejected(R.NO_FACE, f"no face found in any of {run.stats.frames - run.stats.outside} frames "
+            assert run.follow is not None
+            raise Rejected(R.NO_FACE, f"{run.follow.missing(run.stats.frames - run.stats.outside)} "
                                       f"({ctx.recipe.detector} detector)")
         for target in pending:
             dest = output_path(ctx.out, item, target)
@@ -162,21 +184,60 @@ def edit_video(ctx: EditContext, item: EditInput, pending: list[Target], targets
     return len(pending), run.stats
 
 
+class _Follow:
+    """The faces to edit in each frame: ingest's one tracked face (`largest`, numbered 0), or every face
+    tracked (FaceTracks), of which the choice keeps all or one."""
+
+    def __init__(self, ctx: EditContext, item: EditInput) -> None:
+        self.choice, self.item = FaceChoice.parse(ctx.faces), item
+        self.tracks = FaceTracks(ctx.finder, ctx.recipe.redetect_every) if self.choice.tracks_all else None
+        self.tracker = FaceTracker(ctx.finder, ctx.recipe.redetect_every)
+        self.picked = self.choice.index           # --face X,Y: decided in the first frame with a face
+        self.edited: set[int] = set()
+
+    def reset(self) -> None:
+        (self.tracks or self.tracker).reset()
+
+    def update(self, frame: _Frame) -> dict[int, tuple[Face, bool]]:
+        gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+        if self.tracks is None:
+            face = self.tracker.update(frame.image, gray)
+            faces = {} if face is None else {0: (face, self.tracker.last_was_cut)}
+        else:
+            faces = self.tracks.update(frame.image, gray)
+            if self.choice.mode == "point" and self.picked is None and faces:
+                self.picked = self.choice.pick({n: f.box for n, (f, _) in faces.items()},
+                                               f"frame {frame.index} of {self.item.shown}, its first with a face")
+            if self.choice.mode != "all":
+                faces = {n: v for n, v in faces.items() if n == self.picked}
+        self.edited.update(faces)
+        return faces
+
+    def missing(self, frames: int) -> str:
+        """Why no face was edited in `frames` frames, for the reject reason."""
+        if self.tracks is not None and self.choice.mode == "index" and self.tracks.count:
+            return f"no face {self.picked} in {frames} frames (its faces are numbered 0 to {self.tracks.count - 1})"
+        return f"no face found in any of {frames} frames"
+
+
 def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: DecodeReport) -> None:
     ctx = run.ctx
-    tracker = FaceTracker(ctx.finder, ctx.recipe.redetect_every)
-    smoother: Smoother = Smoother(ctx.recipe.smooth)
+    follow = run.follow = _Follow(ctx, run.item)
+    smoothers: dict[int, Smoother] = {}       # one per track being followed
+    waiting: deque[_Frame] = deque()          # decoded, some face's smoothed alignment still unknown
     batch: list[_Frame] = []
     faces_in_batch = 0
     bar = tqdm(total=info.frame_count, desc=run.item.key, unit="frame", leave=False, disable=not ctx.progress,
                dynamic_ncols=True)
 
-    def emit(ready: list) -> None:
+    def settle(ready: list) -> None:
         nonlocal faces_in_batch
-        for frame, al in ready:
-            frame.alignment = al
+        for (frame, track), al in ready:
+            frame.faces[track][2] = al
+        while waiting and waiting[0].ready:   # frames leave in order, once each of their faces is aligned
+            frame = waiting.popleft()
             batch.append(frame)
-            faces_in_batch += 1
+            faces_in_batch += len(frame.faces)
 
     try:
         for decoded in iter_frames(run.item.path, info=info, report=report):
@@ -184,21 +245,24 @@ def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: D
             bar.update(1)
             frame = _Frame(decoded.index, decoded.time, decoded.image)
             inside = first <= decoded.index and (stop is None or decoded.index < stop)
-            face = tracker.update(frame.image, cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)) if inside else None
-            if face is None:
-                # Passed through: flush the smoother first, so frames stay in order.
-                emit(smoother.flush())
-                batch.append(frame)
-                if inside:
-                    run.stats.no_face += 1
-                else:
-                    run.stats.outside += 1
-                    tracker.reset()
-            else:
-                run.stats.edited += 1
-                frame.face, frame.cut = face, tracker.last_was_cut
+            faces = follow.update(frame) if inside else {}
+            if not inside:
+                follow.reset()
+            for track in [t for t in smoothers if t not in faces]:
+                settle(smoothers.pop(track).flush())   # a track that ended: its frames are final
+            frame.faces = {track: [face, cut, None] for track, (face, cut) in faces.items()}
+            waiting.append(frame)
+            for track, (face, cut) in faces.items():
                 al = alignment_for(ctx.recipe.align, face.landmarks, face.box, ctx.recipe.zoom)  # type: ignore[arg-type]
-                emit(smoother.push(frame, al, cut=tracker.last_was_cut))
+                smoother = smoothers.setdefault(track, Smoother(ctx.recipe.smooth))
+                settle(smoother.push((frame, track), al, cut=cut))
+            settle([])
+            if faces:
+                run.stats.edited += 1
+            elif inside:
+                run.stats.no_face += 1   # passed through
+            else:
+                run.stats.outside += 1
             if faces_in_batch >= ctx.model.batch or len(batch) >= 4 * ctx.model.batch:
                 run.process(batch)
                 batch, faces_in_batch = [], 0
@@ -207,14 +271,16 @@ def _decode(run: _Pass, info: VideoInfo, first: int, stop: int | None, report: D
             raise
     finally:
         bar.close()
-    emit(smoother.flush())
+    for smoother in smoothers.values():
+        settle(smoother.flush())
     run.process(batch)
+    run.stats.tracks = len(follow.edited)
 
 
 def _write_grid(ctx: EditContext, item: EditInput, targets: list[Target], run: _Pass, info: VideoInfo) -> None:
     if run.grid is None:
         return
-    index, source, box = run.grid
+    index, source, boxes = run.grid
     tiles = [(f"source f{index}", source)]
     # Every tile is read back from its finished video, whichever run wrote it, so that a run resumed after a
     # kill draws the same grid as an uninterrupted one (a frame still in memory is not what H.264 kept).
@@ -223,7 +289,7 @@ def _write_grid(ctx: EditContext, item: EditInput, targets: list[Target], run: _
             frame = frame_at(output_path(ctx.out, item, target), index, info)
             if frame is not None:
                 tiles.append((target.name, frame))
-    write_grid(grid_path(ctx.out, item), tiles, face_region([box], source.shape))
+    write_grid(grid_path(ctx.out, item), tiles, face_region(boxes, source.shape))
 
 
 def frame_at(path: Path, index: int, info: VideoInfo) -> np.ndarray | None:
