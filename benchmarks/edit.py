@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from fexdata.images import write_png  # noqa: E402
 from fexdata.ingest import IngestOptions, Source, ingest  # noqa: E402
 from fexdata.ingest.video import ffmpeg_exe  # noqa: E402
-from fexdata.manifest.build import build_manifest  # noqa: E402
+from fexdata.manifest.build import BuildOptions, build_manifest  # noqa: E402
 from fexdata.sample import sample_face, write_clip  # noqa: E402
 from fextrain.config import TrainConfig  # noqa: E402
 from fextrain.edit import EditOptions, edit  # noqa: E402
@@ -131,7 +131,8 @@ def main() -> None:
                                                 work / "ing-photos", opts, workers=workers, **quiet))
             results[label] = (args.photos / wall, 1000 * cpu / args.photos)
         manifest = work / "manifest.parquet"
-        build_manifest([work / "ing", work / "ing-photos"], manifest, split="none")  # two affects to train on
+        # two affects to train on
+        build_manifest([work / "ing", work / "ing-photos"], manifest, BuildOptions(split="none"))
         for size, arch, tag in ((64, DEMO_ARCH, "demo arch 64 px"), (128, DEMO_ARCH, "demo arch 128 px"),
                                 (128, {}, "reference arch 128 px")):
             run = make_run(work, manifest, size, arch, f"run-{size}-{len(arch)}")

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fexdata.affects import AFFECTS  # noqa: E402
 from fexdata.dataset import FaceDataset, PairDataset  # noqa: E402
 from fexdata.manifest import build_manifest  # noqa: E402
+from fexdata.manifest.build import BuildOptions  # noqa: E402
 from fexdata.sample import sample_face  # noqa: E402
 
 SIZE = 128
@@ -78,7 +79,7 @@ def main() -> None:
         manifest = root / "manifest.parquet"
         t0 = time.perf_counter()
         make_ingest(root / "ingest", args.crops)
-        build_manifest([root / "ingest"], manifest, split="none", landmark_check=False)
+        build_manifest([root / "ingest"], manifest, BuildOptions(split="none", landmark_check=False))
         print(f"fixture: {args.crops} crops at {SIZE}px written in {time.perf_counter() - t0:.1f}s; "
               f"{os.cpu_count()} CPUs, batch {args.batch}")
         t0 = time.perf_counter()

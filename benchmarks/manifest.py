@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _manifest_fixtures import template_landmarks  # noqa: E402
 from fexdata.affects import AFFECTS  # noqa: E402
 from fexdata.manifest import build_manifest  # noqa: E402
+from fexdata.manifest.build import BuildOptions  # noqa: E402
 from fexdata.paths import existing_files  # noqa: E402
 
 
@@ -81,9 +82,10 @@ def main() -> None:
             write_records(root / "ingest", n)
             base = timed(lambda: pd.read_parquet(root / "ingest" / "records").to_parquet(root / "copy.parquet"))
             common = dict(landmark_check=True, min_gap="2f", balance="weight", seed=0, check_files=False)
-            t_id = timed(lambda: build_manifest([root / "ingest"], root / "id.parquet", split="identity",
-                                                folds=10, **common))
-            t_fr = timed(lambda: build_manifest([root / "ingest"], root / "fr.parquet", split="frame", **common))
+            t_id = timed(lambda: build_manifest([root / "ingest"], root / "id.parquet",
+                                                BuildOptions(split="identity", folds=10, **common)))
+            t_fr = timed(lambda: build_manifest([root / "ingest"], root / "fr.parquet",
+                                                BuildOptions(split="frame", **common)))
             rows = pq.read_metadata(root / "id.parquet").num_rows
             print(f"{n:>9} records -> {rows} rows | baseline {base:6.2f} | identity split + 10 folds {t_id:6.2f} "
                   f"({t_id / base:4.1f}x baseline, {n / t_id:9.0f} records/s) | frame split {t_fr:6.2f} "

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fexdata.manifest import build_manifest as build
+from fexdata.manifest.build import BuildOptions
 
 
 @click.command("build-manifest", context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +27,7 @@ from fexdata.manifest import build_manifest as build
 @click.option("--balance", type=click.Choice(["cap", "weight", "none"]), default="weight", show_default=True,
               help="cap: limit identity x affect cells; weight: add sampling weights; none.")
 @click.option("--cap", type=int, default=None, help="Cell limit for --balance cap.  [default: median cell size]")
-@click.option("--split", "split_mode", type=click.Choice(["identity", "frame", "none"]), default="identity",
+@click.option("--split", type=click.Choice(["identity", "frame", "none"]), default="identity",
               show_default=True, help="identity: subject-independent; frame: within identities in time blocks.")
 @click.option("--fractions", default=None,
               help="train,val,test (or train,test).  [default: 0.8,0.1,0.1 for identity, 0.7,0.3 for frame]")
@@ -45,12 +46,7 @@ from fexdata.manifest import build_manifest as build
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the build report as JSON here.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
-def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, affects: str | None,
-                   min_score: float | None, min_sharpness: float | None, max_faces: int | None,
-                   max_pad: float | None, landmark_check: bool, min_gap: str | None, balance: str,
-                   cap: int | None, split_mode: str, fractions: str | None, blocks: int, guard: str, folds: int,
-                   seed: int, ramp: float | None, drop_missing: bool, partial: bool, report: Path | None,
-                   quiet: bool) -> None:
+def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, report: Path | None, quiet: bool, **choices) -> None:
     """Merge the records of one or more `fex ingest` outputs into one filtered, balanced, split manifest.
 
     \b
@@ -61,11 +57,7 @@ def build_manifest(ingest_dirs: tuple[Path, ...], out: Path, size: int | None, a
 
     The same inputs and options give a byte-identical file. See docs/manifest.md.
     """
-    result = build(list(ingest_dirs), out, size=size, affects=affects, min_score=min_score,
-                   min_sharpness=min_sharpness, max_faces=max_faces, max_pad=max_pad,
-                   landmark_check=landmark_check, min_gap=min_gap, balance=balance, cap=cap, split=split_mode,
-                   fractions=fractions, blocks=blocks, guard=guard, folds=folds, seed=seed, drop_missing=drop_missing,
-                   ramp=ramp, partial=partial)
+    result = build(list(ingest_dirs), out, BuildOptions(**choices))  # every other option is a BuildOptions field
     text = result.to_text()
     click.echo(text.splitlines()[0] if quiet else text)
     if report is not None:

@@ -14,7 +14,7 @@ from _train_fixtures import tiny_config
 
 from fexdata.ingest import IngestOptions, ingest, resolve_sources
 from fexdata.ingest.video import ffmpeg_exe
-from fexdata.manifest.build import build_manifest
+from fexdata.manifest.build import BuildOptions, build_manifest
 from fexdata.sample import CHARACTERS, sample_face, write_clip, write_image_tree
 
 TRAIN_IDENTITIES = 3
@@ -43,7 +43,7 @@ def build_data(root: Path) -> Path:
     stills = write_image_tree(root / "data" / "stills", identities=TRAIN_IDENTITIES, per_affect=2, size=256)
     ingest(resolve_sources([stills]), root / "data" / "ingest", IngestOptions(sizes=(128,)), workers=1,
            progress=False, log=lambda msg: None)
-    build_manifest(root / "data" / "ingest", manifest, split="none")
+    build_manifest(root / "data" / "ingest", manifest, BuildOptions(split="none"))
     return manifest
 
 

@@ -12,6 +12,7 @@ from _manifest_fixtures import pixel_code, write_ingest
 from fexdata.affects import AFFECTS
 from fexdata.dataset import FaceDataset, PairDataset, PairSampler
 from fexdata.manifest import ManifestError, build_manifest, read_manifest
+from fexdata.manifest.build import BuildOptions
 
 
 @pytest.fixture()
@@ -22,7 +23,7 @@ def manifest(tmp_path):
         return d[~((d.identity == "studio:p01") & (d.affect == "joy") & (d.frame >= 2))].reset_index(drop=True)
     write_ingest(tmp_path / "a", identities=3, frames=6, mutate=mutate)
     out = tmp_path / "m.parquet"
-    build_manifest([tmp_path / "a"], out, split="frame", guard="0", blocks=3)
+    build_manifest([tmp_path / "a"], out, BuildOptions(split="frame", guard="0", blocks=3))
     return out
 
 
@@ -63,7 +64,7 @@ def test_cache_reused_and_rebuilt_when_manifest_changes(manifest, tmp_path):
     FaceDataset(manifest, split="train", size=24, progress=False)
     assert (cache / "m-train-24.npy").is_file() and npy.stat().st_mtime_ns == mtime
     # a different manifest at the same path (other seed) -> rebuilt with the new rows
-    build_manifest([tmp_path / "a"], manifest, split="frame", guard="0", blocks=3, seed=9)
+    build_manifest([tmp_path / "a"], manifest, BuildOptions(split="frame", guard="0", blocks=3, seed=9))
     ds = FaceDataset(manifest, split="train", size=16, progress=False)
     assert npy.stat().st_mtime_ns != mtime
     df, _ = read_manifest(manifest)

@@ -10,7 +10,7 @@ from fexdata.affects import AFFECTS, AffectSpecError, UnknownAffect, affect_spec
 from fexdata.errors import EditError
 from fexdata.ingest import IngestOptions, ingest, resolve_sources
 from fexdata.ingest.recipe import CropRecipe, merge_recipes, read_recipe, recipe_of_options
-from fexdata.manifest.build import build_manifest
+from fexdata.manifest.build import BuildOptions, build_manifest
 from fexdata.sample import write_image_tree
 from fextrain.edit.inputs import collect_inputs
 from fextrain.edit.recipe import resolve_recipe
@@ -27,12 +27,12 @@ def _ingest(root: Path, name: str, **options) -> Path:
 
 def test_manifest_carries_the_ingest_recipe_or_says_it_is_mixed(tmp_path):
     a = _ingest(tmp_path, "a", sizes=(128, 256), align="ffhq")
-    build_manifest(a, tmp_path / "one.parquet", size=128, split="none")
+    build_manifest(a, tmp_path / "one.parquet", BuildOptions(size=128, split="none"))
     recipe = read_recipe(tmp_path / "one.parquet")
     assert recipe == {"align": "ffhq", "zoom": 1.0, "pad": "blur", "detector": "hog", "landmarks": "dlib", "sizes": [128, 256], "crop_size": 128,
                       "fallback": "auto", "smooth": 2.0, "redetect_every": 10}
     b = _ingest(tmp_path, "b", sizes=(128,), align="bbox")
-    build_manifest([a, b], tmp_path / "two.parquet", size=128, split="none")
+    build_manifest([a, b], tmp_path / "two.parquet", BuildOptions(size=128, split="none"))
     mixed = read_recipe(tmp_path / "two.parquet")
     assert sorted(r["align"] for r in mixed["mixed"]) == ["bbox", "ffhq"]
     with pytest.raises(EditError, match="cropped in several ways"):

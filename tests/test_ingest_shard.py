@@ -19,6 +19,7 @@ from fexdata.ingest import IngestError, Shard, ingest, resolve_sources
 from fexdata.ingest.plan import IngestOptions, Source, make_plan, unit_key
 from fexdata.ingest.sources.base import Item
 from fexdata.manifest import build_manifest
+from fexdata.manifest.build import BuildOptions
 from fexdata.sample import write_studio_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def test_three_concurrent_shards_equal_one_run(studio, tmp_path):
     assert status["shards"] == {f"{i}/3": "finished" for i in range(3)}
     assert status["summary"]["records"] == len(records(whole))
 
-    manifests = [build_manifest([o], o / "manifest.parquet", split="frame", seed=1) for o in (out, whole)]
+    manifests = [build_manifest([o], o / "manifest.parquet", BuildOptions(split="frame", seed=1)) for o in (out, whole)]
     assert manifests[0] is not None
     assert (out / "manifest.parquet").read_bytes() == (whole / "manifest.parquet").read_bytes()
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []

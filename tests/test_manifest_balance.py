@@ -6,6 +6,7 @@ import pandas as pd
 
 from _manifest_fixtures import write_ingest
 from fexdata.manifest import build_manifest, read_manifest
+from fexdata.manifest.build import BuildOptions
 from fexdata.manifest.balance import balance_weights, cap_cells, ipf_cell_masses
 
 
@@ -20,7 +21,7 @@ def _uneven(tmp_path):
 
 def test_cap_default_median_and_even_spacing(tmp_path):
     src = _uneven(tmp_path)
-    r = build_manifest([src], tmp_path / "m.parquet", balance="cap", split="none")
+    r = build_manifest([src], tmp_path / "m.parquet", BuildOptions(balance="cap", split="none"))
     df, meta = read_manifest(tmp_path / "m.parquet")
     assert r.cap == 10 and meta["balance"] == {"mode": "cap", "cap": 10}
     assert r.dropped["over the cell cap (--balance cap)"] == 7 * 10 and r.rows_out + sum(r.dropped.values()) == r.rows_in
@@ -49,7 +50,7 @@ def test_ipf_equalises_margins_with_an_empty_cell():
 
 def test_weight_mode_makes_identities_and_affects_equally_likely(tmp_path):
     src = _uneven(tmp_path)
-    build_manifest([src], tmp_path / "m.parquet", balance="weight", split="none")
+    build_manifest([src], tmp_path / "m.parquet", BuildOptions(balance="weight", split="none"))
     df, _ = read_manifest(tmp_path / "m.parquet")
     w = df["weight"]
     assert np.isclose(w.mean(), 1.0)
@@ -68,5 +69,5 @@ def test_weights_are_per_split():
 
 def test_none_keeps_everything(tmp_path):
     src = _uneven(tmp_path)
-    r = build_manifest([src], tmp_path / "m.parquet", balance="none", split="none")
+    r = build_manifest([src], tmp_path / "m.parquet", BuildOptions(balance="none", split="none"))
     assert r.rows_out == r.rows_in and (read_manifest(tmp_path / "m.parquet")[0]["weight"] == 1).all()

@@ -1,7 +1,9 @@
 """build_manifest / read_manifest: merge, paths, schema, determinism, bad input (no partial files)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -9,8 +11,10 @@ import pytest
 
 from _manifest_fixtures import write_ingest
 from fexdata.affects import AFFECTS
+from fexdata.errors import FexError
 from fexdata.ingest import RECORDS
-from fexdata.manifest import MANIFEST, SCHEMA_VERSION, ManifestError, build_manifest, read_manifest
+from fexdata.manifest import MANIFEST, SCHEMA_VERSION, ManifestError, build_manifest, read_manifest, read_meta
+from fexdata.manifest.build import BuildOptions
 
 
 def sha(path) -> str:
@@ -43,10 +47,10 @@ def test_merge_two_ingest_outputs_paths_relative_to_manifest(tmp_path):
 def test_same_inputs_and_seed_give_identical_bytes(tmp_path):
     write_ingest(tmp_path / "a", identities=5, frames=8)
     kw = dict(split="identity", folds=2, seed=3, min_gap="2f")
-    build_manifest([tmp_path / "a"], tmp_path / "m1.parquet", **kw)
-    build_manifest([tmp_path / "a"], tmp_path / "m2.parquet", **kw)
+    build_manifest([tmp_path / "a"], tmp_path / "m1.parquet", BuildOptions(**kw))
+    build_manifest([tmp_path / "a"], tmp_path / "m2.parquet", BuildOptions(**kw))
     assert sha(tmp_path / "m1.parquet") == sha(tmp_path / "m2.parquet")
-    build_manifest([tmp_path / "a"], tmp_path / "m3.parquet", **{**kw, "seed": 4})
+    build_manifest([tmp_path / "a"], tmp_path / "m3.parquet", BuildOptions(**{**kw, "seed": 4}))
     a, _ = read_manifest(tmp_path / "m1.parquet")
     b, _ = read_manifest(tmp_path / "m3.parquet")
     assert not a["split"].equals(b["split"]) or not a["fold"].equals(b["fold"])
@@ -55,14 +59,14 @@ def test_same_inputs_and_seed_give_identical_bytes(tmp_path):
 @pytest.mark.parametrize("kind,split", [("video", "identity"), ("still", "frame"), ("video", "frame")])
 def test_record_part_order_does_not_change_bytes(tmp_path, kind, split):
     src = write_ingest(tmp_path / "a", identities=3, frames=4, kind=kind, stills=4)
-    build_manifest([src], tmp_path / "m1.parquet", split=split, folds=3)
+    build_manifest([src], tmp_path / "m1.parquet", BuildOptions(split=split, folds=3))
     part = src / "records" / "part-0000.parquet"
     rec = pd.read_parquet(part)
     part.unlink()
     half = len(rec) // 2  # same rows, reversed and spread over two parts
     rec.iloc[half:][::-1].to_parquet(src / "records" / "part-a.parquet", index=False)
     rec.iloc[:half][::-1].to_parquet(src / "records" / "part-b.parquet", index=False)
-    build_manifest([src], tmp_path / "m2.parquet", split=split, folds=3)
+    build_manifest([src], tmp_path / "m2.parquet", BuildOptions(split=split, folds=3))
     assert sha(tmp_path / "m1.parquet") == sha(tmp_path / "m2.parquet")
 
 
@@ -81,10 +85,10 @@ def test_affects_option_and_contempt(tmp_path):
     assert r.dropped["affect not selected"] == 3 * 3
     df, meta = read_manifest(tmp_path / "m.parquet")
     assert "contempt" not in set(df["affect"])
-    build_manifest([src], tmp_path / "all.parquet", affects="all")
+    build_manifest([src], tmp_path / "all.parquet", BuildOptions(affects="all"))
     df, meta = read_manifest(tmp_path / "all.parquet")
     assert meta["affects"][-1] == "contempt" and (df.loc[df.affect == "contempt", "affect_index"] == 7).all()
-    build_manifest([src], tmp_path / "two.parquet", affects="joy,AN")
+    build_manifest([src], tmp_path / "two.parquet", BuildOptions(affects="joy,AN"))
     df, meta = read_manifest(tmp_path / "two.parquet")
     assert meta["affects"] == ["anger", "joy"] and set(df["affect_index"]) == {0, 1}
 
@@ -124,9 +128,9 @@ def test_mixed_crop_sizes_need_size(tmp_path):
     with pytest.raises(ManifestError, match="several sizes"):
         build_manifest([src], tmp_path / "m.parquet")
     with pytest.raises(ManifestError, match="no records of crop size 128"):
-        build_manifest([src], tmp_path / "m.parquet", size=128)
+        build_manifest([src], tmp_path / "m.parquet", BuildOptions(size=128))
     assert _no_manifest(tmp_path)
-    r = build_manifest([src], tmp_path / "m.parquet", size=64)
+    r = build_manifest([src], tmp_path / "m.parquet", BuildOptions(size=64))
     assert r.crop_size == 64 and r.other_sizes == len(rec)
     assert (read_manifest(tmp_path / "m.parquet")[0]["crop_size"] == 64).all()
 
@@ -134,15 +138,15 @@ def test_mixed_crop_sizes_need_size(tmp_path):
 def test_empty_after_filters_and_unsatisfiable_split(tmp_path):
     src = write_ingest(tmp_path / "a", identities=2, frames=3)
     with pytest.raises(ManifestError, match="no records left after filtering.*detector score") as err:
-        build_manifest([src], tmp_path / "m.parquet", min_score=99)
+        build_manifest([src], tmp_path / "m.parquet", BuildOptions(min_score=99))
     assert "--min-score" in err.value.hint
     with pytest.raises(ManifestError, match="needs at least 3 identities") as err:
-        build_manifest([src], tmp_path / "m.parquet", split="identity")
+        build_manifest([src], tmp_path / "m.parquet", BuildOptions(split="identity"))
     assert "--split frame" in err.value.hint
     with pytest.raises(ManifestError, match="--folds 3 needs at least 3 identities"):
-        build_manifest([src], tmp_path / "m.parquet", split="frame", folds=3)
+        build_manifest([src], tmp_path / "m.parquet", BuildOptions(split="frame", folds=3))
     with pytest.raises(ManifestError, match="--fractions"):
-        build_manifest([src], tmp_path / "m.parquet", fractions="0.5,0.2")
+        build_manifest([src], tmp_path / "m.parquet", BuildOptions(fractions="0.5,0.2"))
     assert _no_manifest(tmp_path)
 
 
@@ -173,7 +177,7 @@ def test_missing_crops_fail_or_are_dropped(tmp_path):
     with pytest.raises(ManifestError, match="1 crop files are missing") as err:
         build_manifest([src], tmp_path / "m.parquet")
     assert "--drop-missing" in err.value.hint
-    r = build_manifest([src], tmp_path / "m.parquet", drop_missing=True)
+    r = build_manifest([src], tmp_path / "m.parquet", BuildOptions(drop_missing=True))
     assert r.dropped["crop file missing (--drop-missing)"] == 1 and r.rows_out == 3 * 7 * 3 - 1
 
 
@@ -183,5 +187,26 @@ def test_failed_build_keeps_previous_manifest(tmp_path):
     build_manifest([src], out)
     before = sha(out)
     with pytest.raises(ManifestError):
-        build_manifest([src], out, min_score=99)
+        build_manifest([src], out, BuildOptions(min_score=99))
     assert sha(out) == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_options_are_one_checked_frozen_value_whose_asdict_the_manifest_records(tmp_path):
+    opts = BuildOptions(affects="joy,AN", min_gap="10 frames", split="frame", fractions="0.5,0.5", guard="3f", seed=2)
+    assert opts.affects == ("anger", "joy") and str(opts.min_gap) == "10f" and str(opts.guard) == "3f"
+    assert opts.fractions == (0.5, 0.0, 0.5) and dataclasses.replace(opts) == opts  # resolving twice changes nothing
+    assert BuildOptions().guard is None and BuildOptions().fractions == (0.8, 0.1, 0.1)  # guard: frame split only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.seed = 3  # type: ignore[misc]
+    for bad, said in [(dict(balance="even"), "--balance 'even'"), (dict(split="time"), "--split 'time'"),
+                      (dict(cap=5), "--cap 5 with --balance weight"), (dict(ramp=0.0), "--ramp 0"),
+                      (dict(max_pad=1.5), "--max-pad 1.5"), (dict(min_gap="soon"), "--min-gap 'soon'"),
+                      (dict(split="frame", guard="x"), "--guard 'x'"), (dict(affects="bored"), "bored")]:
+        with pytest.raises(FexError, match=re.escape(said)):  # at construction, before any file is read
+            BuildOptions(**bad)
+    src = write_ingest(tmp_path / "a", identities=3, frames=12)
+    build_manifest([src], tmp_path / "m.parquet", opts)
+    meta = read_meta(tmp_path / "m.parquet")
+    assert meta["options"] == opts.asdict() and "check_files" not in meta["options"]
+    assert meta["options"]["guard"] == meta["split"]["guard"] == "3f" and meta["options"]["affects"] == ["anger", "joy"]
+    assert "ramp" not in meta["options"] and "partial" not in meta["options"]  # recorded only when used

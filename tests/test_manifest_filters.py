@@ -7,12 +7,13 @@ import pytest
 
 from _manifest_fixtures import write_ingest
 from fexdata.manifest import ManifestError, build_manifest, read_manifest
+from fexdata.manifest.build import BuildOptions
 from fexdata.manifest.filters import Gap, landmark_reasons, parse_gap, thin_by_gap
 
 
 def _build(tmp_path, mutate=None, **kw):
     src = write_ingest(tmp_path / "a", identities=3, frames=10, mutate=mutate)
-    report = build_manifest([src], tmp_path / "m.parquet", split="none", **kw)
+    report = build_manifest([src], tmp_path / "m.parquet", BuildOptions(split="none", **kw))
     return report, read_manifest(tmp_path / "m.parquet")[0]
 
 
@@ -97,5 +98,5 @@ def test_min_gap_seconds_and_frames(tmp_path):
     assert set(df["frame"].astype(int)) == {0, 4, 8}
     # stills are never thinned
     src = write_ingest(tmp_path / "s", identities=3, kind="still", stills=3, source="jaffe")
-    r = build_manifest([src], tmp_path / "s.parquet", split="none", min_gap="10s")
+    r = build_manifest([src], tmp_path / "s.parquet", BuildOptions(split="none", min_gap="10s"))
     assert r.rows_out == 3 * 7 * 3

@@ -10,6 +10,7 @@ import pytest
 from _manifest_fixtures import write_ingest
 from fexdata.affects import AFFECTS
 from fexdata.manifest import ManifestError, build_manifest, check_manifest, read_manifest
+from fexdata.manifest.build import BuildOptions
 from fexdata.manifest.splits import _allocate, frame_axis, parse_fractions, split_by_identity
 
 
@@ -26,7 +27,7 @@ def ten_people(tmp_path_factory):
 
 def test_identity_split_is_subject_independent_and_covers_affects(ten_people):
     out = ten_people / "id.parquet"
-    build_manifest([ten_people / "a"], out, split="identity", seed=1)
+    build_manifest([ten_people / "a"], out, BuildOptions(split="identity", seed=1))
     df, meta = read_manifest(out)
     assert meta["split"]["mode"] == "identity"
     assert (df.groupby("identity")["split"].nunique() == 1).all()
@@ -35,7 +36,7 @@ def test_identity_split_is_subject_independent_and_covers_affects(ten_people):
     for s in ("train", "val", "test"):
         assert set(df.loc[df.split == s, "affect"]) == set(AFFECTS)
     assert check_manifest(df, meta, out.parent).ok
-    build_manifest([ten_people / "a"], ten_people / "id2.parquet", split="identity", seed=1)
+    build_manifest([ten_people / "a"], ten_people / "id2.parquet", BuildOptions(split="identity", seed=1))
     assert sha(out) == sha(ten_people / "id2.parquet")
 
 
@@ -57,7 +58,7 @@ def test_identity_split_places_rare_affects_in_every_split():
 
 def test_frame_split_blocks_do_not_straddle(ten_people):
     out = ten_people / "frame.parquet"
-    r = build_manifest([ten_people / "a"], out, split="frame", blocks=5, guard="0")
+    r = build_manifest([ten_people / "a"], out, BuildOptions(split="frame", blocks=5, guard="0"))
     df, meta = read_manifest(out)
     assert set(df["split"]) == {"train", "test"}
     assert df["block"].notna().all() and df["block"].between(0, 4).all()
@@ -67,13 +68,13 @@ def test_frame_split_blocks_do_not_straddle(ten_people):
     assert (per_item["train"] == 4).all() and (per_item["test"] == 1).all()  # 3.5 -> 4 by largest remainder
     assert (df.groupby(["identity", "affect"])["split"].nunique() == 2).all()
     assert check_manifest(df, meta, out.parent).ok
-    build_manifest([ten_people / "a"], ten_people / "frame2.parquet", split="frame", blocks=5, guard="0")
+    build_manifest([ten_people / "a"], ten_people / "frame2.parquet", BuildOptions(split="frame", blocks=5, guard="0"))
     assert sha(out) == sha(ten_people / "frame2.parquet")
 
 
 def test_frame_split_guard_leaves_a_gap(ten_people):
     out = ten_people / "guard.parquet"
-    r = build_manifest([ten_people / "a"], out, split="frame", blocks=2, guard="3f", fractions="0.5,0.5")
+    r = build_manifest([ten_people / "a"], out, BuildOptions(split="frame", blocks=2, guard="3f", fractions="0.5,0.5"))
     df, _ = read_manifest(out)
     assert r.dropped["inside a split guard gap (--guard)"] == 10 * 7 * 2     # frames 10, 11 of each clip
     for _, g in df.groupby("item"):
@@ -85,7 +86,7 @@ def test_frame_split_guard_leaves_a_gap(ten_people):
 
 def test_frame_split_stills_are_assigned_individually(tmp_path):
     src = write_ingest(tmp_path / "s", identities=2, kind="still", stills=10, source="jaffe")
-    build_manifest([src], tmp_path / "m.parquet", split="frame")
+    build_manifest([src], tmp_path / "m.parquet", BuildOptions(split="frame"))
     df, _ = read_manifest(tmp_path / "m.parquet")
     counts = df.groupby(["identity", "affect", "split"]).size().unstack()
     assert (counts["train"] == 7).all() and (counts["test"] == 3).all()
@@ -94,7 +95,7 @@ def test_frame_split_stills_are_assigned_individually(tmp_path):
 
 def test_folds_are_identity_disjoint_and_balanced(ten_people):
     out = ten_people / "folds.parquet"
-    r = build_manifest([ten_people / "a"], out, split="identity", folds=5)
+    r = build_manifest([ten_people / "a"], out, BuildOptions(split="identity", folds=5))
     df, meta = read_manifest(out)
     assert (df.groupby("identity")["fold"].nunique() == 1).all()
     sizes = df.groupby("fold").size()

@@ -31,6 +31,7 @@ import pytest
 from _manifest_fixtures import write_ingest
 from fexdata.ingest import records as R
 from fexdata.manifest import build_manifest
+from fexdata.manifest.build import BuildOptions
 
 VERSIONS = {"pyarrow": "26.0.1", "pandas": "3.1.1"}  # of the byte digests
 DIGESTS = {
@@ -80,11 +81,11 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
     data = tmp_path_factory.mktemp("digest") / "data"
     studio = write_ingest(data / "studio", identities=4, frames=6)
     jaffe = write_ingest(data / "jaffe", identities=3, kind="still", stills=2, source="jaffe")
-    build_manifest([studio, jaffe], data / "manifest-identity.parquet", split="identity", folds=2, seed=1,
-                   min_gap="2f")
+    build_manifest([studio, jaffe], data / "manifest-identity.parquet",
+                   BuildOptions(split="identity", folds=2, seed=1, min_gap="2f"))
     clips = write_ingest(data / "clips", identities=3, frames=10, items_per_cell=2)
-    build_manifest([clips], data / "manifest-frame.parquet", split="frame", blocks=3, guard="1f", balance="cap",
-                   seed=2)
+    build_manifest([clips], data / "manifest-frame.parquet",
+                   BuildOptions(split="frame", blocks=3, guard="1f", balance="cap", seed=2))
     R.write_part(data / "records.parquet", record_rows(), R.RECORDS)
     R.write_part(data / "rejects.parquet", [R.reject_row("studio", "caps", "ada/bad.mp4", "ada/bad.mp4",
                                                          R.BAD_VIDEO, "file is empty (0 bytes)")], R.REJECTS)

@@ -20,6 +20,7 @@ from fexdata.ingest.align import (FADE_LENGTH, PAD_MODES, Alignment, alignment_f
 from fexdata.ingest.faces import FaceFinder
 from fexdata.ingest.plan import IngestOptions, Source
 from fexdata.manifest import ManifestError, build_manifest
+from fexdata.manifest.build import BuildOptions
 from fexdata.sample import sample_face
 from tests._ingest_fixtures import write_png
 
@@ -180,7 +181,7 @@ def test_max_pad_filters_and_counts(tmp_path):
         d.loc[d["frame"] == 3, "pad_share"] = np.nan  # unknown: cannot be judged, kept
         return d
     src = write_ingest(tmp_path / "a", identities=3, frames=6, mutate=mutate)
-    report = build_manifest([src], tmp_path / "m.parquet", split="none", max_pad=0.3)
+    report = build_manifest([src], tmp_path / "m.parquet", BuildOptions(split="none", max_pad=0.3))
     assert report.dropped["padded share above --max-pad"] == 3 * 7
     assert report.rows_out + sum(report.dropped.values()) == report.rows_in
     df = pd.read_parquet(tmp_path / "m.parquet")
@@ -190,10 +191,10 @@ def test_max_pad_filters_and_counts(tmp_path):
     assert "padded share of the crops in the manifest" in report.to_text()
     assert report.to_dict()["padding"] == report.padding
     with pytest.raises(ManifestError, match="not a fraction"):
-        build_manifest([src], tmp_path / "n.parquet", split="none", max_pad=2.0)
+        build_manifest([src], tmp_path / "n.parquet", BuildOptions(split="none", max_pad=2.0))
     old = write_ingest(tmp_path / "b", identities=3, frames=2, mutate=lambda d: d.drop(columns=["pad_share"]))
     with pytest.raises(ManifestError, match="--max-pad needs"):
-        build_manifest([old], tmp_path / "o.parquet", split="none", max_pad=0.3)
+        build_manifest([old], tmp_path / "o.parquet", BuildOptions(split="none", max_pad=0.3))
     r = CliRunner().invoke(main, ["build-manifest", str(src), "--out", str(tmp_path / "c.parquet"),
                                   "--split", "none", "--max-pad", "0.3"])
     assert r.exit_code == 0 and "padded share above --max-pad" in r.output and "studio: 21 of 84" in r.output

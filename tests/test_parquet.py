@@ -17,6 +17,7 @@ from fexdata import parquet
 from fexdata.errors import FexError, IngestError, ManifestError
 from fexdata.ingest import records as R
 from fexdata.manifest import build_manifest, read_manifest, read_meta
+from fexdata.manifest.build import BuildOptions
 
 
 def record_rows(n: int = 6) -> list[dict]:
@@ -47,7 +48,8 @@ def content(table: pa.Table) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     data = tmp_path_factory.mktemp("pq") / "data"
-    build_manifest([write_ingest(data / "studio", identities=4, frames=6)], data / "manifest.parquet", seed=1)
+    build_manifest([write_ingest(data / "studio", identities=4, frames=6)], data / "manifest.parquet",
+                   BuildOptions(seed=1))
     R.write_part(data / "part-records.parquet", record_rows(), R.RECORDS)
     return {"manifest": data / "manifest.parquet", "records": data / "part-records.parquet"}
 

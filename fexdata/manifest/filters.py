@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fexdata.affects import parse_affects
 from fexdata.errors import ManifestError
 from fexdata.ingest.records import N_LANDMARKS
 
@@ -60,15 +61,25 @@ def parse_gap(spec: str | float | int | Gap | None, option: str = "--min-gap") -
     return Gap(value, unit) if value > 0 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FilterOptions:
-    affects: tuple[str, ...]
+    """The filters' choices, read and checked on construction: `affects` ('joy,AN', 'all', names, or None for the
+    canonical seven) becomes the canonical tuple, `min_gap` ('0.5s', '10f') a Gap or None."""
+    affects: tuple[str, ...] | str | None = None
     min_score: float | None = None
     min_sharpness: float | None = None
     max_faces: int | None = None
     max_pad: float | None = None
     landmark_check: bool = True
-    min_gap: Gap | None = None
+    min_gap: Gap | str | float | None = None
+
+    def __post_init__(self) -> None:
+        spec = ",".join(self.affects) if isinstance(self.affects, (tuple, list)) else self.affects
+        object.__setattr__(self, "affects", parse_affects(spec))  # frozen: normalised once, here
+        object.__setattr__(self, "min_gap", parse_gap(self.min_gap))
+        if self.max_pad is not None and not 0 <= self.max_pad <= 1:
+            raise ManifestError(f"--max-pad {self.max_pad:g}: not a fraction of the crop",
+                                hint="give a value between 0 and 1, e.g. --max-pad 0.3")
 
 
 def landmark_reasons(lm: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
