@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("cli.train", "train", "Train an expression GAN on a manifest."),
     "eval": ("cli.eval", "eval_run", "Evaluate a training run: metrics.json, figures, report.html."),
     "edit": ("cli.edit", "edit", "Change the expression in photos and videos with a trained run."),
+    "export": ("cli.export", "export", "Export a run's generator to ONNX, checked against torch."),
     "explore": ("cli.explore", "explore", "A local page to mix and dial a run's expressions on a face."),
     "demo": ("cli.demo", "demo", "Run the whole pipeline on built-in sample data."),
 }
