@@ -2,7 +2,7 @@
 
 Any registered model works the same way (`Editor.edit(x, source_vec, target_vec)`, `Editor.classify(x)`;
 `identity=` for the models that draw a chosen train identity); nothing here knows an architecture. On CUDA the forward runs under bf16 autocast in channels_last memory;
-on CPU in float32.
+on CPU in float32. A `.onnx` file (`fex export`) runs on onnxruntime instead (fextrain.export.OnnxEditor), in float32.
 """
 from __future__ import annotations
 
@@ -26,12 +26,18 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def load_model(path: str | Path, device: torch.device) -> Any:
-    """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors."""
-    from fextrain.models import load_editor
-
+    """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors, or the
+    OnnxEditor (fextrain.export.load_onnx) of a `fex export` .onnx file, on torch's thread count (--threads)."""
     path = Path(path)
     if not path.exists():
-        raise EditError(f"{path}: no such run", hint="pass a `fex train --out` folder or its generator.safetensors")
+        raise EditError(f"{path}: no such run", hint="pass a `fex train --out` folder, its generator.safetensors "
+                                                     "or a `fex export` .onnx file")
+    if path.suffix.lower() == ".onnx":
+        from fextrain.export import load_onnx
+
+        return load_onnx(path, str(device), torch.get_num_threads())
+    from fextrain.models import load_editor
+
     return load_editor(path, device)
 
 
@@ -45,8 +51,9 @@ class BatchModel:
         self.editor = editor
         self.batch = max(1, int(batch))
         self.identity = identity
+        self.onnx = getattr(editor, "backend", "torch") == "onnx"   # numpy in and out, float32 (no autocast)
         self.device = torch.device(editor.device)
-        cuda = self.device.type == "cuda"
+        cuda = self.device.type == "cuda" and not self.onnx
         self._amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
         self._channels_last = cuda
 
@@ -61,6 +68,8 @@ class BatchModel:
     @torch.inference_mode()
     def edit(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """crops N x S x S x 3 uint8; source, target N x K float -> N x S x S x 3 uint8."""
+        if self.onnx:
+            return self._edit_onnx(crops, source, target)
         out = np.empty_like(crops)
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
@@ -70,6 +79,17 @@ class BatchModel:
                                      torch.as_tensor(target[sl], dtype=torch.float32), **who)
             y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             out[sl] = y.permute(0, 2, 3, 1).cpu().numpy()
+        return out
+
+    def _edit_onnx(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """`edit` on onnxruntime: the same [-1, 1] input and rounding as the torch path, in numpy."""
+        out = np.empty_like(crops)
+        for i in range(0, len(crops), self.batch):
+            sl = slice(i, i + self.batch)
+            x = np.ascontiguousarray(crops[sl].transpose(0, 3, 1, 2), np.float32) / np.float32(127.5) - np.float32(1)
+            who = None if self.identity is None else np.full(len(x), self.identity)
+            y = self.editor.edit(x, np.asarray(source[sl], np.float32), np.asarray(target[sl], np.float32), who)
+            out[sl] = np.round((np.clip(y, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(0, 2, 3, 1)
         return out
 
     @torch.inference_mode()
