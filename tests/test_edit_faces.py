@@ -120,6 +120,8 @@ def test_a_bad_face_choice_is_an_error_with_a_hint(run, clip, tmp_path, args, sa
     assert "error:" in result.output and says in result.output and "hint:" in result.output
     assert "Traceback" not in result.output
     assert not (out / "pair" / "joy.mp4").exists()
+    # Nothing was written: the corrected command into the same DIR is not refused as "other settings".
+    fex_edit(str(run), str(clip), "--to", "joy", "--from", "neutral", "--face", "0", "--out", str(out))
 
 
 def test_a_photos_face_by_number_and_point(run, tmp_path):

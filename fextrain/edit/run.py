@@ -102,6 +102,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         items, owners = claim_folders(out, items, read_json_or_empty(out / EDIT_JSON).get("inputs", {}))
         fingerprint_and_targets = {**fingerprint, "targets": {t.name: t.spec for t in targets},
                                    "inputs": dict(sorted(owners.items()))}
+        before = (out / EDIT_JSON).read_text() if (out / EDIT_JSON).is_file() else None
         atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "running"}, indent=2))
         log(f"model: {editor.model} at step {editor.step} ({size}px, {device}); crop recipe from {recipe_from}: "
             + ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items()))
@@ -115,7 +116,17 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
                           progress=progress)
         started = time.perf_counter()
         _write_rejects(out, "inputs", scan_rejects)
-        counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
+        try:
+            counts, frames = _edit_all(ctx, items, targets, options.overwrite, progress, log)
+        except EditError:
+            # Stopped before any output (e.g. a --face point on no face): DIR stays as it was, so the same
+            # command with a corrected option is not refused as "other settings".
+            if not any((out / PARTS_DIR).glob("*.parquet")):
+                if before is None:
+                    (out / EDIT_JSON).unlink()
+                else:
+                    atomic_write_text(out / EDIT_JSON, before)
+            raise
         rows = gather(out)
         summary = _summary(out, counts, frames, rows, time.perf_counter() - started)
         atomic_write_text(out / EDIT_JSON, json.dumps({**fingerprint_and_targets, "status": "finished",
