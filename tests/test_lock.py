@@ -1,5 +1,5 @@
-"""The locks (requirements.lock, requirements-torch.lock, requirements-judge.lock, requirements-ui.lock) against
-pyproject.toml, the Makefile and the installed packages.
+"""The locks (requirements.lock, requirements-torch.lock, requirements-judge.lock, requirements-ui.lock,
+requirements-onnx.lock) against pyproject.toml, the Makefile and the installed packages.
 
 CI installs from the locks (`make setup`), so a dependency added to, dropped from or narrowed in
 pyproject.toml without `make lock` fails here instead of being silently left out; and the environment the
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCK, TORCH_LOCK = ROOT / "requirements.lock", ROOT / "requirements-torch.lock"
 JUDGE_LOCK = ROOT / "requirements-judge.lock"   # the outside judge of `fex eval`, installed --no-deps
 UI_LOCK = ROOT / "requirements-ui.lock"         # `fex explore` (gradio), installed --no-deps
+ONNX_LOCK = ROOT / "requirements-onnx.lock"     # `fex export`, `fex edit MODEL.onnx`, installed --no-deps
 DIRECT = "-r -"   # `make lock` feeds pyproject's requirements to pip-compile on stdin
 
 
@@ -129,6 +130,22 @@ def test_ui_lock_holds_the_ui_extra_without_pillow_and_agrees_with_the_other_loc
     assert all(p["hashes"] for p in ui.values())
 
 
+def test_onnx_lock_holds_the_onnx_extra_and_agrees_with_every_other_lock():
+    onnx = read_lock(ONNX_LOCK.read_text())
+    extra = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+             ["optional-dependencies"]["onnx"]]
+    direct = {name for name, pin in onnx.items() if DIRECT in pin["via"]}
+    assert direct == {canonicalize_name(r.name) for r in extra} == {"onnx", "onnxruntime", "onnxscript"}
+    assert all(r.specifier.contains(onnx[canonicalize_name(r.name)]["version"]) for r in extra)
+    # torch brings sympy and mpmath: a user's own torch keeps the ones it came with (docs/install.md)
+    assert not {"torch", "sympy", "mpmath"} & onnx.keys()
+    for other in sorted(ROOT.glob("requirements*.lock")):   # make setup installs them all into one venv
+        pins = read_lock(other.read_text())
+        assert {n: p["version"] for n, p in onnx.items() if n in pins} == \
+            {n: pins[n]["version"] for n in onnx.keys() & pins.keys()}, other.name
+    assert all(p["hashes"] for p in onnx.values())
+
+
 def _installed(name: str) -> Version | None:
     try:
         return Version(importlib.metadata.version(name))
@@ -150,7 +167,7 @@ def test_installed_versions_match_the_locks():
     """What the tests import is what the locks hold (a venv made by `make setup`); the torch lock counts only
     when `make setup` installed torch: it leaves a user's own torch and the helpers that came with it."""
     pins = {**(read_lock(TORCH_LOCK.read_text()) if _torch_from_setup() else {}), **read_lock(JUDGE_LOCK.read_text()),
-            **read_lock(UI_LOCK.read_text()), **read_lock(LOCK.read_text())}
+            **read_lock(UI_LOCK.read_text()), **read_lock(ONNX_LOCK.read_text()), **read_lock(LOCK.read_text())}
     wrong = {name: f"{_installed(name)} installed, {pin['version']} locked" for name, pin in sorted(pins.items())
              if _installed(name) != Version(pin["version"])}
     assert not wrong, f"not the locked environment; run `make setup` (docs/install.md): {wrong}"
