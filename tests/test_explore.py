@@ -241,7 +241,7 @@ def test_page_in_headless_chromium(run, tmp_path):
         assert page.wait(f"{RESULT_SRC} !== {json.dumps(after_src)} && {RESULT_SRC}")
 
         page.js("document.querySelector('#make-grid').click()")
-        page.wait("document.querySelector('#grid img')?.src")
+        page.wait("(img => img && img.complete && img.naturalWidth > 0)(document.querySelector('#grid img'))")
         shot = base64.b64decode(page.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
         (tmp_path / "explore.png").write_bytes(shot)
         if os.environ.get(SCREENSHOT):
