@@ -12,7 +12,7 @@ thread holds up the rest. `fex train`/`fex eval` now pick their threads with `fe
     busy, fex           the same competitor, threads from fexdata.threads
 
 Each row runs in its own process (thread settings are per process): the real FExGAN step
-(`Session.model.train_step`, as benchmarks/train.py times it) at 64 px, batch 16, with `fex demo`'s small
+(`Run.model.train_step`, as benchmarks/train.py times it) at 64 px, batch 16, with `fex demo`'s small
 widths. Reported: steps/s of wall time (what contention costs) and CPU seconds per step; the ratio of each
 row to "alone, default" is measured in the same run.
 
@@ -37,9 +37,8 @@ def child(manifest: str, out: str, threads: str, steps: int, forever: bool) -> N
     import torch
 
     from fexdata.threads import set_torch_threads
-    from fextrain import distributed as dd
     from fextrain.config import TrainConfig
-    from fextrain.train import Session
+    from fextrain.train import setup
     from train import WIDTHS  # benchmarks/train.py: `fex demo`'s small widths
 
     if threads == "fex":
@@ -48,8 +47,7 @@ def child(manifest: str, out: str, threads: str, steps: int, forever: bool) -> N
         torch.set_num_threads(int(threads))
     cfg = TrainConfig(manifest=manifest, out=out, size=64, batch=16, steps=10**9, device="cpu", amp="off",
                       arch=dict(WIDTHS["demo"]["fexgan"]), cache_dir=str(Path(out).parent / "cache"))
-    run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
-    run.setup()
+    run = setup(cfg, log=lambda _m: None)
 
     def train_step(i: int) -> None:  # as benchmarks/train.py times it: data, then the model's D and G updates
         run.model.train_step(run.data.next(), run.context(i))

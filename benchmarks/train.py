@@ -1,6 +1,6 @@
 """Training throughput: img/s per size, width and precision, the data-wait fraction, and fp32 vs bf16 loss curves.
 
-Runs the real training step (`fextrain.train.Session`: sampling, on-device gather and augmentation,
+Runs the real training step (`fextrain.train.setup`: sampling, on-device gather and augmentation,
 then the model's `train_step`) on a small synthetic manifest built from the bundled sample faces.
 
 Baselines, all measured in the same run:
@@ -38,11 +38,10 @@ from fexdata.affects import AFFECTS
 from fexdata.manifest import write_manifest
 from fexdata.paths import atomic_write_text
 from fexdata.sample import sample_face
-from fextrain import distributed as dd
 from fextrain.config import TrainConfig
 from fextrain.models import MODELS
 from fextrain.runtime import cpu_native_bf16
-from fextrain.train import Session, train
+from fextrain.train import setup, train
 
 PAPER_IMG_PER_S = 100_000 * 32 / (14 * 24 * 3600)  # ~2.6 img/s on a GTX 1070 (FExGAN-Meta paper)
 # "paper": each model's own widths; "demo": the narrow widths `fex demo` trains (StarGAN: half width).
@@ -94,8 +93,7 @@ def measure(manifest: Path, out: Path, model: str, widths: str, size: int, batch
     if device != "cpu" and torch.cuda.is_available():  # the previous row's networks, off the peak of this one
         gc.collect()
         torch.cuda.empty_cache()
-    run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
-    run.setup()
+    run = setup(cfg, log=lambda _m: None)
     dev = run.rt.device
 
     def step(i: int) -> None:

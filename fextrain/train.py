@@ -1,6 +1,8 @@
 """The one training loop: any registered model (`fextrain.models`) on a manifest's train split, resumable exactly.
 
-Each iteration: 1. the data part draws a batch shaped for the model (`fextrain.batches`); 2. the
+nanoGPT's shape: `setup(cfg) -> Run` checks the run and builds everything once (a frozen value holding
+the resolved config - a copy, the caller's is never changed - and what was derived from it), then
+`loop(run)` trains. Each iteration: 1. the data part draws a batch shaped for the model (`fextrain.batches`); 2. the
 learning rate follows the model's schedule; 3. the model's own step runs its discriminator and
 generator updates through the wrapped networks (`GANModel.train_step`); 4. logs, checkpoints and
 sample grids at their cadences. Everything but step 3 is the same for every model.
@@ -19,12 +21,13 @@ import signal
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from fexdata.dataset import FaceDataset, crop_side, training_rows
 from fexdata.ingest.recipe import read_recipe
@@ -43,8 +46,8 @@ from fextrain.models.base import arch_fields
 from fextrain.runtime import ImageStore, Runtime, TrainingError
 from fextrain.samples import render_grid
 
-__all__ = ["NonFiniteLoss", "NonFiniteWeights", "TrainResult", "TrainingError", "check_manifest", "nonfinite_state",
-           "train"]
+__all__ = ["NonFiniteLoss", "NonFiniteWeights", "Run", "RunLock", "TrainResult", "TrainingError", "check_manifest",
+           "check_resumable", "loop", "nonfinite_state", "setup", "train"]
 
 LOCK_NAME = ".train.lock"
 
@@ -126,316 +129,373 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     `resume` continues from RUN/checkpoints/last.pt with the same step count, optimiser and schedule
     state and random streams. `on_step(step, logged)` is called after every step (logged holds the
     scalars on logging steps, else None). Raises TrainingError/ManifestError with a one-line reason.
+    `cfg` is read, never changed.
     """
     info = dd.init_distributed(cfg.device)
     try:
-        session = Session(cfg, resume, info, log if info.is_main else (lambda _msg: None))
-        return session.run(progress, on_step)
+        with RunLock(Path(cfg.out), info.is_main) as lock:
+            run = setup(cfg, resume=resume, info=info, lock=lock, progress=progress and info.is_main,
+                        log=log if info.is_main else (lambda _msg: None))
+            return loop(run, on_step)
     finally:
         dd.shutdown(info)
 
 
-class Session:
-    """One process's training run: what `setup` builds, the loop (`run`), and its checkpoints."""
+class RunLock:
+    """Rank 0 holds RUN/.train.lock from when the folder exists until the run ends, as `fex edit` does its
+    --out: two processes never write one run, and temporary files found under the lock are a dead writer's."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool, info: dd.DistInfo, log: Callable[[str], None]) -> None:
-        self.cfg, self.resume, self.info, self.log = cfg, resume, info, log
-        self.main = info.is_main
-        self.progress = False
-        self.run_dir = Path(cfg.out)
-        self.ckpt_path = self.run_dir / CHECKPOINT
-        self.hold, self.holding = ExitStack(), False  # rank 0's lock on the run directory (run() releases it)
+    def __init__(self, run_dir: Path, active: bool) -> None:
+        self.run_dir, self.active, self.held = run_dir, active, False
+        self._stack = ExitStack()
 
-    # .. set-up ..........................................................................................
-
-    def setup(self) -> None:
-        cfg, info = self.cfg, self.info
-        state = self._load_state()
-        self.rt = Runtime(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, info)
-        cfg.affects = list(check_manifest(cfg.manifest, cfg.size, cfg.holdout_fold))
-        cfg.recipe = read_recipe(cfg.manifest)
-        cfg.versions = versions()
-
-        # The packed cache is built by rank 0 alone; the others open it once it exists.
-        cache = cfg.cache_dir or None
-        rows = dict(split="train") if cfg.holdout_fold is None else dict(split="all", exclude_fold=cfg.holdout_fold)
-        if self.main:
-            ds = FaceDataset(cfg.manifest, size=cfg.size, cache_dir=cache, progress=self.progress, **rows)
-        dd.barrier(info)
-        if not self.main:
-            ds = FaceDataset(cfg.manifest, size=cfg.size, cache_dir=cache, progress=False, **rows)
-
-        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
-        self.rng = torch.Generator(device=self.rt.device)  # augmentation and the model's own draws
-        self.data = BatchSource(ds, ImageStore(ds.images, self.rt.device, cfg.data_on_device),
-                                paired=model_class(cfg.model).paired, batch=cfg.batch, augment=cfg.augment,
-                                rng=self.rng, seed=cfg.seed + 1_000_003 * info.rank,
-                                channels_last=self.rt.channels_last, intensity=train_intensities(ds))
-        cfg.identities = list(self.data.identities)
-        self.model: GANModel = build_from_config(to_dict(cfg))
-        # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
-        helpers = Path(cache) if cache else default_cache_dir(cfg.manifest)
-        if self.main:
-            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=self.progress)
-        dd.barrier(info)
-        if not self.main:
-            self.model.prepare(ds, cache_dir=helpers, device=self.rt.device, progress=False)
-        skip = {"size", "num_affects", "num_identities"}
-        cfg.arch = json.loads(json.dumps({k: v for k, v in asdict(self.model.arch).items() if k not in skip}))
-        self.start = 0
-        if state is not None:
-            saved = from_dict(state["config"])
-            self._check_resumable(saved)
-            self.start = int(state["step"])
-            moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
-            if moved:
-                self.log(f"note: this run was last trained with other versions ({', '.join(moved)}); continuing")
-
-        self.raw = {name: self.rt.place(net) for name, net in self.model.networks().items()}
-        self.opts = self.model.optimizers(cfg.lr, cfg.betas)
-        if state is not None:
-            self._restore(state)
-        # Random streams: the global one (latent noise, dropout) and the device one (augmentation, conditions).
-        torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
-        self.rng.manual_seed(cfg.seed + 104_729 * (info.rank + 1))
-        if state is not None:
-            self._restore_rng(state.get("rng") or [])
-        wrapped = {name: self.rt.wrap(net, name in self.model.sometimes_unused) for name, net in self.raw.items()}
-        self.nets = {name: w[0] for name, w in wrapped.items()}
-        self.plain = {name: w[1] for name, w in wrapped.items()}
-        self.eager = {name: w[2] for name, w in wrapped.items()}
-        idx = self.data.grid_sources(cfg.num_samples)
-        self.grid_images, self.grid_affects = np.asarray(ds.images[idx]), ds.affect_ids[idx]
-
-    def _load_state(self) -> dict[str, Any] | None:
-        cfg = self.cfg
-        if not cfg.out:
-            raise TrainingError("no run directory: pass --out")
-        if self.run_dir.is_dir():
-            self._lock()
-        if self.resume and not self.ckpt_path.is_file():
-            raise TrainingError(f"--resume: no checkpoint at {self.ckpt_path}; start the run without --resume")
-        self._refuse_finished()
-        if not cfg.manifest:
-            raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
-        if self.resume and not os.path.isabs(cfg.manifest) and not Path(cfg.manifest).is_file():
-            raise TrainingError(f"cannot find the manifest {cfg.manifest}: the run's config gives it relative to the "
-                                "folder the run was started from", hint="pass --manifest with its path from here")
-        # Absolute in the run's config, so --resume (and fex eval / fex edit) work from any folder.
-        cfg.manifest = os.path.abspath(cfg.manifest)
-        if cfg.cache_dir:
-            cfg.cache_dir = os.path.abspath(cfg.cache_dir)
-        return load_checkpoint(self.ckpt_path, "cpu") if self.resume else None
-
-    def _lock(self) -> None:
-        """Rank 0 holds RUN/.train.lock until run() returns, as `fex edit` does its --out: two processes
-        never write one run, and temporary files found under the lock are a dead writer's."""
-        if self.main and not self.holding:
+    def take(self) -> None:
+        if self.active and not self.held:
             busy = TrainingError(f"another fex train is writing to {self.run_dir}",
                                  hint="wait for it to finish (or stop it), or use another --out")
-            self.hold.enter_context(locked(self.run_dir / LOCK_NAME, busy))
-            self.holding = True
+            self._stack.enter_context(locked(self.run_dir / LOCK_NAME, busy))
+            self.held = True
 
-    def _refuse_finished(self) -> None:
-        if not self.resume and self.ckpt_path.is_file():
-            raise TrainingError(f"{self.run_dir} already holds a run ({CHECKPOINT}); pass --resume to "
-                                "continue it or choose another --out")
+    def __enter__(self) -> "RunLock":
+        return self
 
-    def _check_resumable(self, saved: TrainConfig) -> None:
-        keys = ["model", "size", "arch", "affects", "holdout_fold"]
-        if "num_identities" in arch_fields(type(self.model)):
-            keys.append("identities")  # its identity head is sized by them
-        for key in keys:
-            old, new = getattr(saved, key), getattr(self.cfg, key)
-            if old != new:
-                raise TrainingError(f"cannot resume {self.run_dir}: {key} changed from {old} to {new}; "
-                                    "start a new run with another --out")
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        cfg = self.cfg
-        for name, net in self.raw.items():
-            net.load_state_dict(state["nets"][name])
-        for name, opt in self.opts.items():
-            opt.load_state_dict(state["optimizers"][name])
-            for group in opt.param_groups:  # a changed --betas applies from here on (--lr: set_lr)
-                group["betas"] = tuple(cfg.betas)
 
-    def set_lr(self, done: int) -> None:
-        """The model's learning-rate schedule after `done` iterations: a pure function of the step count,
-        so a resumed run follows it exactly (and a changed --lr or --steps applies from there)."""
-        lr = self.cfg.lr * self.model.lr_factor(done, self.cfg.steps)
-        for opt in self.opts.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+@dataclass(frozen=True)
+class Run:
+    """One process's training run as `setup` resolved it: the config it trains with and what was built from it."""
 
-    def _rng_state(self) -> dict[str, Any]:
-        dev = self.rt.device
-        return {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                "aug": self.rng.get_state(), "aug_device": dev.type,
-                "sampler": self.data.sampler.rng.bit_generator.state}
+    cfg: TrainConfig  # the caller's, resolved: absolute paths, affects, identities, recipe, versions, full arch
+    resume: bool
+    info: dd.DistInfo
+    log: Callable[[str], None]
+    progress: bool
+    lock: RunLock
+    rt: Runtime
+    rng: torch.Generator  # the device random stream: augmentation and the model's own draws
+    data: BatchSource
+    model: GANModel
+    start: int  # the checkpoint's step (0 for a new run)
+    raw: dict[str, nn.Module]  # the placed networks (what checkpoints hold)
+    opts: dict[str, torch.optim.Optimizer]
+    nets: dict[str, nn.Module]  # Runtime.wrap's three views of each network
+    plain: dict[str, nn.Module]
+    eager: dict[str, nn.Module]
+    grid_images: np.ndarray  # the sample grids' fixed source faces and their affects
+    grid_affects: np.ndarray
 
-    def _restore_rng(self, states: list[dict[str, Any]]) -> None:
-        if len(states) != self.info.world_size:
-            self.log(f"note: the checkpoint holds random states for {len(states)} process(es), this run has "
-                     f"{self.info.world_size}; random streams restart from the seed")
-            return
-        mine, dev = states[self.info.rank], self.rt.device
-        torch.set_rng_state(mine["torch"])
-        self.data.sampler.rng.bit_generator.state = mine["sampler"]
-        if mine.get("aug_device") == dev.type:
-            self.rng.set_state(mine["aug"])
-            if dev.type == "cuda" and mine.get("cuda") is not None:
-                torch.cuda.set_rng_state(mine["cuda"], dev)
-        else:
-            self.log(f"note: resuming on {dev.type} a run saved on {mine.get('aug_device')}; "
-                     "augmentation random stream restarts")
+    @property
+    def main(self) -> bool:
+        return self.info.is_main
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
 
     def context(self, step: int) -> StepContext:
         return StepContext(step=step, total=self.cfg.steps, nets=self.nets, plain=self.plain, eager=self.eager,
                            raw=self.raw, optimizers=self.opts, autocast=self.rt.autocast, rng=self.rng)
 
-    # .. outputs ...........................................................................................
 
-    def save(self, step: int) -> None:
-        # Every rank checks (DDP keeps their weights equal), so all stop together.
-        bad = nonfinite_state(self.raw, self.opts)
-        if bad is not None:
-            raise NonFiniteWeights(f"non-finite values in {bad} at step {step} although the logged losses were "
-                                   f"finite; training stopped and {self._kept()}",
-                                   hint="try a lower --lr or smaller loss weights")
-        states = dd.gather_objects(self._rng_state(), self.info)
-        if self.main:
-            save_checkpoint(self.ckpt_path, {
-                "format": FORMAT, "step": step, "config": to_dict(self.cfg),
-                "nets": {n: net.state_dict() for n, net in self.raw.items()},
-                "optimizers": {n: o.state_dict() for n, o in self.opts.items()}, "rng": states})
+# .. set-up ..............................................................................................
 
-    def samples(self, step: int) -> None:
-        if self.main:
-            self.logger.samples(step, render_grid(self.model, self.grid_images, self.grid_affects,
-                                                  len(self.cfg.affects), self.rt.device, self.rt.autocast()))
+def setup(cfg: TrainConfig, *, resume: bool = False, info: dd.DistInfo | None = None, lock: RunLock | None = None,
+          progress: bool = False, log: Callable[[str], None] = print) -> Run:
+    """Check the run directory and manifest, then build the data, model and optimisers (restored on `resume`).
 
-    # .. the loop ..........................................................................................
+    `lock`: the run's RunLock (`train` holds one; a caller that only times steps passes none). `cfg` is not changed:
+    the resolved config is a copy (`Run.cfg`).
+    """
+    info = info or dd.DistInfo()
+    lock = lock or RunLock(Path(cfg.out), active=False)
+    cfg, state = _open(cfg, resume, lock)
+    rt = Runtime(cfg.device, cfg.amp, cfg.channels_last, cfg.compile, info)
+    affects = list(check_manifest(cfg.manifest, cfg.size, cfg.holdout_fold))
+    recipe = read_recipe(cfg.manifest)
 
-    def run(self, progress: bool, on_step: Callable[[int, dict[str, float] | None], None] | None) -> TrainResult:
-        with self.hold:
-            return self._run(progress, on_step)
+    # The packed cache is built by rank 0 alone; the others open it once it exists.
+    rows = dict(split="train") if cfg.holdout_fold is None else dict(split="all", exclude_fold=cfg.holdout_fold)
+    ds = _rank_0_first(info, lambda main: FaceDataset(cfg.manifest, size=cfg.size, cache_dir=cfg.cache_dir or None,
+                                                      progress=progress and main, **rows))
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
+    rng = torch.Generator(device=rt.device)
+    kind = model_class(cfg.model)
+    data = BatchSource(ds, ImageStore(ds.images, rt.device, cfg.data_on_device), paired=kind.paired, batch=cfg.batch,
+                       augment=cfg.augment, rng=rng, seed=cfg.seed + 1_000_003 * info.rank,
+                       channels_last=rt.channels_last, intensity=train_intensities(ds))
+    cfg = replace(cfg, affects=affects, recipe=recipe, versions=versions(), identities=list(data.identities))
+    model: GANModel = build_from_config(to_dict(cfg))
+    # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
+    helpers = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg.manifest)
+    _rank_0_first(info, lambda main: model.prepare(ds, cache_dir=helpers, device=rt.device, progress=progress and main))
+    skip = {"size", "num_affects", "num_identities"}
+    cfg = replace(cfg, arch=json.loads(json.dumps({k: v for k, v in asdict(model.arch).items() if k not in skip})))
+    start = 0
+    if state is not None:
+        saved = from_dict(state["config"])
+        check_resumable(cfg, saved)
+        start = int(state["step"])
+        moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
+        if moved:
+            log(f"note: this run was last trained with other versions ({', '.join(moved)}); continuing")
 
-    def _run(self, progress: bool, on_step: Callable[[int, dict[str, float] | None], None] | None) -> TrainResult:
-        self.progress = progress and self.main
-        self.setup()
-        cfg, info = self.cfg, self.info
-        start, end = self.start, cfg.steps
-        if self.resume:
-            self.log(f"resuming {self.run_dir} from step {start} (training to step {end})")
-        if end <= start:
-            if self.main and self._unfinished(start):
-                # Killed after its last checkpoint, the session that ended there left its grid or export unwritten.
-                remove_temp_files(self.run_dir)
-                self.logger = RunLogger(self.run_dir, start=start, end=start, main=True, progress=False, log=self.log)
-                try:
-                    if not grid_path(self.run_dir, start).is_file():
-                        self.samples(start)
-                    export_generator(self.raw["generator"], self.run_dir, to_dict(cfg), start)
-                finally:
-                    self.logger.close()
-                self.log(f"wrote the sample grid and generator export of step {start}, which a stop had left unwritten")
-            self.log(f"{self.run_dir} is already at step {start} (--steps {end}); nothing to train")
-            return TrainResult(self.run_dir, start, start, "up-to-date", is_main=self.main)
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._lock()
-            self._refuse_finished()  # a run another process finished while this one was setting up
-            remove_temp_files(self.run_dir)  # a killed writer's (a checkpoint's is ~0.5 GB at 128 px)
-            save_json(cfg, self.run_dir / "config.json")
-        self.log(f"training {cfg.model} {cfg.size}px on {self.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
-                 f"({self.rt.describe()}; images on {self.data.store.where}): {len(self.data.ds)} train images, "
-                 f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
-        self.logger = RunLogger(self.run_dir, start=start, end=end, main=self.main, progress=self.progress,
-                                log=self.log)
-        due = self.resume and cfg.sample_every and start % cfg.sample_every == 0
-        if due and not grid_path(self.run_dir, start).is_file():
-            self.samples(start)  # due with the checkpoint resumed from, whose session stopped before writing it
-        self.meter = Meter(start + 1)
-        self.saved_at, self.last = (start if self.resume else -1), {}
+    raw = {name: rt.place(net) for name, net in model.networks().items()}
+    opts = model.optimizers(cfg.lr, cfg.betas)
+    if state is not None:
+        _restore(state, raw, opts, cfg.betas)
+    # Random streams: the global one (latent noise, dropout) and the device one (augmentation, conditions).
+    torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
+    rng.manual_seed(cfg.seed + 104_729 * (info.rank + 1))
+    if state is not None:
+        _restore_rng(state.get("rng") or [], info, rt.device, rng, data, log)
+    wrapped = {name: rt.wrap(net, name in model.sometimes_unused) for name, net in raw.items()}
+    idx = data.grid_sources(cfg.num_samples)
+    return Run(cfg=cfg, resume=resume, info=info, log=log, progress=progress, lock=lock, rt=rt, rng=rng, data=data,
+               model=model, start=start, raw=raw, opts=opts, nets={n: w[0] for n, w in wrapped.items()},
+               plain={n: w[1] for n, w in wrapped.items()}, eager={n: w[2] for n, w in wrapped.items()},
+               grid_images=np.asarray(ds.images[idx]), grid_affects=ds.affect_ids[idx])
+
+
+def _open(cfg: TrainConfig, resume: bool, lock: RunLock) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Refuse a missing --out or manifest and a run that cannot start or resume here; (cfg with absolute
+    paths, the checkpoint's state on `resume`)."""
+    if not cfg.out:
+        raise TrainingError("no run directory: pass --out")
+    run_dir = Path(cfg.out)
+    if run_dir.is_dir():
+        lock.take()
+    if resume and not (run_dir / CHECKPOINT).is_file():
+        raise TrainingError(f"--resume: no checkpoint at {run_dir / CHECKPOINT}; start the run without --resume")
+    _refuse_finished(run_dir, resume)
+    if not cfg.manifest:
+        raise TrainingError("no manifest: pass --manifest (or set `manifest` in --config)")
+    if resume and not os.path.isabs(cfg.manifest) and not Path(cfg.manifest).is_file():
+        raise TrainingError(f"cannot find the manifest {cfg.manifest}: the run's config gives it relative to the "
+                            "folder the run was started from", hint="pass --manifest with its path from here")
+    # Absolute in the run's config, so --resume (and fex eval / fex edit) work from any folder.
+    cfg = replace(cfg, manifest=os.path.abspath(cfg.manifest),
+                  cache_dir=os.path.abspath(cfg.cache_dir) if cfg.cache_dir else cfg.cache_dir)
+    return cfg, (load_checkpoint(run_dir / CHECKPOINT, "cpu") if resume else None)
+
+
+def _refuse_finished(run_dir: Path, resume: bool) -> None:
+    if not resume and (run_dir / CHECKPOINT).is_file():
+        raise TrainingError(f"{run_dir} already holds a run ({CHECKPOINT}); pass --resume to "
+                            "continue it or choose another --out")
+
+
+def _rank_0_first(info: dd.DistInfo, build: Callable[[bool], Any]) -> Any:
+    """`build(main)` on rank 0, then on the other ranks (which find what rank 0 wrote to the cache)."""
+    if info.is_main:
+        out = build(True)
+    dd.barrier(info)
+    if not info.is_main:
+        out = build(False)
+    return out
+
+
+def check_resumable(cfg: TrainConfig, saved: TrainConfig) -> None:
+    """Refuse to resume a run whose weights depend on a setting that changed since its checkpoint."""
+    keys = ["model", "size", "arch", "affects", "holdout_fold"]
+    if "num_identities" in arch_fields(model_class(cfg.model)):
+        keys.append("identities")  # its identity head is sized by them
+    for key in keys:
+        old, new = getattr(saved, key), getattr(cfg, key)
+        if old != new:
+            raise TrainingError(f"cannot resume {Path(cfg.out)}: {key} changed from {old} to {new}; "
+                                "start a new run with another --out")
+
+
+def _restore(state: dict[str, Any], raw: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+             betas: tuple[float, float]) -> None:
+    for name, net in raw.items():
+        net.load_state_dict(state["nets"][name])
+    for name, opt in opts.items():
+        opt.load_state_dict(state["optimizers"][name])
+        for group in opt.param_groups:  # a changed --betas applies from here on (--lr: set_lr)
+            group["betas"] = tuple(betas)
+
+
+def _restore_rng(states: list[dict[str, Any]], info: dd.DistInfo, dev: torch.device, rng: torch.Generator,
+                 data: BatchSource, log: Callable[[str], None]) -> None:
+    if len(states) != info.world_size:
+        log(f"note: the checkpoint holds random states for {len(states)} process(es), this run has "
+            f"{info.world_size}; random streams restart from the seed")
+        return
+    mine = states[info.rank]
+    torch.set_rng_state(mine["torch"])
+    data.sampler.rng.bit_generator.state = mine["sampler"]
+    if mine.get("aug_device") == dev.type:
+        rng.set_state(mine["aug"])
+        if dev.type == "cuda" and mine.get("cuda") is not None:
+            torch.cuda.set_rng_state(mine["cuda"], dev)
+    else:
+        log(f"note: resuming on {dev.type} a run saved on {mine.get('aug_device')}; "
+            "augmentation random stream restarts")
+
+
+# .. the loop ..............................................................................................
+
+def loop(run: Run, on_step: Callable[[int, dict[str, float] | None], None] | None = None) -> TrainResult:
+    """Train `run` from its start to `cfg.steps`: logs, checkpoints and sample grids at their cadences, a stop on a
+    non-finite loss, and on Ctrl-C a checkpoint after the current step."""
+    cfg, info, start, end = run.cfg, run.info, run.start, run.cfg.steps
+    if run.resume:
+        run.log(f"resuming {run.run_dir} from step {start} (training to step {end})")
+    if end <= start:
+        return _up_to_date(run)
+    if run.main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        run.lock.take()
+        _refuse_finished(run.run_dir, run.resume)  # a run another process finished while this one was setting up
+        remove_temp_files(run.run_dir)  # a killed writer's (a checkpoint's is ~0.5 GB at 128 px)
+        save_json(cfg, run.run_dir / "config.json")
+    run.log(f"training {cfg.model} {cfg.size}px on {run.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
+            f"({run.rt.describe()}; images on {run.data.store.where}): {len(run.data.ds)} train images, "
+            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
+    logger = RunLogger(run.run_dir, start=start, end=end, main=run.main, progress=run.progress, log=run.log)
+    due = run.resume and cfg.sample_every and start % cfg.sample_every == 0
+    if due and not grid_path(run.run_dir, start).is_file():
+        _samples(run, logger, start)  # due with the checkpoint resumed from, whose session stopped before writing it
+    meter, saved_at, last, status = Meter(start + 1), (start if run.resume else -1), {}, "done"
+    try:
+        with _CtrlC() as stop:
+            for step in range(start + 1, end + 1):
+                # 1. data: sources (+ same-identity targets for paired models), affects, identities
+                t0 = time.perf_counter()
+                batch = run.data.next()
+                data_time = time.perf_counter() - t0
+                # 2. learning rate of this iteration (the model's schedule)
+                set_lr(run, step - 1)
+                # 3. D and G updates: the model's own step through the wrapped networks
+                scalars = run.model.train_step(batch, run.context(step))
+                # 4. logs, checkpoints, samples; Ctrl-C (every rank must agree before stopping, so under
+                # torchrun the flag is only read at logging steps: one small all-reduce)
+                meter.add(scalars, data_time)
+                logger.bar.update(1)
+                regular = step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or step == end
+                logged = None
+                if regular:
+                    logged, saved_at = _interval_end(run, logger, meter, step, saved_at)
+                    last, meter = logged, Meter(step + 1)
+                if on_step is not None:
+                    on_step(step, logged)
+                if (regular or not info.enabled) and dd.any_rank(stop.requested, info, run.rt.device):
+                    if not regular:
+                        last, saved_at = _interval_end(run, logger, meter, step, saved_at)
+                    run.log(f"stopping at step {step} (interrupted); checkpoint saved, resume with --resume")
+                    status = "interrupted"
+                    break
+        # Only reached without an exception: the losses were finite (_save checks the weights).
+        if saved_at != step:
+            _save(run, step, saved_at)
+        _samples(run, logger, step)
+        if run.main:
+            export_generator(run.raw["generator"], run.run_dir, to_dict(cfg), step)
+    finally:
+        logger.close()
+    dd.barrier(info)
+    return TrainResult(run.run_dir, start, step, status, last, is_main=run.main)
+
+
+def set_lr(run: Run, done: int) -> None:
+    """The model's learning-rate schedule after `done` iterations: a pure function of the step count,
+    so a resumed run follows it exactly (and a changed --lr or --steps applies from there)."""
+    lr = run.cfg.lr * run.model.lr_factor(done, run.cfg.steps)
+    for opt in run.opts.values():
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+def _interval_end(run: Run, logger: RunLogger, meter: Meter, step: int,
+                  saved_at: int) -> tuple[dict[str, float], int]:
+    """End of a logging interval: NaN check, scalars, and the periodic checkpoint and samples; returns
+    (the logged scalars, the step of the last checkpoint written).
+
+    The NaN check comes first, so a checkpoint is only ever written from a finite state.
+    """
+    cfg, info = run.cfg, run.info
+    names, mean = meter.means(run.model.metrics, info)
+    if not bool(torch.isfinite(mean).all()):
+        bad = {k: v for k, v in zip(names, mean.tolist()) if not np.isfinite(v)}
+        raise NonFiniteLoss(f"non-finite loss between steps {meter.since} and {step} "
+                            f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and "
+                            f"{_kept(run, saved_at)}; try a lower --lr or smaller loss weights")
+    elapsed = max(time.perf_counter() - meter.t0, 1e-9)
+    logged = {**dict(zip(names, mean.tolist())),
+              "img_per_s": meter.n * cfg.batch * info.world_size / elapsed,
+              "data_frac": meter.data_time / elapsed,
+              **run.model.scheduled(step, cfg.steps),
+              **{f"lr_{n}": o.param_groups[0]["lr"] for n, o in run.opts.items()}}
+    logger.scalars(step, logged, run.model.progress)
+    if step % cfg.ckpt_every == 0 and step != cfg.steps:
+        _save(run, step, saved_at)
+        saved_at = step
+    if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
+        _samples(run, logger, step)
+    return logged, saved_at
+
+
+# .. outputs ...............................................................................................
+
+def _save(run: Run, step: int, saved_at: int) -> None:
+    """The checkpoint of `step` (`saved_at`: the step of the one on disk, named if this one is refused)."""
+    # Every rank checks (DDP keeps their weights equal), so all stop together.
+    bad = nonfinite_state(run.raw, run.opts)
+    if bad is not None:
+        raise NonFiniteWeights(f"non-finite values in {bad} at step {step} although the logged losses were "
+                               f"finite; training stopped and {_kept(run, saved_at)}",
+                               hint="try a lower --lr or smaller loss weights")
+    dev = run.rt.device
+    mine = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "aug": run.rng.get_state(), "aug_device": dev.type, "sampler": run.data.sampler.rng.bit_generator.state}
+    states = dd.gather_objects(mine, run.info)
+    if run.main:
+        save_checkpoint(run.ckpt_path, {
+            "format": FORMAT, "step": step, "config": to_dict(run.cfg),
+            "nets": {n: net.state_dict() for n, net in run.raw.items()},
+            "optimizers": {n: o.state_dict() for n, o in run.opts.items()}, "rng": states})
+
+
+def _samples(run: Run, logger: RunLogger, step: int) -> None:
+    if run.main:
+        logger.samples(step, render_grid(run.model, run.grid_images, run.grid_affects, len(run.cfg.affects),
+                                         run.rt.device, run.rt.autocast()))
+
+
+def _up_to_date(run: Run) -> TrainResult:
+    """Nothing to train; a stop after the last checkpoint may have left its grid or generator export unwritten."""
+    start = run.start
+    if run.main and _unfinished(run.run_dir, start):
+        remove_temp_files(run.run_dir)
+        logger = RunLogger(run.run_dir, start=start, end=start, main=True, progress=False, log=run.log)
         try:
-            with _CtrlC() as stop:
-                status, step = self.loop(start, end, stop, on_step)
-            # Only reached without an exception: the losses were finite (save() checks the weights).
-            if self.saved_at != step:
-                self.save(step)
-            self.samples(step)
-            if self.main:
-                export_generator(self.raw["generator"], self.run_dir, to_dict(cfg), step)
+            if not grid_path(run.run_dir, start).is_file():
+                _samples(run, logger, start)
+            export_generator(run.raw["generator"], run.run_dir, to_dict(run.cfg), start)
         finally:
-            self.logger.close()
-        dd.barrier(info)
-        return TrainResult(self.run_dir, start, step, status, self.last, is_main=self.main)
+            logger.close()
+        run.log(f"wrote the sample grid and generator export of step {start}, which a stop had left unwritten")
+    run.log(f"{run.run_dir} is already at step {start} (--steps {run.cfg.steps}); nothing to train")
+    return TrainResult(run.run_dir, start, start, "up-to-date", is_main=run.main)
 
-    def loop(self, start: int, end: int, stop: "_CtrlC", on_step: Callable | None) -> tuple[str, int]:
-        step = start
-        for step in range(start + 1, end + 1):
-            # 1. data: sources (+ same-identity targets for paired models), affects, identities
-            t0 = time.perf_counter()
-            batch = self.data.next()
-            data_time = time.perf_counter() - t0
-            # 2. learning rate of this iteration (the model's schedule)
-            self.set_lr(step - 1)
-            # 3. D and G updates: the model's own step through the wrapped networks
-            scalars = self.model.train_step(batch, self.context(step))
-            # 4. logs, checkpoints, samples; Ctrl-C (every rank must agree before stopping, so under
-            # torchrun the flag is only read at logging steps: one small all-reduce)
-            self.meter.add(scalars, data_time)
-            self.logger.bar.update(1)
-            regular = step % self.cfg.log_every == 0 or step % self.cfg.ckpt_every == 0 or step == end
-            logged = self.boundary(step) if regular else None
-            if on_step is not None:
-                on_step(step, logged)
-            if (regular or not self.info.enabled) and dd.any_rank(stop.requested, self.info, self.rt.device):
-                if not regular:
-                    self.boundary(step)
-                self.log(f"stopping at step {step} (interrupted); checkpoint saved, resume with --resume")
-                return "interrupted", step
-        return "done", step
 
-    def boundary(self, step: int) -> dict[str, float]:
-        """End of a logging interval: NaN check, scalars, and the periodic checkpoint and samples.
+def _unfinished(run_dir: Path, step: int) -> bool:
+    """True when the grid or the generator export of the checkpoint's step is missing (or an older one)."""
+    exported = read_json_or_empty(run_dir / GENERATOR_META).get("step")
+    return not grid_path(run_dir, step).is_file() or exported != step or not (run_dir / GENERATOR).is_file()
 
-        The NaN check comes first, so a checkpoint is only ever written from a finite state.
-        """
-        cfg, info = self.cfg, self.info
-        names, mean = self.meter.means(self.model.metrics, info)
-        if not bool(torch.isfinite(mean).all()):
-            bad = {k: v for k, v in zip(names, mean.tolist()) if not np.isfinite(v)}
-            raise NonFiniteLoss(f"non-finite loss between steps {self.meter.since} and {step} "
-                                f"({', '.join(f'{k}={v}' for k, v in bad.items())}); training stopped and "
-                                f"{self._kept()}; try a lower --lr or smaller loss weights")
-        elapsed = max(time.perf_counter() - self.meter.t0, 1e-9)
-        self.last = {**dict(zip(names, mean.tolist())),
-                     "img_per_s": self.meter.n * cfg.batch * info.world_size / elapsed,
-                     "data_frac": self.meter.data_time / elapsed,
-                     **self.model.scheduled(step, cfg.steps),
-                     **{f"lr_{n}": o.param_groups[0]["lr"] for n, o in self.opts.items()}}
-        self.logger.scalars(step, self.last, self.model.progress)
-        if step % cfg.ckpt_every == 0 and step != cfg.steps:
-            self.save(step)
-            self.saved_at = step
-        if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
-            self.samples(step)
-        self.meter = Meter(step + 1)
-        return self.last
 
-    def _unfinished(self, step: int) -> bool:
-        """True when the grid or the generator export of the checkpoint's step is missing (or an older one)."""
-        exported = read_json_or_empty(self.run_dir / GENERATOR_META).get("step")
-        return (not grid_path(self.run_dir, step).is_file() or exported != step
-                or not (self.run_dir / GENERATOR).is_file())
-
-    def _kept(self) -> str:
-        if self.saved_at < 0:
-            return "no checkpoint had been written yet"
-        return f"the last good checkpoint (step {self.saved_at}) is kept in {self.ckpt_path}"
+def _kept(run: Run, saved_at: int) -> str:
+    if saved_at < 0:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint (step {saved_at}) is kept in {run.ckpt_path}"
 
 
 class Meter:

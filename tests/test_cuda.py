@@ -16,9 +16,8 @@ import torch
 
 from _train_fixtures import tiny_config, write_tiny_manifest
 
-from fextrain import distributed as dd
 from fextrain.models import MODELS
-from fextrain.train import Session, train
+from fextrain.train import Run, setup, train
 
 DEVICE = os.environ.get("FEX_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")
@@ -36,10 +35,8 @@ def manifest(tmp_path_factory) -> Path:
     return write_tiny_manifest(tmp_path_factory.mktemp("tiny"))
 
 
-def _session(cfg) -> Session:
-    run = Session(cfg, False, dd.DistInfo(), lambda _m: None)
-    run.setup()
-    return run
+def _session(cfg) -> Run:
+    return setup(cfg, log=lambda _m: None)
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -106,7 +103,7 @@ def test_resume_on_the_device_reproduces_the_uninterrupted_run(manifest, tmp_pat
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
 
 
-def _htod_bytes(run: Session, batches: int, trace: Path) -> int:
+def _htod_bytes(run: Run, batches: int, trace: Path) -> int:
     """Bytes copied host -> device while the loop draws `batches` batches (the profiler's CUDA memcpy records)."""
     from torch.profiler import ProfilerActivity, profile
 

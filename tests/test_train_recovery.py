@@ -19,11 +19,10 @@ from _train_fixtures import TINY_ARCH, TINY_ARCHS, tiny_config, write_tiny_manif
 from cli.main import main as fex
 from fexdata.paths import locked
 from fexdata.versions import versions
-from fextrain import distributed as dd
 from fextrain.checkpoint import load_checkpoint, save_checkpoint
 from fextrain.config import from_dict
-from fextrain.models import build_model
-from fextrain.train import LOCK_NAME, NonFiniteWeights, Session, TrainingError, nonfinite_state, train
+from fextrain.train import (LOCK_NAME, NonFiniteWeights, TrainingError, check_resumable, loop, nonfinite_state, setup,
+                            train)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -149,7 +148,7 @@ def test_nonfinite_state_finds_an_inf_gradients_adam_update():
 
 def test_no_checkpoint_from_nonfinite_optimiser_state(manifest, tmp_path):
     run = tmp_path / "run"
-    session = Session(tiny_config(manifest, run, steps=4, ckpt_every=2), False, dd.DistInfo(), print)
+    session = setup(tiny_config(manifest, run, steps=4, ckpt_every=2))
 
     def poison(step, logged):
         if step == 3:  # Adam's second moment goes inf: the next update is 0, the weights and loss stay finite
@@ -157,7 +156,7 @@ def test_no_checkpoint_from_nonfinite_optimiser_state(manifest, tmp_path):
             state["exp_avg_sq"].fill_(float("inf"))
 
     with pytest.raises(NonFiniteWeights, match=r"generator optimiser's exp_avg_sq at step 4.*checkpoint \(step 2\)"):
-        session.run(False, poison)
+        loop(session, poison)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
     assert not (run / "generator.safetensors").exists()
     assert _steps(run) == [1, 2, 3, 4]  # the losses were finite: the NaN guard on losses saw nothing
@@ -204,13 +203,6 @@ def test_versions_are_recorded_and_a_change_does_not_stop_a_resume(manifest, tmp
     assert any(f"other versions (torch 1.0.0 -> {now['torch']})" in m for m in messages)
 
 
-def _session(cfg, model: str, identities: int = 2) -> Session:
-    session = Session(cfg, True, dd.DistInfo(), print)
-    session.model = build_model(model, size=cfg.size, num_affects=len(cfg.affects), num_identities=identities,
-                                **TINY_ARCHS[model])
-    return session
-
-
 @pytest.mark.parametrize("model,change,message", [
     ("fexgan", {"size": 128}, "size changed from 64 to 128"),
     ("fexgan", {"arch": {**TINY_ARCH, "latent_dim": 8}}, "arch changed"),
@@ -223,8 +215,8 @@ def test_check_resumable_refuses_what_the_weights_depend_on(tmp_path, model, cha
                 affects=["anger", "joy", "neutral"], identities=["test:id0", "test:id1"])
     saved = from_dict(base)
     with pytest.raises(TrainingError, match=f"cannot resume {tmp_path}: {message}"):
-        _session(from_dict({**base, **change}), model)._check_resumable(saved)
+        check_resumable(from_dict({**base, **change}), saved)
     # what may change: steps, lr, cadences, loss weights, and (for models without an identity head) identities
     same = from_dict({**base, "steps": 9, "lr": 1e-3, "log_every": 3, "identities": ["test:id5"]})
     if model == "fexgan":
-        _session(same, model)._check_resumable(saved)
+        check_resumable(same, saved)

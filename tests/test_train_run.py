@@ -1,6 +1,8 @@
 """`fex train` end to end on a tiny 64x64 manifest on CPU: outputs, exact resume, learning, stops, errors."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import signal
@@ -16,11 +18,12 @@ from click.testing import CliRunner
 from _train_fixtures import TINY_ARCH, tiny_config, write_tiny_manifest
 
 from cli.main import main as fex
+from fexdata.affects import AFFECTS
 from fexdata.manifest import ManifestError, read_manifest, write_manifest
 from fextrain.checkpoint import load_checkpoint
 from fextrain.models import load_run
 from fextrain.models.fexgan import affect_vector, one_hot
-from fextrain.train import NonFiniteLoss, TrainingError, train
+from fextrain.train import NonFiniteLoss, TrainingError, setup, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -96,6 +99,23 @@ def test_resume_reproduces_the_uninterrupted_run(manifest, tmp_path):
     again = train(part, resume=True, progress=False, log=messages.append)
     assert again.status == "up-to-date" and "nothing to train" in messages[-1]
 
+
+def test_the_callers_config_is_left_as_it_was(manifest, tmp_path):
+    """setup() resolves a copy (absolute manifest, affects, identities, the model's whole arch); the caller's
+    config stays as given, through a run and its resume."""
+    cfg = tiny_config(manifest, tmp_path / "run", steps=1)
+    given = copy.deepcopy(cfg)
+    run = setup(cfg, log=lambda _m: None)
+    assert cfg == given
+    assert run.cfg.affects == list(AFFECTS) and run.cfg.identities == ["test:id0", "test:id1"]
+    assert set(run.cfg.arch) > set(cfg.arch) and run.cfg.recipe is None and run.cfg.versions
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.start = 1  # type: ignore[misc]
+    train(cfg, progress=False)
+    assert train(dataclasses.replace(cfg, steps=2), resume=True, progress=False).step == 2
+    assert cfg == given
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["affects"] == list(AFFECTS) and saved["arch"] == run.cfg.arch
 
 def test_reconstruction_l1_falls(manifest, tmp_path):
     """Proves the wiring (gradients reach every part that L1 needs), not image quality."""
