@@ -4,7 +4,7 @@ The paper pre-processes each image by "resize, normalise, random crop and jitter
 recipe: upscale by ~12% and crop back at a random place). Here that is one affine resampling of the
 whole batch with `affine_grid` + `grid_sample`, so there is no per-sample Python and it runs wherever
 the images live (GPU in training). Resizing to the training size happens once, when the images are
-loaded (`resize_images`), not every step.
+loaded into the packed cache (`fexdata.packed_cache.resize_crop`), not every step.
 
 A source image and its target share the same transform: the L1 term compares the generated face with
 the target pixel by pixel, and independent jitter would ask the generator to predict a random shift.

@@ -41,8 +41,6 @@ from fextrain.losses import accuracy, cross_entropy, gradient_penalty, l1
 from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 
-SIZES = (64, 128, 256)
-
 
 @dataclass(frozen=True)
 class StarGANConfig:
