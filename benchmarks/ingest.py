@@ -181,7 +181,7 @@ def fex_stages(clock: StageClock) -> None:
     clock.patch(A.Smoother, "flush", "align + smooth")
     clock.patch(W, "crop", "warp")
     clock.patch(W, "sharpness", "sharpness")
-    clock.patch(W.UnitProcessor, "_emit", "records (rows)")
+    clock.patch(W._UnitWriter, "emit", "records (rows)")
     clock.patch(W.UnitProcessor, "_write_png", "PNG write (file)")
     clock.patch(W, "encode_png", "PNG encode")
     clock.patch(R, "write_part", "records (Parquet)")

@@ -217,3 +217,38 @@ def test_a_unit_flushes_its_own_crops_not_the_whole_machine(tmp_path, monkeypatc
     part = next(i for i, p in enumerate(synced) if "/records/.part-" in p)
     assert len(crops) == 2 and set(crops) <= set(synced[:part])
     assert {os.path.dirname(c) for c in crops} <= set(synced[:part])
+
+
+def test_sequence_holes_and_odd_items_each_become_one_reject_in_order(tmp_path):
+    """One unit of sequences and odd items (the worker's shared tracking loop): an unreadable or escaping
+    frame is one reject and a hole that tracking restarts after; a sequence with no frames, one with no
+    face in any frame and an item of an unknown kind are each one reject; rejects keep the input order."""
+    from _ingest_fixtures import face_sequence, no_face_image
+    from fexdata.ingest.plan import Unit
+    from fexdata.ingest.sources.base import Item
+    from fexdata.ingest.worker import UnitProcessor
+
+    root = tmp_path / "data"
+    names = [f"seq/{n}" for n in face_sequence(root / "seq", frames=6)]
+    (root / names[2]).write_bytes(b"not a png")
+    write_png(root / "blank" / "0.png", no_face_image())
+    seq = Item("folder", "seq", "folder:s", "sadness", "sad", kind="sequence", fps=30,
+               frames=(*names[:4], "../outside.png", *names[4:]))
+    items = (seq, Item("folder", "empty", "folder:e", "joy", "joy", kind="sequence"),
+             Item("folder", "blank", "folder:b", "joy", "joy", kind="sequence", frames=("blank/0.png",)),
+             Item("folder", "odd", "folder:o", "joy", "joy", kind="hologram"))  # type: ignore[arg-type]
+    processor = UnitProcessor(tmp_path / "out", IngestOptions())
+    try:
+        result = processor.run(Unit("u", Source(root.resolve(), "data", "folder"), items))
+    finally:
+        processor.close()
+    rej = pd.read_parquet(tmp_path / "out" / "rejects")
+    assert list(zip(rej.source_path, rej.category)) == [
+        (names[2], "unreadable image"), ("../outside.png", "path outside dataset"), ("empty", "unreadable image"),
+        ("blank", "no face"), ("odd", "unexpected error")]
+    assert "no frames" in rej.reason.iloc[2] and "any of 1 frames" in rej.reason.iloc[3]
+    rec = pd.read_parquet(tmp_path / "out" / "records").set_index("frame")
+    assert rec.index.tolist() == [0, 1, 3, 5, 6] and rec.source_path.tolist() == [names[i] for i in (0, 1, 3, 4, 5)]
+    assert rec.loc[3, "detector"] != "track" and rec.loc[5, "detector"] != "track"  # found afresh after each hole
+    assert (result.records, result.frames, result.no_face_frames) == (5, 5, 1)
+    assert result.rejects == {"unreadable image": 2, "path outside dataset": 1, "no face": 1, "unexpected error": 1}

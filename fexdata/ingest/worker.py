@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -87,162 +87,122 @@ class UnitProcessor:
     # -- one unit -------------------------------------------------------------------------------------
 
     def run(self, unit: Unit) -> UnitResult:
-        result = UnitResult(unit.id, len(unit.items))
-        rows: list[dict[str, Any]] = []
-        rejects: list[dict[str, Any]] = []
-        pending: list[Future] = []
+        w = _UnitWriter(self, unit)
         for item in unit.items:
             ctx = _Ctx(unit, item, unit.source.root)
             try:
                 if item.kind == "image":
-                    self._still(ctx, rows, rejects, pending, result)
+                    self._still(ctx, w)
                 elif item.kind == "video":
-                    self._video(ctx, rows, rejects, pending, result)
+                    self._track(ctx, w, self._video_frames(ctx, w))
                 elif item.kind == "sequence":
-                    self._sequence(ctx, rows, rejects, pending, result)
+                    if not item.frames:
+                        w.reject(ctx, item.path, R.BAD_IMAGE, "image sequence has no frames")
+                    else:
+                        self._track(ctx, w, self._sequence_frames(ctx, w))
                 else:
-                    rejects.append(self._reject(ctx, item.path, R.ERROR, f"unknown item kind {item.kind!r}"))
+                    w.reject(ctx, item.path, R.ERROR, f"unknown item kind {item.kind!r}")
             except UnsafePath:
-                rejects.append(self._reject(ctx, item.path, R.UNSAFE_PATH, "path escapes the dataset root"))
+                w.reject(ctx, item.path, R.UNSAFE_PATH, "path escapes the dataset root")
             except ImageError as exc:
-                rejects.append(self._reject(ctx, item.path, R.BAD_IMAGE, str(exc)))
+                w.reject(ctx, item.path, R.BAD_IMAGE, str(exc))
             except VideoError as exc:
-                rejects.append(self._reject(ctx, item.path, R.BAD_VIDEO, str(exc)))
+                w.reject(ctx, item.path, R.BAD_VIDEO, str(exc))
             except Exception as exc:  # never let one input stop the run; say what happened
-                rejects.append(self._reject(ctx, item.path, R.ERROR, f"{type(exc).__name__}: {exc}"))
-        for fut in pending:
-            fut.result()  # every crop is written before the part that lists it ...
-        pending.clear()
-        _fsync([self.out / r["image"] for r in rows])  # ... and flushed, with their folders
-        records_dir, rejects_dir = self.out / R.RECORDS_DIR, self.out / R.REJECTS_DIR
-        if rejects:
-            R.write_part(rejects_dir / R.part_name(unit.id), rejects, R.REJECTS)
-        R.write_part(records_dir / R.part_name(unit.id), rows, R.RECORDS)
-        result.records = len(rows)
-        for rj in rejects:
-            result.rejects[rj["category"]] = result.rejects.get(rj["category"], 0) + 1
-        return result
+                w.reject(ctx, item.path, R.ERROR, f"{type(exc).__name__}: {exc}")
+        return w.finish()
 
     # -- input kinds ----------------------------------------------------------------------------------
 
-    def _still(self, ctx: _Ctx, rows, rejects, pending, result: UnitResult) -> None:
+    def _still(self, ctx: _Ctx, w: _UnitWriter) -> None:
         path = resolve_inside(ctx.item.path, ctx.root)
         image = read_rgb(path, max_pixels=self.options.max_pixels)
         face = self.finder.find(image, precropped=ctx.item.precropped)
         if face is None:
             hint = "; if the images are face crops already, use --fallback frame" \
                 if self.options.fallback != "frame" else ""
-            rejects.append(self._reject(ctx, ctx.item.path, R.NO_FACE,
-                                        f"no face found ({self.options.detector} detector){hint}"))
+            w.reject(ctx, ctx.item.path, R.NO_FACE, f"no face found ({self.options.detector} detector){hint}")
             return
         face, al = still_alignment(face, self.options.align, self.options.zoom)
-        self._emit(ctx, ctx.item.path, None, float("nan"), image, face, al, rows, pending)
-        result.frames += 1
+        w.emit(ctx, _Frame(ctx.item.path, None, float("nan"), image), face, al)
+        w.result.frames += 1
 
-    def _video(self, ctx: _Ctx, rows, rejects, pending, result: UnitResult) -> None:
+    def _video_frames(self, ctx: _Ctx, w: _UnitWriter) -> Iterator[_Frame]:
+        """The video's decoded frames; one that breaks off part-way keeps the frames before the break and
+        is flagged with a reject row once they are read."""
         path = resolve_inside(ctx.item.path, ctx.root)
         info = probe(path)
         report = DecodeReport()
-        tracker = FaceTracker(self.finder, self.options.redetect_every)
-        smoother: Smoother = Smoother(self.options.smooth)
-        seen, before = 0, len(rows)
-        frames = iter_frames(path, start=ctx.item.start, end=ctx.item.end, every=self.options.every,
-                             fps=self.options.fps, info=info, report=report)
-        ready: list = []
         try:
-            for frame in frames:
-                seen += 1
-                self._track_one(ctx.item.path, frame.index, frame.time, frame.image, tracker, smoother, ready, result)
-                if len(ready) >= emit_batch(frame.image):
-                    self._emit_ready(ctx, ready, rows, pending)
+            for f in iter_frames(path, start=ctx.item.start, end=ctx.item.end, every=self.options.every,
+                                 fps=self.options.fps, info=info, report=report):
+                yield _Frame(ctx.item.path, f.index, f.time, f.image)
         except VideoError:
             if report.frames == 0:
                 raise
-        ready.extend(smoother.flush())
-        self._emit_ready(ctx, ready, rows, pending)
-        _merge(result.tracker, tracker.stats)
         if report.truncated:
-            rejects.append(self._reject(ctx, ctx.item.path, R.TRUNCATED_VIDEO,
-                                        report.describe() + "; the frames before the break were kept"))
-        if seen and len(rows) == before:
-            rejects.append(self._reject(ctx, ctx.item.path, R.NO_FACE,
-                                        f"no face found in any of {seen} frames ({self.options.detector} detector)"))
+            w.reject(ctx, ctx.item.path, R.TRUNCATED_VIDEO,
+                     report.describe() + "; the frames before the break were kept")
 
-    def _sequence(self, ctx: _Ctx, rows, rejects, pending, result: UnitResult) -> None:
-        item = ctx.item
-        rate = Fraction(item.fps or self.options.sequence_fps).limit_denominator(1001 * 1000)
-        tracker = FaceTracker(self.finder, self.options.redetect_every)
-        smoother: Smoother = Smoother(self.options.smooth)
-        seen, before = 0, len(rows)
-        if not item.frames:
-            rejects.append(self._reject(ctx, item.path, R.BAD_IMAGE, "image sequence has no frames"))
-            return
-        ready: list = []
-        for index, rel in enumerate(item.frames):
+    def _sequence_frames(self, ctx: _Ctx, w: _UnitWriter) -> Iterator[_Frame | None]:
+        """The sequence's kept frames, read; an unreadable one becomes a reject row and a None (a hole)."""
+        rate = Fraction(ctx.item.fps or self.options.sequence_fps).limit_denominator(1001 * 1000)
+        for index, rel in enumerate(ctx.item.frames):
             if not keep_frame(index, rate, self.options.every, self.options.fps):
                 continue
             try:
                 image = read_rgb(resolve_inside(rel, ctx.root), max_pixels=self.options.max_pixels)
             except (ImageError, UnsafePath) as exc:
                 reason = "path escapes the dataset root" if isinstance(exc, UnsafePath) else str(exc)
-                category = R.UNSAFE_PATH if isinstance(exc, UnsafePath) else R.BAD_IMAGE
-                rejects.append(self._reject(ctx, rel, category, reason))
-                tracker.reset()  # a hole in the sequence: do not track or smooth across it
-                ready.extend(smoother.flush())
+                w.reject(ctx, rel, R.UNSAFE_PATH if isinstance(exc, UnsafePath) else R.BAD_IMAGE, reason)
+                yield None
                 continue
-            seen += 1
-            self._track_one(rel, index, float(index / rate), image, tracker, smoother, ready, result)
-            if len(ready) >= emit_batch(image):
-                self._emit_ready(ctx, ready, rows, pending)
-        ready.extend(smoother.flush())
-        self._emit_ready(ctx, ready, rows, pending)
-        _merge(result.tracker, tracker.stats)
-        if seen and len(rows) == before:
-            rejects.append(self._reject(ctx, item.path, R.NO_FACE,
-                                        f"no face found in any of {seen} frames ({self.options.detector} detector)"))
+            yield _Frame(rel, index, float(index / rate), image)
 
     # -- shared steps ---------------------------------------------------------------------------------
 
-    def _track_one(self, src: str, index: int, time: float, image: np.ndarray, tracker: FaceTracker,
-                   smoother: Smoother, ready: list, result: UnitResult) -> None:
-        """Track the face into this frame; frames whose smoothed alignment is final go to `ready`."""
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        face = tracker.update(image, gray)
+    def _track(self, ctx: _Ctx, w: _UnitWriter, frames: Iterable[_Frame | None]) -> None:
+        """Track the face through a video's or sequence's frames and crop them in runs (see emit_batch); a None
+        frame is a hole, not tracked or smoothed across. An item whose frames show no face is rejected."""
+        tracker = FaceTracker(self.finder, self.options.redetect_every)
+        smoother: Smoother = Smoother(self.options.smooth)
+        ready: list = []
+        seen, before = 0, len(w.rows)
+
+        def emit_ready() -> None:
+            for (frame, face), al in ready:
+                w.emit(ctx, frame, face, al)
+            ready.clear()
+
+        for frame in frames:
+            if frame is None:
+                tracker.reset()
+                ready.extend(smoother.flush())
+                continue
+            seen += 1
+            ready.extend(self._track_one(frame, tracker, smoother, w.result))
+            if len(ready) >= emit_batch(frame.image):
+                emit_ready()
+        ready.extend(smoother.flush())
+        emit_ready()
+        _merge(w.result.tracker, tracker.stats)
+        if seen and len(w.rows) == before:
+            w.reject(ctx, ctx.item.path, R.NO_FACE,
+                     f"no face found in any of {seen} frames ({self.options.detector} detector)")
+
+    def _track_one(self, frame: _Frame, tracker: FaceTracker, smoother: Smoother, result: UnitResult) -> list:
+        """Track the face into this frame -> the frames whose smoothed alignment is now final."""
+        gray = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+        face = tracker.update(frame.image, gray)
         if face is None:
             result.no_face_frames += 1
-            ready.extend(smoother.flush())
-            return
+            return smoother.flush()
         result.frames += 1
         al = alignment_for(self.options.align, face.landmarks, face.box, self.options.zoom)  # type: ignore[arg-type]
-        ready.extend(smoother.push((index, time, image, face, src), al, cut=tracker.last_was_cut))
+        return smoother.push((frame, face), al, cut=tracker.last_was_cut)
 
-    def _emit_ready(self, ctx: _Ctx, ready: list, rows, pending) -> None:
-        """Crop and write the frames of `ready`, in order, and empty it (see emit_batch for why in batches)."""
-        for (index, time, image, face, src), al in ready:
-            self._emit(ctx, src, index, time, image, face, al, rows, pending)
-        ready.clear()
-
-    def _emit(self, ctx: _Ctx, src: str, frame: int | None, time: float, image: np.ndarray, face: Face,
-              al: Alignment, rows: list, pending: list) -> None:
-        h, w = image.shape[:2]
-        base = ctx.base
-        landmarks = face.landmarks.reshape(-1).astype(np.float32).tolist()
-        padded = pad_share(al, w, h)
-        crops = crop(image, al, self.options.sizes, self.options.pad)  # type: ignore[arg-type]
-        for size, (img, m) in sorted(crops.items()):
-            rel = R.crop_relpath(size, ctx.item.source, ctx.item.identity, ctx.item.key, frame)
-            pending.append(self._pool.submit(self._write_png, self.out / rel, img))
-            rows.append({**base, "image": rel, "crop_size": size, "source_path": src,
-                         "frame": frame, "time": time, "bbox": [float(v) for v in face.box],
-                         "det_score": face.score, "face_count": face.face_count, "landmarks": landmarks,
-                         "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img), "pad_share": padded,
-                         "align": "frame" if face.detector == "frame" else self.options.align,
-                         "detector": face.detector,
-                         "frame_width": w, "frame_height": h})
-        if len(pending) > 64:  # bound the crops waiting in memory
-            for fut in pending[:32]:
-                fut.result()
-            del pending[:32]
+    def submit_png(self, dest: Path, rgb: np.ndarray) -> Future:
+        return self._pool.submit(self._write_png, dest, rgb)
 
     def _write_png(self, dest: Path, rgb: np.ndarray) -> None:
         """Encode and write one crop: a temp name in the same folder, then an atomic rename.
@@ -270,8 +230,67 @@ class UnitProcessor:
             if tmp.exists():
                 tmp.unlink()
 
-    def _reject(self, ctx: _Ctx, src: str, category: str, reason: str) -> dict[str, Any]:
-        return R.reject_row(ctx.item.source, ctx.unit.source.given, src, ctx.item.key, category, reason)
+
+class _Frame(NamedTuple):
+    """One frame to crop: its source file, index (None for a still), time in seconds and pixels."""
+    src: str
+    index: int | None
+    time: float
+    image: np.ndarray
+
+
+class _UnitWriter:
+    """One unit's output while it runs: its record and reject rows, the crop writes in flight and its counts.
+
+    The input kinds add to it; `finish` writes the unit's parts in the order the module docstring gives.
+    """
+
+    def __init__(self, processor: UnitProcessor, unit: Unit) -> None:
+        self._proc = processor
+        self.result = UnitResult(unit.id, len(unit.items))
+        self.rows: list[dict[str, Any]] = []
+        self.rejects: list[dict[str, Any]] = []
+        self._pending: list[Future] = []
+
+    def reject(self, ctx: _Ctx, src: str, category: str, reason: str) -> None:
+        self.rejects.append(R.reject_row(ctx.item.source, ctx.unit.source.given, src, ctx.item.key, category, reason))
+
+    def emit(self, ctx: _Ctx, frame: _Frame, face: Face, al: Alignment) -> None:
+        """Crop the face at every size, queue the crops' writes and add their record rows."""
+        opts = self._proc.options
+        h, w = frame.image.shape[:2]
+        base = ctx.base
+        landmarks = face.landmarks.reshape(-1).astype(np.float32).tolist()
+        padded = pad_share(al, w, h)
+        crops = crop(frame.image, al, opts.sizes, opts.pad)  # type: ignore[arg-type]
+        for size, (img, m) in sorted(crops.items()):
+            rel = R.crop_relpath(size, ctx.item.source, ctx.item.identity, ctx.item.key, frame.index)
+            self._pending.append(self._proc.submit_png(self._proc.out / rel, img))
+            self.rows.append({**base, "image": rel, "crop_size": size, "source_path": frame.src,
+                              "frame": frame.index, "time": frame.time, "bbox": [float(v) for v in face.box],
+                              "det_score": face.score, "face_count": face.face_count, "landmarks": landmarks,
+                              "transform": m.reshape(-1).tolist(), "sharpness": sharpness(img), "pad_share": padded,
+                              "align": "frame" if face.detector == "frame" else opts.align,
+                              "detector": face.detector,
+                              "frame_width": w, "frame_height": h})
+        if len(self._pending) > 64:  # bound the crops waiting in memory
+            for fut in self._pending[:32]:
+                fut.result()
+            del self._pending[:32]
+
+    def finish(self) -> UnitResult:
+        out = self._proc.out
+        for fut in self._pending:
+            fut.result()  # every crop is written before the part that lists it ...
+        self._pending.clear()
+        _fsync([out / r["image"] for r in self.rows])  # ... and flushed, with their folders
+        if self.rejects:
+            R.write_part(out / R.REJECTS_DIR / R.part_name(self.result.unit_id), self.rejects, R.REJECTS)
+        R.write_part(out / R.RECORDS_DIR / R.part_name(self.result.unit_id), self.rows, R.RECORDS)
+        self.result.records = len(self.rows)
+        for rj in self.rejects:
+            self.result.rejects[rj["category"]] = self.result.rejects.get(rj["category"], 0) + 1
+        return self.result
 
 
 FSYNC_THREADS = 16  # fsyncs in flight at once: each mostly waits on the disk, so together they overlap

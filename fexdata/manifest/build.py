@@ -203,7 +203,8 @@ class BuildOptions(FilterOptions):
             raise ManifestError(f"--balance {self.balance!r} is not a balance mode",
                                 hint=f"use one of {', '.join(BALANCE_MODES)}")
         if self.split not in SPLIT_MODES:
-            raise ManifestError(f"--split {self.split!r} is not a split mode", hint=f"use one of {', '.join(SPLIT_MODES)}")
+            raise ManifestError(f"--split {self.split!r} is not a split mode",
+                                hint=f"use one of {', '.join(SPLIT_MODES)}")
         if self.cap is not None and (self.balance != "cap" or self.cap < 1):
             raise ManifestError(f"--cap {self.cap} with --balance {self.balance}",
                                 hint="--cap needs --balance cap and a value of at least 1")
@@ -277,14 +278,17 @@ def build_manifest(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out
                        padding=pad_summary(df), ramped=ramped, warnings=warnings, seconds=time.perf_counter() - t0)
 
 
-def _targets(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike) -> tuple[list[Path], Path]:
+def _targets(ingest_dirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike
+             ) -> tuple[list[Path], Path]:
+    """The ingest folders as a list and the manifest's path, checked."""
     if isinstance(ingest_dirs, (str, os.PathLike)):
         ingest_dirs = [ingest_dirs]
     if not ingest_dirs:
         raise ManifestError("no ingest folders given", hint="pass the --out folder(s) of `fex ingest`")
     out = Path(out)
     if out.suffix != ".parquet":
-        raise ManifestError(f"--out {out}: a manifest is a .parquet file", hint=f"e.g. --out {out / 'manifest.parquet'}")
+        raise ManifestError(f"--out {out}: a manifest is a .parquet file",
+                            hint=f"e.g. --out {out / 'manifest.parquet'}")
     return [Path(d) for d in ingest_dirs], out
 
 
