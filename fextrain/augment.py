@@ -53,13 +53,16 @@ def random_affines(n: int, cfg: AugmentConfig, device: torch.device | str,
 
 
 def augment_pairs(src: torch.Tensor, tgt: torch.Tensor | None, cfg: AugmentConfig,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                  generator: torch.Generator | None = None,
+                  theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Apply one random transform per pair to float images [B,3,H,W] (source i and target i alike).
 
     `tgt` None (unpaired models) augments the sources alone. The random numbers are drawn even when
     jitter and flip are off, so turning augmentation on or off does not shift the run's random stream.
+    `theta`: the transforms (`random_affines`) when the caller drew them, to move landmarks alike (`move_points`).
     """
-    theta = random_affines(src.shape[0], cfg, src.device, generator)
+    if theta is None:
+        theta = random_affines(src.shape[0], cfg, src.device, generator)
     if cfg.jitter <= 0 and not cfg.flip:
         return src, tgt
     both = src if tgt is None else torch.cat([src, tgt], dim=0)
@@ -71,3 +74,9 @@ def augment_pairs(src: torch.Tensor, tgt: torch.Tensor | None, cfg: AugmentConfi
         out = out.contiguous(memory_format=torch.channels_last)
     n = src.shape[0]
     return out[:n], (None if tgt is None else out[n:])
+
+
+def move_points(points: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Normalised (x, y) points [B, N, 2] of the input images -> where `theta` (output -> input) puts them."""
+    a, t = theta[:, :, :2].to(points.dtype), theta[:, :, 2].to(points.dtype)
+    return torch.linalg.solve(a, (points - t[:, None, :]).transpose(1, 2)).transpose(1, 2)

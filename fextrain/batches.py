@@ -22,7 +22,7 @@ import torch
 from fexdata import parquet
 from fexdata.dataset import FaceDataset, PairSampler
 from fexdata.manifest import ManifestError
-from fextrain.augment import AugmentConfig, augment_pairs, to_unit_range
+from fextrain.augment import AugmentConfig, augment_pairs, move_points, random_affines, to_unit_range
 from fextrain.models import Batch
 from fextrain.runtime import ImageStore
 
@@ -61,11 +61,33 @@ def train_intensities(ds: FaceDataset) -> np.ndarray | None:
     return None if np.isnan(values).all() else values
 
 
+def train_landmarks(ds: FaceDataset) -> np.ndarray:
+    """[N, 68, 2] float32 landmarks of the dataset's rows in normalised crop coordinates (NaN where the manifest
+    has none), for the models that declare `landmarks`."""
+    manifest = parquet.open_file(ds.manifest_path, hint="rebuild it with `fex build-manifest`")
+    if "landmarks" not in manifest.schema_arrow.names:
+        return np.full((len(ds.rows), 68, 2), np.nan, np.float32)
+    try:
+        table = manifest.read(columns=["landmarks", "crop_size"])
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise ManifestError(f"{ds.manifest_path}: cannot read its landmarks ({exc})",
+                            hint="rebuild it with `fex build-manifest`") from None
+    column = table.column("landmarks").combine_chunks()
+    flat = np.full((len(column), 136), np.nan, np.float32)
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    if present.any():
+        flat[present] = column.drop_null().flatten().to_numpy().reshape(-1, 136)
+    side = table.column("crop_size").to_numpy().astype(np.float32)[:, None]
+    # crop pixel p (centres at integers) -> (p + 0.5) / side * 2 - 1, grid_sample's align_corners=False
+    return ((flat + 0.5) / side * 2 - 1)[ds.rows].reshape(-1, 68, 2)
+
+
 class BatchSource:
     """Draws, gathers and augments one `Batch` per call, on the training device."""
 
     def __init__(self, ds: FaceDataset, store: ImageStore, *, paired: bool, batch: int, augment: AugmentConfig,
-                 rng: torch.Generator, seed: int, channels_last: bool, intensity: np.ndarray | None = None) -> None:
+                 rng: torch.Generator, seed: int, channels_last: bool, intensity: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None) -> None:
         self.ds, self.store, self.paired, self.batch, self.augment = ds, store, paired, batch, augment
         self.rng, self.channels_last = rng, channels_last
         self.sampler = PairSampler(ds, seed=seed) if paired else UnpairedSampler(ds, seed=seed)
@@ -77,6 +99,7 @@ class BatchSource:
         self._affect = torch.from_numpy(ds.affect_ids).to(dev)
         self._identity = torch.from_numpy(local.astype(np.int64)).to(dev)
         self._intensity = None if intensity is None else torch.from_numpy(intensity).to(dev)
+        self._landmarks = None if landmarks is None else torch.from_numpy(landmarks).to(dev)
 
     def next(self) -> Batch:
         b = self.batch
@@ -84,14 +107,18 @@ class BatchSource:
         x = to_unit_range(self.store.gather(src if tgt is None else np.concatenate([src, tgt])))
         if not self.channels_last:
             x = x.contiguous()
-        x_src, x_tgt = augment_pairs(x[:b], x[b:] if self.paired else None, self.augment, self.rng)
+        # The same draws as augment_pairs makes itself, so a model's random stream does not depend on landmarks.
+        theta = random_affines(b, self.augment, x.device, self.rng)
+        x_src, x_tgt = augment_pairs(x[:b], x[b:] if self.paired else None, self.augment, theta=theta)
         picks = [src, tgt_aff] if tgt is None else [src, tgt_aff, tgt]
         labels = torch.from_numpy(np.stack(picks)).to(self.store.device, non_blocking=True)  # one copy
         rows = labels[0]
-        known = self._intensity
+        known, points = self._intensity, self._landmarks
         return Batch(x=x_src, affect=self._affect[rows], identity=self._identity[rows], target_affect=labels[1],
                      target=x_tgt, intensity=None if known is None else known[rows],
-                     target_intensity=None if known is None or tgt is None else known[labels[2]])
+                     target_intensity=None if known is None or tgt is None else known[labels[2]],
+                     landmarks=None if points is None else move_points(points[rows], theta),
+                     target_landmarks=None if points is None or tgt is None else move_points(points[labels[2]], theta))
 
     def grid_sources(self, n: int) -> np.ndarray:
         """Fixed faces for the sample grids: one per identity (its neutral one when it has one), then more."""

@@ -36,7 +36,7 @@ from fexdata.packed_cache import default_cache_dir
 from fexdata.paths import locked, read_json_or_empty, remove_temp_files, resolve_inside
 from fexdata.versions import versions
 from fextrain import distributed as dd
-from fextrain.batches import BatchSource, train_intensities
+from fextrain.batches import BatchSource, train_intensities, train_landmarks
 from fextrain.checkpoint import (CHECKPOINT, FORMAT, GENERATOR, GENERATOR_META, export_generator, load_checkpoint,
                                  save_checkpoint)
 from fextrain.config import TrainConfig, from_dict, save_json, to_dict
@@ -228,7 +228,8 @@ def setup(cfg: TrainConfig, *, resume: bool = False, info: dd.DistInfo | None = 
     kind = model_class(cfg.model)
     data = BatchSource(ds, ImageStore(ds.images, rt.device, cfg.data_on_device), paired=kind.paired, batch=cfg.batch,
                        augment=cfg.augment, rng=rng, seed=cfg.seed + 1_000_003 * info.rank,
-                       channels_last=rt.channels_last, intensity=train_intensities(ds))
+                       channels_last=rt.channels_last, intensity=train_intensities(ds),
+                       landmarks=train_landmarks(ds) if kind.landmarks else None)
     cfg = replace(cfg, affects=affects, recipe=recipe, versions=versions(), identities=list(data.identities))
     model: GANModel = build_from_config(to_dict(cfg))
     # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.

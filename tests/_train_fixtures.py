@@ -28,6 +28,7 @@ TINY_ARCHS: dict[str, dict[str, Any]] = {
     "exprgan": {"enc_base": 8, "enc_max": 64, "dec_base": 16, "d_widths": [4, 8, 8, 16], "d_fc": 32, "q_hidden": 8, "dz_widths": [8, 8, 8]},
     "fexgan-skip": {"base_width": 16, "max_width": 32, "bottleneck": 16, "d_widths": [8, 16, 32]},
     "degan": {"base_width": 8, "max_width": 32, "rep_dim": 16, "noise_dim": 8, "local_width": 8, "local_fc": 8},
+    "warp-refine": {"widths": [4, 8, 8, 16], "d_widths": [8, 16, 32]},
 }
 # Loss settings a tiny run needs, so that 60 steps at lr 1e-3 show the reconstruction wiring the shared
 # tests look at (tiny decoders sit on a plateau of near-constant output for tens of steps otherwise):

@@ -79,7 +79,8 @@ def test_shapes_at_every_size(name, size):
 
 # Whether each model's discriminator gives a real/fake logit (`real_fake`, FExGAN's Table 1 binary columns):
 # every registered model needs an entry.
-REAL_FAKE = {"fexgan": True, "fexgan-skip": True, "degan": True, "stargan": False, "exprgan": False}
+REAL_FAKE = {"fexgan": True, "fexgan-skip": True, "degan": True, "stargan": False, "exprgan": False,
+             "warp-refine": True}
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -10,7 +10,7 @@ from fexdata.ingest.faces import FaceFinder
 from fexdata.ingest.recipe import CropRecipe
 from fextrain.edit.faces import FaceCrop
 from fextrain.edit.model import BatchModel
-from fextrain.edit.paste import face_mask, match_colour, paste
+from fextrain.edit.paste import face_mask, match_colour, paste, paste_warp
 from fextrain.edit.source import SourceAffects
 
 
@@ -34,18 +34,24 @@ class EditContext:
     faces: str = "largest"      # largest | all (photos)
     colour: bool = False        # match the generated face's mean colour to the input's
     keep_detail: bool = False   # add only the generator's coarse change, keeping the input's fine detail
+    warp: bool = False          # a warping model's edit applied to the full-resolution face (paste_warp)
     crops: bool = False         # also write aligned input and output crops
     max_pixels: int = 100_000_000
     start: float | None = None  # videos: edit only [start, end) seconds
     end: float | None = None
     progress: bool = True
 
-    def paste_faces(self, frame: np.ndarray, faces: list[FaceCrop], generated: list[np.ndarray]) -> np.ndarray:
-        """A copy of `frame` with every generated crop pasted back over its face."""
+    def paste_faces(self, frame: np.ndarray, faces: list[FaceCrop], generated: list[np.ndarray],
+                    fields: list[np.ndarray] | None = None) -> np.ndarray:
+        """A copy of `frame` with every generated crop pasted back over its face; with `fields` (a warping
+        model's, BatchModel.fields), each face is warped at full resolution instead."""
         out = frame.copy()
-        for face, gen in zip(faces, generated):
+        for i, (face, gen) in enumerate(zip(faces, generated)):
             if face.mask is None:
                 face.mask = face_mask(face.landmarks, self.size)
+            if fields is not None:
+                paste_warp(out, fields[i], face.transform, face.mask)
+                continue
             if self.colour:
                 gen = match_colour(gen, face.image, face.mask)
             paste(out, gen, face.transform, face.mask, face.image if self.keep_detail else None)

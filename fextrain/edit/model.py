@@ -92,6 +92,23 @@ class BatchModel:
             out[sl] = np.round((np.clip(y, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(0, 2, 3, 1)
         return out
 
+    @property
+    def warps(self) -> bool:
+        """Whether `fields` exists: the model edits by warping, so paste-back can warp the full-resolution face."""
+        return bool(getattr(self.editor, "warps", False))
+
+    @torch.inference_mode()
+    def fields(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """A warping model's edits as N x S x S x 4 float32 (flow x, flow y, mask, luminance), for paste_warp."""
+        out = []
+        for i in range(0, len(crops), self.batch):
+            sl = slice(i, i + self.batch)
+            with self._autocast():
+                parts = self.editor.warp_fields(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
+                                                torch.as_tensor(target[sl], dtype=torch.float32))
+            out.append(torch.cat([p.float() for p in parts], 1).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.editor.size, self.editor.size, 4), np.float32)
+
     @torch.inference_mode()
     def affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
         """Softmax of the model's own affect head (its discriminator's), or None when it has none."""

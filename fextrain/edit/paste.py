@@ -67,6 +67,21 @@ def match_colour(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) ->
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
+def _roi(frame_shape: tuple[int, ...], m: np.ndarray, mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the frame box of the mask's support (transform `m` frame -> crop), or None."""
+    h, w = frame_shape[:2]
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
+                        [xs.max() + 1, ys.max() + 1]], np.float64) - 0.5
+    inv = cv2.invertAffineTransform(m)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = max(0, int(math.floor(pts[:, 0].min())) - 1), max(0, int(math.floor(pts[:, 1].min())) - 1)
+    x1, y1 = min(w, int(math.ceil(pts[:, 0].max())) + 2), min(h, int(math.ceil(pts[:, 1].max())) + 2)
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
 def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.ndarray,
           keep_detail_of: np.ndarray | None = None) -> tuple[tuple[int, int], np.ndarray] | None:
     """Blend `crop` into `frame` in place; returns ((y0, x0), frame-space mask of the changed region).
@@ -79,19 +94,11 @@ def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.n
     crop side, to the frame. The input's finer detail then stays (a blurry generator does not blur the
     face), at the price of the edit's own fine texture.
     """
-    h, w = frame.shape[:2]
     m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
+    box = _roi(frame.shape, m, mask)
+    if box is None:
         return None
-    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
-                        [xs.max() + 1, ys.max() + 1]], np.float64) - 0.5
-    inv = cv2.invertAffineTransform(m)
-    pts = corners @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = max(0, int(math.floor(pts[:, 0].min())) - 1), max(0, int(math.floor(pts[:, 1].min())) - 1)
-    x1, y1 = min(w, int(math.ceil(pts[:, 0].max())) + 2), min(h, int(math.ceil(pts[:, 1].max())) + 2)
-    if x1 <= x0 or y1 <= y0:
-        return None
+    x0, y0, x1, y1 = box
     # ROI pixel p sits at frame pixel p + (x0, y0); WARP_INVERSE_MAP samples crop(M (p + origin)).
     m_roi = m.copy()
     m_roi[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
@@ -110,6 +117,43 @@ def paste(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, mask: np.n
         change = cv2.warpAffine(change, m_roi, size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         moved = np.clip(np.rint(roi + alpha[..., None] * change), 0, 255).astype(np.uint8)
         np.copyto(roi, moved, where=alpha[..., None] > 0)
+    return (y0, x0), alpha
+
+
+def paste_warp(frame: np.ndarray, fields: np.ndarray, transform: np.ndarray,
+               mask: np.ndarray) -> tuple[tuple[int, int], np.ndarray] | None:
+    """Apply a warp model's edit to the full-resolution face in `frame`, in place; returns as `paste` does.
+
+    `fields` is S x S x 4 float32 on the model's crop grid (`WarpRefine.warp_fields`): the backward flow in
+    normalised crop units (x, y), the residual's mask and its luminance in [-1, 1]. Each frame pixel of the
+    region looks up the flow at its crop position, and takes the input frame's colour where that flow points
+    (bicubic), so the face keeps the input's own detail at any size; the residual is added to the luminance
+    as the model does, equally to the three channels; then the result is blended with the paste mask.
+    """
+    m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
+    box = _roi(frame.shape, m, mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    size = fields.shape[0]
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    cx = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]).astype(np.float32)  # crop pixel of every region pixel
+    cy = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]).astype(np.float32)
+    f = cv2.remap(fields, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.remap(mask, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # where the flow points, in crop pixels (normalised offset * S/2), then back in frame pixels
+    inv = cv2.invertAffineTransform(m)
+    sx, sy = cx + f[..., 0] * (size / 2), cy + f[..., 1] * (size / 2)
+    fx = (inv[0, 0] * sx + inv[0, 1] * sy + inv[0, 2]).astype(np.float32)
+    fy = (inv[1, 0] * sx + inv[1, 1] * sy + inv[1, 2]).astype(np.float32)
+    warped = cv2.remap(frame, fx, fy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    gray = cv2.cvtColor(np.clip(warped, 0, 255), cv2.COLOR_RGB2GRAY)
+    shift = f[..., 2] * ((f[..., 3] + 1) * 127.5 - gray)
+    edited = warped + shift[..., None]
+    roi = frame[y0:y1, x0:x1]
+    a = alpha[..., None]
+    blended = np.clip(np.rint(roi * (1 - a) + edited * a), 0, 255).astype(np.uint8)
+    np.copyto(roi, blended, where=a > 0)
     return (y0, x0), alpha
 
 

@@ -28,8 +28,9 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
     src = ctx.sources.decide(crops, item.affect)
     n = len(faces)
     vectors = np.asarray([t.vector for t in pending], np.float32)
-    generated = ctx.model.edit(np.tile(crops, (len(pending), 1, 1, 1)), np.tile(src.vectors, (len(pending), 1)),
-                               np.repeat(vectors, n, axis=0))
+    batch = (np.tile(crops, (len(pending), 1, 1, 1)), np.tile(src.vectors, (len(pending), 1)), np.repeat(vectors, n, axis=0))
+    generated = ctx.model.edit(*batch)
+    fields = ctx.model.fields(*batch) if ctx.warp else None
     if ctx.crops:
         for face in faces:
             write_png(crop_path(ctx.out, item, None, face.index, "source"), face.image)
@@ -37,7 +38,7 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
     parts: dict[str, list] = {}
     for ti, target in enumerate(pending):
         gen = list(generated[ti * n:(ti + 1) * n])
-        frame = ctx.paste_faces(image, faces, gen)
+        frame = ctx.paste_faces(image, faces, gen, None if fields is None else fields[ti * n:(ti + 1) * n])
         dest = output_path(ctx.out, item, target)
         write_png(dest, frame)
         if ctx.crops:

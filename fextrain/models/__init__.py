@@ -22,7 +22,7 @@ from .base import Batch, GANModel, Optim, StepContext, affect_vector, one_hot
 from .registry import MODELS, UnknownModel, build_from_config, build_model, model_class, register
 
 # Registered models: each module's @register runs on import.
-from . import degan, exprgan, fexgan, fexgan_skip, stargan  # noqa: E402,F401
+from . import degan, exprgan, fexgan, fexgan_skip, stargan, warp_refine  # noqa: E402,F401
 from .editor import Editor, load_editor, load_run  # noqa: E402
 
 __all__ = ["MODELS", "Batch", "Editor", "GANModel", "Optim", "StepContext", "UnknownModel", "affect_vector", "build_from_config",

@@ -42,6 +42,8 @@ Optional, for models that need them:
 * `sometimes_unused`        - names of networks some of whose parameters get no gradient in some steps
                               (a stage schedule, a head trained only in some stages); DDP then searches
                               for unused parameters after each forward instead of failing.
+* `landmarks`               - True when `train_step` needs both frames' 68 landmarks (`Batch.landmarks`,
+                              `Batch.target_landmarks`), moved by the same augmentation as the images.
 * `identity_edit`           - True when `edit(..., identity=ids)` draws a chosen train identity
                               (DE-GAN); `identity` is [B] train-identity indices (`Editor.identities`
                               order) or [B, N_i] weights over them. Other models ignore `identity`.
@@ -87,6 +89,11 @@ class Batch:
     intensity: torch.Tensor | None = None  # [B] float source intensity (NaN where unknown); None: manifest has none
     # [B] float intensity of `target` (paired models; NaN where unknown); None: unpaired, or the manifest has none
     target_intensity: torch.Tensor | None = None
+    # [B, 68, 2] the source's and the target's landmarks, (x, y) in the augmented crop's normalised coordinates
+    # ([-1, 1], pixel centres as grid_sample's align_corners=False), NaN where unknown; only for models that
+    # declare `landmarks = True` (None otherwise)
+    landmarks: torch.Tensor | None = None
+    target_landmarks: torch.Tensor | None = None
 
 
 @dataclass
@@ -154,6 +161,7 @@ class GANModel(nn.Module):
     summary: ClassVar[str] = ""  # one line for `fex train --help`
     sometimes_unused: ClassVar[frozenset[str]] = frozenset()  # networks DDP wraps with find_unused_parameters
     identity_edit: ClassVar[bool] = False  # edit() draws the train identity given as `identity`
+    landmarks: ClassVar[bool] = False  # train_step reads Batch.landmarks / target_landmarks
 
     def __init__(self, arch: Any, loss: Any) -> None:
         super().__init__()

@@ -46,6 +46,17 @@ class Editor:
                             hint="leave --identity out, or use a run of an identity-editing model (degan)")
         return self.gan.edit(*args, identity=identity.to(d))
 
+    @property
+    def warps(self) -> bool:
+        """Whether the model edits by warping its source (`warp_fields`), so paste-back can warp the full-resolution face."""
+        return hasattr(self.gan, "warp_fields")
+
+    def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A warping model's (flow, mask, luminance) for these edits (`WarpRefine.warp_fields`)."""
+        d = self.device
+        return self.gan.warp_fields(x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
+
     def identity_index(self, name: str) -> int:
         """Index of a train identity by name (e.g. 'jaffe:KA'), for `edit(..., identity=)`."""
         if name not in self.identities:

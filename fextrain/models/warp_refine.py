@@ -1,0 +1,254 @@
+"""Warp-refine (ours): move the source's own pixels into the target expression, then paint only what a warp
+cannot make.
+
+The painted-face editors keep the face but barely change the expression of people they have never seen
+(docs/models.md, real-face benchmark): an expression is mostly geometry (mouth corners, lips apart, brows,
+eyelids), and geometry is largely the same across people, while appearance is not. So this generator
+predicts three things from the source and the source/target affect vectors:
+
+* a **dense backward flow** at 1/4 of the crop side, upsampled bilinearly (smooth by construction) and
+  bounded to `arch.max_shift` of the half-side: output pixel p takes the source's colour at p + flow(p);
+* a **luminance residual** and its **mask** at full crop resolution, computed after the warp from the warped
+  image, for what a warp cannot make (teeth, the mouth's interior, wrinkles). The residual changes the three
+  channels equally, so the source's chroma stays exactly: a grayscale face comes back gray;
+* nothing else: every other pixel is the source's, moved.
+
+`warp_fields` returns the flow, mask and residual, so `fex edit` can apply them to the **full-resolution**
+face instead of pasting a 64 px crop (fextrain/edit/paste.py `paste_warp`): the edit is then as sharp as the
+input at any output size.
+
+Training (paired: the loop serves a real frame I_t of the same person with the target affect, and both
+frames' 68 landmarks in the augmented crop's normalised coordinates):
+
+    L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(x)))] + lambda_cls * CE(D_cls(x), a_s)
+    L_G = -E[D(G(x))] + lambda_cls * CE(D_cls(G(x)), a_t) + gamma * |G(x) - I_t| + gamma_warp * |W(x) - I_t|
+          + lambda_lm * |grid(l_t) - l_s| + mask_penalty * mean(m) + flow_tv * TV(flow)
+
+W(x) is the warp alone: its L1 to the target asks the flow, not the residual, to make the geometry. The
+landmark term is the landmark-guided part: where the target frame has landmark i, the flow must point at the
+source's landmark i, so the flow learns how each affect moves a face, from every pair of frames of the train
+people. D is fexgan-skip's spectral-norm hinge discriminator with an affect head trained on real faces only.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fextrain.losses import accuracy, cross_entropy, l1
+from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.fexgan_skip import Discriminator, total_variation
+from fextrain.models.registry import register
+
+MASK_BIAS = -3.0  # sigmoid(-3) = 0.05: an untrained generator adds almost no residual
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB -> gray
+
+
+@dataclass(frozen=True)
+class WarpRefineConfig:
+    size: int = 128
+    num_affects: int = 7
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder channels at size, size/2, size/4, size/8
+    max_shift: float = 0.25  # largest flow, as a fraction of the crop's half-side (0.25: 1/8 of the crop)
+    d_widths: tuple[int, ...] = (64, 128, 256)
+
+    def __post_init__(self) -> None:
+        if self.size < 32 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two >= 32; got {self.size}")
+        if self.num_affects < 2:
+            raise ValueError(f"num_affects must be at least 2; got {self.num_affects}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
+        if len(self.widths) != 4:
+            raise ValueError(f"widths must give 4 channel counts (size, /2, /4, /8); got {list(self.widths)}")
+        require_sizes(self, "widths", "d_widths")
+        if not 0 < self.max_shift <= 1:
+            raise ValueError(f"max_shift must be in (0, 1]; got {self.max_shift}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["d_widths"] = list(self.widths), list(self.d_widths)
+        return d
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (stride 1 or 2), instance norm, leaky ReLU: the generator's one block."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                         nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2))
+
+
+def identity_grid(n: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """[n, size, size, 2] sampling grid of the identity warp (x, y in [-1, 1], pixel centres, align_corners=False)."""
+    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=like.device).expand(n, 2, 3)
+    return F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 1, H, W], BT.601 weights."""
+    w = x.new_tensor(LUMA)[None, :, None, None]
+    return (x * w).sum(1, keepdim=True)
+
+
+def refine(warped: torch.Tensor, mask: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
+    """Move the warped image's luminance toward `luma` by `mask`, equally in every channel (chroma kept)."""
+    return warped + mask * (luma - luminance(warped))
+
+
+class Generator(nn.Module):
+    """(x [B,3,S,S] in [-1,1], source vec [B,K], target vec [B,K]) -> (flow [B,2,S,S], mask [B,1,S,S], luma [B,1,S,S]).
+
+    flow is the offset, in normalised coordinates, added to the identity grid: output pixel p samples the
+    source at p + flow(p).
+    """
+
+    def __init__(self, cfg: WarpRefineConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w0, w1, w2, w3 = cfg.widths
+        k = cfg.num_affects
+        self.enc0 = _conv(3 + 2 * k, w0)
+        self.enc1 = _conv(w0, w1, 2)
+        self.enc2 = _conv(w1, w2, 2)
+        self.enc3 = nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3))
+        self.dec2 = _conv(w3 + w2, w2)  # at size/4, after upsampling size/8
+        self.to_flow = nn.Conv2d(w2, 2, 3, padding=1)
+        self.dec1 = _conv(w2 + w1, w1)  # at size/2
+        self.dec0 = _conv(w1 + w0 + 3, w0)  # at size, with the warped image
+        self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, a=0.2)
+        with torch.no_grad():  # start as the identity warp with no residual
+            self.to_flow.weight.zero_()
+            self.to_flow.bias.zero_()
+            self.to_refine.weight.zero_()
+            self.to_refine.bias.copy_(torch.tensor([MASK_BIAS, 0.0]))
+
+    def forward(self, x: torch.Tensor, src_vec: torch.Tensor,
+                tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        size = x.shape[-1]
+        planes = torch.cat([src_vec, tgt_vec], 1).to(x.dtype)[:, :, None, None].expand(-1, -1, size, size)
+        e0 = self.enc0(torch.cat([x, planes], 1))
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], 1))
+        coarse = torch.tanh(self.to_flow(d2).float()) * self.cfg.max_shift
+        flow = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+        warped = warp(x, flow)
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1))
+        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="nearest"), e0, warped.to(e0.dtype)], 1))
+        out = self.to_refine(d0).float()
+        return flow, torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+
+
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """x [B,C,S,S] sampled at identity + flow ([B,2,S,S] normalised offsets), bilinear, border-padded, float32."""
+    grid = identity_grid(x.shape[0], x.shape[-1], x) + flow.permute(0, 2, 3, 1)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def landmark_error(flow: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean distance (in 64-px-crop pixels) between where the flow sends each target landmark and the source's.
+
+    source, target: [B, 68, 2] normalised landmark positions of the two frames; rows with any NaN are left out.
+    """
+    valid = torch.isfinite(source).all(2).all(1) & torch.isfinite(target).all(2).all(1)
+    if not bool(valid.any()):
+        return flow.new_zeros(())
+    flow, source, target = flow[valid], source[valid], target[valid]
+    sampled = F.grid_sample(flow.float(), target[:, :, None, :].float(), mode="bilinear",
+                            padding_mode="border", align_corners=False)[..., 0].permute(0, 2, 1)  # [b, 68, 2]
+    return ((target + sampled - source).norm(dim=2) * 32.0).mean()
+
+
+@dataclass
+class WarpRefineLoss:
+    lambda_cls: float = 1.0  # affect classification: D on real faces, G on its edits at the target
+    gamma: float = 10.0  # L1 of the edit to the real target frame
+    gamma_warp: float = 5.0  # L1 of the warp alone to the target frame: geometry by the flow, not the residual
+    lambda_lm: float = 0.1  # landmark correspondence of the flow (per 64-px pixel of error)
+    mask_penalty: float = 0.05  # * mean(m): paint only where the warp cannot do it
+    flow_tv: float = 1.0  # * total variation of the flow (normalised units): no tearing
+
+
+@register("warp-refine")
+class WarpRefine(GANModel):
+    """Dense landmark-guided warp of the source plus a chroma-preserving luminance refinement; hinge SN D."""
+
+    summary = ("warp-refine (ours): landmark-guided dense warp of the source + a luminance residual for the "
+               "mouth's interior; sharp at any size, keeps colour; paired")
+    Arch = WarpRefineConfig
+    Loss = WarpRefineLoss
+    defaults = Optim(steps=20_000, batch=16, lr=2e-4, betas=(0.5, 0.999))
+    paired = True
+    landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
+    metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_mask", "g_flow_tv",
+               "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")
+    progress = ("g_l1", "g_lm", "d_total")
+    reconstruction = "g_l1"
+
+    def __init__(self, arch: WarpRefineConfig, loss: WarpRefineLoss) -> None:
+        super().__init__(arch, loss)
+        self.generator = Generator(arch)
+        self.discriminator = Discriminator(arch)
+
+    def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, k = self.loss, self.arch.num_affects
+        a_src, a_tgt = one_hot(b.affect, k), one_hot(b.target_affect, k)
+        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+
+        # 1. D: hinge on real vs. the detached edit; affect classification on real faces only
+        with ctx.autocast():
+            flow, mask, luma = G(b.x, a_src, a_tgt)
+        warped = warp(b.x, flow)
+        x_gen = refine(warped, mask, luma)
+        with ctx.autocast():
+            real, real_cls = D(b.x)
+            fake, _ = D(x_gen.detach())
+        d_real = torch.relu(1 - real.float()).mean()
+        d_fake = torch.relu(1 + fake.float()).mean()
+        d_cls = cross_entropy(real_cls, b.affect)
+        d_loss = d_real + d_fake + cfg.lambda_cls * d_cls
+        ctx.update("discriminator", d_loss)
+
+        # 2. G: fool D as the target affect, match the target frame (whole edit and warp alone), follow the
+        # landmarks, keep the residual sparse and the flow smooth
+        with ctx.frozen("discriminator") as D_frozen:
+            with ctx.autocast():
+                g_fake, g_fake_cls = D_frozen(x_gen)
+            g_adv = -g_fake.float().mean()
+            g_cls = cross_entropy(g_fake_cls, b.target_affect)
+            g_l1 = l1(x_gen, b.target)
+            g_warp = l1(warped, b.target)
+            g_lm = (landmark_error(flow, b.landmarks, b.target_landmarks) if b.landmarks is not None
+                    else flow.new_zeros(()))
+            g_mask = mask.mean()
+            g_tv = total_variation(flow)
+            g_loss = (g_adv + cfg.lambda_cls * g_cls + cfg.gamma * g_l1 + cfg.gamma_warp * g_warp
+                      + cfg.lambda_lm * g_lm + cfg.mask_penalty * g_mask + cfg.flow_tv * g_tv)
+            ctx.update("generator", g_loss)
+        out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
+               "g_mask": g_mask, "g_flow_tv": g_tv, "d_total": d_loss, "d_real": d_real, "d_fake": d_fake,
+               "d_cls": d_cls, "acc_real_cls": accuracy(real_cls, b.affect),
+               "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
+        return {key: value.detach() for key, value in out.items()}
+
+    def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(flow [B,2,S,S] normalised offsets, mask [B,1,S,S] in (0,1), luminance [B,1,S,S] in [-1,1]), float32:
+        what `edit` applies to the crop, for applying it to the full-resolution face instead."""
+        flow, mask, luma = self.generator(x, source_vec, target_vec)
+        return flow.float(), mask.float(), luma.float()
+
+    def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
+        flow, mask, luma = self.warp_fields(x, source_vec, target_vec)
+        return refine(warp(x, flow), mask, luma).clamp(-1, 1)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x)[1]
+
+    def real_fake(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x)[0]
