@@ -208,8 +208,8 @@ class UnitProcessor:
         """Encode and write one crop: a temp name in the same folder, then an atomic rename.
 
         A process killed at any moment leaves either the whole crop or only a temp file, which the next
-        run sweeps. `run` flushes the unit's crops and their folders at once before writing the part that
-        lists them (an fsync here, crop by crop, waited on the disk for each: docs/ingest.md).
+        run sweeps. `_UnitWriter.finish` flushes the unit's crops and their folders at once before writing the part
+        that lists them (an fsync here, crop by crop, waited on the disk for each: docs/ingest.md).
         """
         if self._png is None:
             data = encode_png(rgb)
