@@ -183,6 +183,7 @@ class BuildOptions(FilterOptions):
 
     Fields hold what the build uses: `affects` the canonical tuple, `fractions` three numbers, `min_gap` and
     `guard` a Gap or None (`guard` only under --split frame). `asdict()` is what the manifest records.
+    `dataclasses.replace` keeps the resolved defaults: for another split, build a new BuildOptions.
     """
     size: int | None = None
     balance: str = "weight"
