@@ -20,10 +20,13 @@ import click
               help="Edit the largest face or every detected face.")
 @click.option("--color-match", "colour", is_flag=True, help="As fex edit --color-match.")
 @click.option("--keep-detail", is_flag=True, help="As fex edit --keep-detail.")
+@click.option("--paste", "paste_mode", type=click.Choice(["auto", "warp", "crop"]), default="auto", show_default=True,
+              help="As fex edit --paste: a warping model's edit warps the full-resolution face (auto), or not.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for torch and OpenCV  [default: this process's share of the cores that are idle]")
-def explore(run, photos, port, open_browser, source, estimator, faces, colour, keep_detail, device, threads) -> None:
+def explore(run, photos, port, open_browser, source, estimator, faces, colour, keep_detail, paste_mode, device,
+            threads) -> None:
     """A local page to mix and dial a trained RUN's expressions on a face.
 
     \b
@@ -42,6 +45,6 @@ def explore(run, photos, port, open_browser, source, estimator, faces, colour, k
 
     cv2.setNumThreads(set_torch_threads(threads))
     options = ExploreOptions(source=source, estimator=estimator, faces=faces, colour=colour, keep_detail=keep_detail,
-                             device=device)
+                             paste=paste_mode, device=device)
     explorer = Explorer(run, options, log=click.echo)
     serve(explorer, [Path(p) for p in photos], port=port, open_browser=open_browser, log=click.echo)

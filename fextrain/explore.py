@@ -31,6 +31,7 @@ from fextrain.edit.faces import FaceCrop, make_finder, still_faces
 from fextrain.edit.model import BatchModel, load_model, resolve_device
 from fextrain.edit.outputs import face_region, write_grid
 from fextrain.edit.recipe import resolve_recipe, run_manifest
+from fextrain.edit.run import EditOptions, _warps
 from fextrain.edit.source import JudgeOptions, SourceAffects, Sources, run_judge
 from fextrain.edit.targets import MAX_WEIGHT, parse_targets, read_spec
 
@@ -52,6 +53,7 @@ class ExploreOptions:
     faces: str = "largest"
     colour: bool = False
     keep_detail: bool = False
+    paste: str = "auto"       # auto | warp | crop, as fex edit --paste
     device: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -61,6 +63,7 @@ class ExploreOptions:
         flags += [] if self.estimator == "auto" else ["--estimator", self.estimator]
         flags += [] if self.faces == "largest" else ["--faces", self.faces]
         flags += (["--color-match"] if self.colour else []) + (["--keep-detail"] if self.keep_detail else [])
+        flags += [] if self.paste == "auto" else ["--paste", self.paste]
         if self.max_pixels != DEFAULT_MAX_PIXELS:
             flags += ["--max-megapixels", f"{self.max_pixels / 1e6:g}"]
         return flags
@@ -83,6 +86,7 @@ class Explorer:
         editor = load_model(self.run, device)
         self.affects, self.size = tuple(editor.affects), int(editor.size)
         self.recipe, _ = resolve_recipe(editor.config, self.run, self.size, {})
+        warp = _warps(editor, EditOptions(paste=options.paste, keep_detail=options.keep_detail))
         self.model = BatchModel(editor, batch=16)
         judge = functools.partial(run_judge, editor.config, self.run, self.size, JudgeOptions(), str(device), False,
                                   log)
@@ -92,7 +96,8 @@ class Explorer:
         self.ctx = EditContext(Path(tempfile.gettempdir()), self.recipe, make_finder(self.recipe), self.model,
                                SourceAffects(options.source, self.affects, self.model, options.estimator, judge),
                                self.affects, self.size, faces=options.faces, colour=options.colour,
-                               keep_detail=options.keep_detail, max_pixels=options.max_pixels, progress=False)
+                               keep_detail=options.keep_detail, warp=warp, max_pixels=options.max_pixels,
+                               progress=False)
         self.config = editor.config
         self.description = f"{editor.model} at step {editor.step}, {self.size}px, {device}"
         self._photos: OrderedDict[Path, Photo] = OrderedDict()
@@ -159,10 +164,12 @@ class Explorer:
         crops = np.stack([f.image for f in photo.faces])
         with self._lock:
             # as photo.edit_photo: faces x targets tiled target-major, one batched forward
-            generated = self.model.edit(np.tile(crops, (len(specs), 1, 1, 1)),
-                                        np.tile(photo.sources.vectors, (len(specs), 1)),
-                                        np.repeat(np.asarray(vectors, np.float32), n, axis=0))
-            return [self.ctx.paste_faces(photo.image, photo.faces, list(generated[i * n:(i + 1) * n]))
+            batch = (np.tile(crops, (len(specs), 1, 1, 1)), np.tile(photo.sources.vectors, (len(specs), 1)),
+                     np.repeat(np.asarray(vectors, np.float32), n, axis=0))
+            generated = self.model.edit(*batch)
+            fields = self.model.fields(*batch) if self.ctx.warp else None   # a warping model, --paste auto|warp
+            return [self.ctx.paste_faces(photo.image, photo.faces, list(generated[i * n:(i + 1) * n]),
+                                         None if fields is None else fields[i * n:(i + 1) * n])
                     for i in range(len(specs))]
 
     def sweep(self, photo: Photo, weights: Sequence[float], affect: str, steps: int = 5
@@ -202,8 +209,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _md(text: str) -> str:
+    """Plain text for the page's Markdown: specs' `*` and file names' `_` shown as written."""
+    return html.escape(text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+
+
 def _message(exc: FexError) -> str:
-    return f"**{html.escape(str(exc))}**" + (f"  \n{html.escape(exc.hint)}" if exc.hint else "")
+    return f"**{_md(str(exc))}**" + (f"  \n{_md(exc.hint)}" if exc.hint else "")
 
 
 class Session:
@@ -237,7 +249,7 @@ class Session:
                 source = self._file(photo, "source", ".png")
                 if not source.is_file():
                     write_png(source, photo.image)
-                return {"result": str(source), "spec": "", "command": "", "files": [], "message": f"{note}  \n"
+                return {"result": str(source), "spec": "", "command": "", "files": [], "message": f"{_md(note)}  \n"
                         + _message(exc)}
             result = self._file(photo, spec, ".png")
             if not result.is_file():
@@ -247,7 +259,7 @@ class Session:
             spec_file.write_text(f"# fex explore: this command writes edits/{photo.path.stem}/... = "
                                  f"{result.name}\n{command}\n")
             return {"result": str(result), "spec": spec, "command": command, "files": [str(result), str(spec_file)],
-                    "message": note}
+                    "message": _md(note)}
         except FexError as exc:
             return {"message": _message(exc)}
 
@@ -259,7 +271,7 @@ class Session:
             specs, frames = self.explorer.sweep(photo, weights, affect, int(steps))
             dest = self._file(photo, "grid:" + "|".join(specs), ".png")
             write_grid(dest, [(s, f) for s, f in zip(specs, frames)], photo.region, per_row=len(specs))
-            return {"grid": str(dest), "message": f"grid over {affect}: " + ", ".join(specs)}
+            return {"grid": str(dest), "message": f"grid over {affect}: " + _md(", ".join(specs))}
         except FexError as exc:
             return {"message": _message(exc)}
 
@@ -275,7 +287,7 @@ def page(explorer: Explorer, photos: Sequence[Path], work: Path) -> Any:
     first = choices[0][1] if choices else None
     affects = list(explorer.affects)
     with gr.Blocks(title="fex explore") as blocks:
-        gr.Markdown(f"## fex explore · {html.escape(str(explorer.run))} · {html.escape(explorer.description)}")
+        gr.Markdown(f"## fex explore · {_md(str(explorer.run))} · {_md(explorer.description)}")
         current = gr.State(first)
         with gr.Row():
             with gr.Column(scale=1):

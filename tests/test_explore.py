@@ -66,6 +66,21 @@ def test_explore_render_is_what_fex_edit_writes(explorer, run, tmp_path):
     assert np.array_equal(frames[2], explorer.render(photo, specs[2]))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(__import__("fextrain.models", fromlist=["MODELS"]).MODELS))
+def test_explore_render_is_what_fex_edit_writes_for_every_model(model, tmp_path_factory, tmp_path):
+    """The page reuses fex edit's pipeline for every registered model (a model-specific paste-back in fex edit
+    that the explorer does not follow fails here)."""
+    from fextrain.explore import ExploreOptions, Explorer
+
+    run = build_run(tmp_path_factory.getbasetemp() / "edit-pipeline", model=model)
+    explorer = Explorer(run, ExploreOptions(device="cpu"), log=lambda msg: None)
+    photo = explorer.prepare(write_png(tmp_path / "me.png", canvas_photo()))
+    spec = explorer.spec([0, 0, 0, 0.6, 0, 0, 0.35])
+    expected = edited_by_fex_edit(run, explorer.command(photo, spec), tmp_path / "edits")
+    assert np.array_equal(explorer.render(photo, spec), expected)
+
+
 def test_bad_photos_and_mixes_are_messages_and_the_page_goes_on(explorer, tmp_path):
     from fextrain.explore import Session
 
