@@ -15,12 +15,17 @@ Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 1
 
 Every model trains with its own losses at the demo's narrow widths (BENCH_ARCH), at --size, batch
 --batch, for --steps steps: the same image budget for every model. Then `fextrain.evaluate.evaluate_run`
-(the `fex eval` code, sections judge, sharpness, identity and collapse) gives the headline:
+(the `fex eval` code, sections judge, edit_strength, sharpness, identity, colour, collapse and outside_judge)
+gives the headline:
 
 * expression: the robust judge's accuracy on the edits at their target, over its accuracy on real test faces;
+* reach target: share of edits whose source the judge did not already read as the target that it reads as
+  the target after the edit (edit strength: a copy scores 0);
+* outside judge / real: the same ratio as expression from a pretrained FER2013 classifier outside fex;
 * sharpness: Laplacian variance of the edits over the real test faces';
 * identity: share of edits within 0.6 of their source's dlib descriptor, with the share of edits where
   a face is found;
+* gray +chroma: channel spread an edit adds to a grayscale source, in levels (a gray face must come back gray);
 * collapse: how much edits of different sources differ at one target, relative to the sources.
 
 `--real` measures on real people instead (issue 23): benchmarks/real_faces.py's manifests of about 1,350 public
@@ -68,8 +73,8 @@ SPLITS = {
     "frame": ["--split", "frame", "--blocks", "4", "--guard", "0", *RAMP],
     "identity": ["--split", "identity", "--fractions", "0.67,0.33", *RAMP],
 }
-SECTIONS = ["judge", "sharpness", "identity", "collapse"]
-COLUMNS = ("expression", "sharpness", "identity", "faces_found", "collapse")
+SECTIONS = ["judge", "edit_strength", "sharpness", "identity", "colour", "collapse", "outside_judge"]
+COLUMNS = ("expression", "reached", "outside_judge", "sharpness", "identity", "faces_found", "gray_chroma", "collapse")
 
 
 def fex(args: list[str]) -> None:
@@ -102,9 +107,12 @@ def headline(metrics: dict) -> dict[str, float | None]:
     """The headline's numbers, plus the share of edits where a face was found."""
     h, ident = metrics["headline"], metrics["identity"]
     found = 1 - ident["generated_face_not_found"] / ident["pairs"] if ident["pairs"] else None
-    return {"expression": h["expression"]["value"], "sharpness": h["sharpness"]["value"],
-            "identity": h["identity"]["value"], "faces_found": found, "collapse": h["collapse"]["value"],
-            "collapsed": bool(metrics["collapse"]["collapsed"])}
+    gray = metrics.get("colour", {}).get("gray", {})
+    return {"expression": h["expression"]["value"], "reached": metrics.get("edit_strength", {}).get("reached_share"),
+            "outside_judge": h.get("outside_judge", {}).get("value"), "sharpness": h["sharpness"]["value"],
+            "identity": h["identity"]["value"], "faces_found": found,
+            "gray_chroma": gray.get("added_chroma") if gray.get("sources") else None,
+            "collapse": h["collapse"]["value"], "collapsed": bool(metrics["collapse"]["collapsed"])}
 
 
 def parse_ablation(spec: str) -> tuple[str, dict[str, dict]]:
@@ -216,9 +224,9 @@ def main() -> None:
                                                        "results": results}, indent=2) + "\n")
 
     print(f"\ntotal {time.perf_counter() - started:.0f} s; mean ± sd over seeds\n")
-    print("| split | model | seeds | expression (judge / real) | sharpness | identity < 0.6 | faces found | "
-          "collapse (edit / source spread) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| split | model | seeds | expression (judge / real) | reach target | outside judge / real | sharpness | "
+          "identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for split, by_model in results.items():
         for model, rows in by_model.items():
             collapsed = sum(r["collapsed"] for r in rows)

@@ -53,6 +53,7 @@ BENCH_ARCH = {
     "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
     "exprgan": {"enc_base": 16, "enc_max": 256, "dec_base": 8, "d_widths": [8, 16, 32, 64], "d_fc": 256},
     "degan": {"base_width": 16, "max_width": 128},
+    "warp-refine": {"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
 }
 # ExprGAN's identity network (its L_id) at half width and a quarter of its default updates.
 BENCH_LOSS = {"exprgan": {"id_net": {"width": 16, "steps": 500}}}

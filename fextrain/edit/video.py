@@ -98,18 +98,21 @@ class _Pass:
             jobs = [(ti, ei, vec) for ti, t in enumerate(self.targets) for ei, (f, _, _) in enumerate(entries)
                     if (vec := t.vector_at(f.time)) is not None]
             if jobs:
-                generated = ctx.model.edit(crops[[ei for _, ei, _ in jobs]], src.vectors[[ei for _, ei, _ in jobs]],
-                                           np.asarray([v for _, _, v in jobs], np.float32))
+                batch_in = (crops[[ei for _, ei, _ in jobs]], src.vectors[[ei for _, ei, _ in jobs]],
+                            np.asarray([v for _, _, v in jobs], np.float32))
+                generated = ctx.model.edit(*batch_in)
+                fields = ctx.model.fields(*batch_in) if ctx.warp else [None] * len(jobs)
                 # Per (target, frame), its faces' jobs in track order: pasted together into one output frame.
                 per_frame: dict[tuple[int, int], list] = {}
-                for (ti, ei, vec), gen in zip(jobs, generated):
-                    per_frame.setdefault((ti, entries[ei][0].index), []).append((ei, vec, gen))
+                for (ti, ei, vec), gen, field in zip(jobs, generated, fields):
+                    per_frame.setdefault((ti, entries[ei][0].index), []).append((ei, vec, gen, field))
                 for (ti, _), done in per_frame.items():
                     target, frame = self.targets[ti], entries[done[0][0]][0]
                     pasted = outputs[target.name][frame.index] = ctx.paste_faces(
-                        frame.image, [faces[ei] for ei, _, _ in done], [gen for _, _, gen in done])
+                        frame.image, [faces[ei] for ei, *_ in done], [gen for _, _, gen, _ in done],
+                        [field for *_, field in done] if ctx.warp else None)
                     rel = output_path(ctx.out, item, target).relative_to(ctx.out).as_posix()
-                    for ei, vec, gen in done:
+                    for ei, vec, gen, _ in done:
                         face = faces[ei]
                         self.rows.setdefault(target.name, []).append(edit_row(
                             item.shown, "video", frame.index, frame.time, face, src.names[ei], src.confidence[ei],
