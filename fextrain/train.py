@@ -237,15 +237,7 @@ def setup(cfg: TrainConfig, *, resume: bool = False, info: dd.DistInfo | None = 
     _rank_0_first(info, lambda main: model.prepare(ds, cache_dir=helpers, device=rt.device, progress=progress and main))
     skip = {"size", "num_affects", "num_identities"}
     cfg = replace(cfg, arch=json.loads(json.dumps({k: v for k, v in asdict(model.arch).items() if k not in skip})))
-    start = 0
-    if state is not None:
-        saved = from_dict(state["config"])
-        check_resumable(cfg, saved)
-        start = int(state["step"])
-        moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
-        if moved:
-            log(f"note: this run was last trained with other versions ({', '.join(moved)}); continuing")
-
+    start = 0 if state is None else _resume_step(cfg, state, log)
     raw = {name: rt.place(net) for name, net in model.networks().items()}
     opts = model.optimizers(cfg.lr, cfg.betas)
     if state is not None:
@@ -313,6 +305,16 @@ def check_resumable(cfg: TrainConfig, saved: TrainConfig) -> None:
                                 "start a new run with another --out")
 
 
+def _resume_step(cfg: TrainConfig, state: dict[str, Any], log: Callable[[str], None]) -> int:
+    """The checkpoint's step, once its config is checked against `cfg` (other library versions are only noted)."""
+    saved = from_dict(state["config"])
+    check_resumable(cfg, saved)
+    moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
+    if moved:
+        log(f"note: this run was last trained with other versions ({', '.join(moved)}); continuing")
+    return int(state["step"])
+
+
 def _restore(state: dict[str, Any], raw: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
              betas: tuple[float, float]) -> None:
     for name, net in raw.items():
@@ -351,19 +353,7 @@ def loop(run: Run, on_step: Callable[[int, dict[str, float] | None], None] | Non
         run.log(f"resuming {run.run_dir} from step {start} (training to step {end})")
     if end <= start:
         return _up_to_date(run)
-    if run.main:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        run.lock.take()
-        _refuse_finished(run.run_dir, run.resume)  # a run another process finished while this one was setting up
-        remove_temp_files(run.run_dir)  # a killed writer's (a checkpoint's is ~0.5 GB at 128 px)
-        save_json(cfg, run.run_dir / "config.json")
-    run.log(f"training {cfg.model} {cfg.size}px on {run.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
-            f"({run.rt.describe()}; images on {run.data.store.where}): {len(run.data.ds)} train images, "
-            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
-    logger = RunLogger(run.run_dir, start=start, end=end, main=run.main, progress=run.progress, log=run.log)
-    due = run.resume and cfg.sample_every and start % cfg.sample_every == 0
-    if due and not grid_path(run.run_dir, start).is_file():
-        _samples(run, logger, start)  # due with the checkpoint resumed from, whose session stopped before writing it
+    logger = _begin(run)
     meter, saved_at, last, status = Meter(start + 1), (start if run.resume else -1), {}, "done"
     try:
         with _CtrlC() as stop:
@@ -403,6 +393,25 @@ def loop(run: Run, on_step: Callable[[int, dict[str, float] | None], None] | Non
         logger.close()
     dd.barrier(info)
     return TrainResult(run.run_dir, start, step, status, last, is_main=run.main)
+
+
+def _begin(run: Run) -> RunLogger:
+    """Rank 0 takes the run directory (config.json, a dead writer's temporary files gone); the run's logger."""
+    cfg, info, start, end = run.cfg, run.info, run.start, run.cfg.steps
+    if run.main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        run.lock.take()
+        _refuse_finished(run.run_dir, run.resume)  # a run another process finished while this one was setting up
+        remove_temp_files(run.run_dir)  # a killed writer's (a checkpoint's is ~0.5 GB at 128 px)
+        save_json(cfg, run.run_dir / "config.json")
+    run.log(f"training {cfg.model} {cfg.size}px on {run.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
+            f"({run.rt.describe()}; images on {run.data.store.where}): {len(run.data.ds)} train images, "
+            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
+    logger = RunLogger(run.run_dir, start=start, end=end, main=run.main, progress=run.progress, log=run.log)
+    due = run.resume and cfg.sample_every and start % cfg.sample_every == 0
+    if due and not grid_path(run.run_dir, start).is_file():
+        _samples(run, logger, start)  # due with the checkpoint resumed from, whose session stopped before writing it
+    return logger
 
 
 def set_lr(run: Run, done: int) -> None:
