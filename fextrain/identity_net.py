@@ -10,26 +10,28 @@ It is deliberately not dlib's face descriptor: `fex eval` measures identity pres
 network, and a training loss and the metric that judges it must never share a network (a generator
 could learn to please one network's features without keeping the face). Nor is it the eval judge.
 
-The trained network is cached beside the packed images (safetensors + JSON), keyed by a fingerprint of
-its training pixels, labels and settings, so a resumed run, every DDP rank and other runs on the same
-data reuse the very same weights.
+A run trains it for a share of its own steps (`identity_net_steps`; ExprGAN's `loss.id_net_share`), so a
+smoke run starts in seconds. The trained network is cached beside the packed images (`fextrain.cached_net`:
+safetensors + JSON), keyed by a fingerprint of its training pixels, labels and settings (the effective
+steps included), so a resumed run, every DDP rank and other runs and seeds on the same data reuse the very
+same weights.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from fexdata.paths import atomic_path, atomic_write_text
+from fextrain import cached_net
 from fextrain.augment import AugmentConfig, augment_pairs
+from fextrain.cached_net import CachedNet, load_or_train
 
 # Bumped whenever IdentityNet or its training changes, so an older cached network is not reused.
 IDENTITY_NET_VERSION = 1
@@ -40,7 +42,7 @@ class IdentityNetSettings:
     """Everything that changes the trained network; part of the cache fingerprint."""
 
     width: int = 32  # channels of stage 1; VGG's 64-128-256-512-512 pattern at half width (x1, x2, x4, x8, x8)
-    steps: int = 2000  # optimiser updates (a few minutes on a GPU at 128 px)
+    steps: int = 2000  # optimiser updates (a few minutes on a GPU at 128 px); a run may train it for fewer
     batch: int = 64
     lr: float = 1e-3
     weight_decay: float = 5e-4
@@ -91,9 +93,36 @@ def feature_distance(net: IdentityNet, generated: torch.Tensor, real: torch.Tens
     return total
 
 
+@dataclass(frozen=True)
+class IdentityNetCost:
+    """What the identity network cost a run: for the log line, the summary and the tests."""
+
+    steps: int  # optimiser updates it was trained for
+    seconds: float  # wall time of that training (on the run that trained it, for a cached net)
+    train_accuracy: float  # share of its last training batches (augmented, train mode) classified right
+    cached: bool  # loaded from the cache instead of trained
+    file: str  # the cached weights
+    retrained: str | None = None  # why a cached net could not be used ("none cached", "... corrupt ...")
+
+    def summary(self) -> str:
+        how = "from the cache" if self.cached else f"trained ({self.retrained})" if self.retrained else "trained"
+        return (f"identity net {how}: {self.steps} steps, {self.seconds:.1f} s to train, "
+                f"train accuracy {self.train_accuracy:.2f} ({Path(self.file).name})")
+
+
+def identity_net_steps(cap: int, run_steps: int | None, share: float) -> int:
+    """Its training budget: `share` of the run's steps (at least 1), at most `cap`; `cap` when the run's
+    steps are unknown. A smoke run thus starts in seconds and a long run gets the full network."""
+    if run_steps is None:
+        return cap
+    return max(1, min(cap, math.ceil(share * run_steps)))
+
+
 def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: IdentityNetSettings,
-                       device: torch.device | str = "cpu", progress: bool = False) -> IdentityNet:
-    """Train on uint8 N x S x S x 3 images and identity classes 0..C-1; returns the net in eval mode."""
+                       device: torch.device | str = "cpu", progress: bool = False) -> tuple[IdentityNet, dict]:
+    """Train on uint8 N x S x S x 3 images and identity classes 0..C-1: (the net in eval mode, how it trained:
+    steps, seconds, train_accuracy over the last tenth of its steps)."""
+    t0 = time.perf_counter()
     labels = np.asarray(labels, np.int64)
     num = int(labels.max()) + 1
     with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's stream
@@ -104,36 +133,40 @@ def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: Identit
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.steps)
     batch = min(settings.batch, len(labels))
+    tail = max(1, settings.steps // 10)  # the steps whose batches the reported train accuracy counts
+    right, seen = torch.zeros((), device=device), 0
     net.train()
     bar = tqdm(range(settings.steps), desc="identity net", unit="step", disable=not progress, leave=False)
-    for _ in bar:
+    for step in bar:
         idx = torch.randint(0, len(labels), (max(2, batch),), generator=gen, device=device)
         x = torch.from_numpy(np.asarray(images[idx.cpu().numpy()])).to(device).permute(0, 3, 1, 2)
         x, _ = augment_pairs(x.float().div_(127.5).sub_(1.0), None, AugmentConfig(), gen)  # zoom, crop, flip
-        loss = F.cross_entropy(net(x), y_all[idx])
+        logits = net(x)
+        loss = F.cross_entropy(logits, y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if step >= settings.steps - tail:
+            right += (logits.detach().argmax(1) == y_all[idx]).sum()
+            seen += len(idx)
         if progress:  # .item() waits for the GPU: only for a bar someone watches
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    return net.eval().requires_grad_(False)
+    training = {"steps": settings.steps, "seconds": round(time.perf_counter() - t0, 3),
+                "train_accuracy": round(float(right) / max(1, seen), 4)}
+    return net.eval().requires_grad_(False), training
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray, settings: IdentityNetSettings) -> str:
-    """Hash of the training pixels, labels and settings: the cache key."""
-    h = hashlib.sha256()
-    h.update(json.dumps([IDENTITY_NET_VERSION, asdict(settings), list(images.shape)]).encode())
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    for start in range(0, len(images), 1024):  # chunked: a memory-mapped pack is never read at once
-        h.update(np.ascontiguousarray(images[start:start + 1024]).tobytes())
-    return h.hexdigest()
+    """Hash of the training pixels, labels and settings (its steps included): the cache key."""
+    return cached_net.fingerprint([IDENTITY_NET_VERSION, asdict(settings), list(images.shape)], images,
+                                  np.ascontiguousarray(labels, dtype=np.int64))
 
 
 def load_or_train_identity_net(folder: Path, images: np.ndarray, labels: np.ndarray,
                                settings: IdentityNetSettings, device: torch.device | str = "cpu",
-                               progress: bool = False) -> tuple[IdentityNet, bool]:
-    """(frozen net in eval mode on `device`, reused): the cached one for this data, else trained and cached.
+                               progress: bool = False) -> tuple[IdentityNet, IdentityNetCost]:
+    """(frozen net in eval mode on `device`, what it cost): the cached one for this data, else trained and cached.
 
     `labels` are identity classes 0..C-1 (at least two: one identity teaches nothing about identity).
     """
@@ -142,20 +175,25 @@ def load_or_train_identity_net(folder: Path, images: np.ndarray, labels: np.ndar
     if classes < 2:
         raise ValueError(f"the identity network needs at least two train identities; the data has {classes}")
     key = fingerprint(images, labels, settings)
-    weights, meta = folder / f"identity-net-{key[:16]}.safetensors", folder / f"identity-net-{key[:16]}.json"
-    if weights.is_file() and meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == key:
+    entry = CachedNet.named(folder, f"identity-net-{key[:16]}")
+
+    def restore(weights: dict[str, torch.Tensor], meta: dict) -> tuple[IdentityNet, dict]:
         net = IdentityNet(int(labels.max()) + 1, settings.width)
-        net.load_state_dict(load_file(str(weights)))
-        return net.to(device).eval().requires_grad_(False), True
-    net = train_identity_net(images, labels, settings, device, progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(weights) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    atomic_write_text(meta, json.dumps({"fingerprint": key, "version": IDENTITY_NET_VERSION,
-                                        "settings": asdict(settings), "identities": classes,
-                                        "train_images": len(labels)}, indent=2) + "\n")
-    return net, False
+        net.load_state_dict(weights)
+        return net.to(device).eval().requires_grad_(False), meta["training"]
+
+    def train() -> tuple[tuple[IdentityNet, dict], dict[str, torch.Tensor], dict]:
+        net, training = train_identity_net(images, labels, settings, device, progress)
+        meta = {"version": IDENTITY_NET_VERSION, "settings": asdict(settings), "identities": classes,
+                "train_images": len(labels), "training": training}
+        return (net, training), net.state_dict(), meta
+
+    (net, training), retrained = load_or_train(entry, key, restore, train)
+    cost = IdentityNetCost(steps=int(training["steps"]), seconds=float(training["seconds"]),
+                           train_accuracy=float(training["train_accuracy"]), cached=retrained is None,
+                           file=str(entry.weights), retrained=retrained)
+    return net, cost
 
 
-__all__ = ["IdentityNet", "IdentityNetSettings", "feature_distance", "load_or_train_identity_net",
-           "train_identity_net"]
+__all__ = ["IdentityNet", "IdentityNetCost", "IdentityNetSettings", "feature_distance", "identity_net_steps",
+           "load_or_train_identity_net", "train_identity_net"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from _train_fixtures import TINY_ARCHS, TINY_LOSSES, tiny_config, write_tiny_manifest
 
-from fextrain.identity_net import IdentityNetSettings, load_or_train_identity_net
+from fextrain.identity_net import IdentityNetSettings, identity_net_steps, load_or_train_identity_net
 from fextrain.models import Batch, StepContext, build_model, load_editor, one_hot
 from fextrain.models.exprgan import expression_code, intensity_code, stage_at
 from fextrain.train import train
@@ -178,19 +178,20 @@ def test_identity_network_is_cached_by_its_data(manifest, tmp_path):
     ds = FaceDataset(manifest, "train", 64, cache_dir=tmp_path / "cache", progress=False)
     _, labels = np.unique(ds.identity_ids, return_inverse=True)
     settings = IdentityNetSettings(width=8, steps=60, batch=12)
-    net, reused = load_or_train_identity_net(tmp_path / "ids", ds.images, labels, settings)
-    assert not reused and not any(p.requires_grad for p in net.parameters()) and not net.training
+    net, cost = load_or_train_identity_net(tmp_path / "ids", ds.images, labels, settings)
+    assert not cost.cached and not any(p.requires_grad for p in net.parameters()) and not net.training
     x = torch.from_numpy(np.array(ds.images)).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
         accuracy = (net(x).argmax(1).numpy() == labels).mean()
         feats = net.features(x)
     assert accuracy > 0.9  # two identities, every affect: separable once trained
+    assert cost.steps == 60 and cost.train_accuracy > 0.5 and cost.seconds > 0
     assert [f.shape[-1] for f in feats] == [64, 32, 16, 8, 4]  # conv1_2 ... conv5_2 analogues
-    again, reused = load_or_train_identity_net(tmp_path / "ids", ds.images, labels, settings)
-    assert reused and all(torch.equal(p, q) for p, q in zip(net.state_dict().values(), again.state_dict().values()))
+    again, cost = load_or_train_identity_net(tmp_path / "ids", ds.images, labels, settings)
+    assert cost.cached and all(torch.equal(p, q) for p, q in zip(net.state_dict().values(), again.state_dict().values()))
     flipped = np.ascontiguousarray(np.asarray(ds.images)[:, :, ::-1])
-    _, reused = load_or_train_identity_net(tmp_path / "ids", flipped, labels, settings)
-    assert not reused and len(list((tmp_path / "ids").glob("identity-net-*.safetensors"))) == 2
+    _, cost = load_or_train_identity_net(tmp_path / "ids", flipped, labels, settings)
+    assert not cost.cached and len(list((tmp_path / "ids").glob("identity-net-*.safetensors"))) == 2
     with pytest.raises(ValueError, match="at least two train identities"):
         load_or_train_identity_net(tmp_path / "ids", ds.images, np.zeros(len(labels), np.int64), settings)
 
@@ -203,3 +204,52 @@ def test_one_identity_manifest_needs_lambda_id_zero(tmp_path):
         train(tiny_config(one, tmp_path / "run", "exprgan", steps=1), progress=False)
     cfg = tiny_config(one, tmp_path / "run2", "exprgan", steps=2, loss={**TINY_LOSSES["exprgan"], "lambda_id": 0})
     assert train(cfg, progress=False).step == 2
+
+
+def test_identity_net_budget_is_a_share_of_the_runs_steps():
+    assert identity_net_steps(2000, 6, 0.1) == 1  # a smoke run: one update, seconds
+    assert identity_net_steps(2000, 8000, 0.1) == 800
+    assert identity_net_steps(2000, 50_000, 0.1) == 2000  # the paper's run: the cap
+    assert identity_net_steps(2000, None, 0.1) == 2000  # steps unknown: the cap
+    from fexdata.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="id_net_share must be above 0"):  # a user's --set: error/hint
+        build_model("exprgan", size=64, num_affects=3, loss={"id_net_share": 0}, **TINY)
+
+
+def _prepare(manifest: Path, tmp_path: Path, seed: int, steps: int) -> tuple[nn.Module, dict]:
+    """ExprGAN's `prepare` as a run of `steps` calls it, the identity network at its default settings."""
+    from fexdata.dataset import FaceDataset
+
+    torch.manual_seed(seed)  # another run seed: other G and D weights, the same identity network
+    model = build_model("exprgan", size=64, num_affects=3, **TINY)
+    ds = FaceDataset(manifest, "train", 64, cache_dir=tmp_path / "packed", progress=False)
+    report = model.prepare(ds, cache_dir=tmp_path / "helpers", device=torch.device("cpu"), progress=False, steps=steps)
+    return model._identity[0], report["identity_net"]
+
+
+def test_a_short_run_trains_a_short_identity_net_and_the_next_run_reuses_it(manifest, tmp_path):
+    """--steps 6 at the default settings (2,000 steps at most) trains the identity network for 1 step, not
+    2,000, and says so; a second run (another seed) trains none and loads the very same weights."""
+    net, first = _prepare(manifest, tmp_path, seed=0, steps=6)
+    assert first["steps"] == 1 and not first["cached"] and first["retrained"] == "none cached"
+    assert "identity net trained" in first["summary"] and "1 steps" in first["summary"]
+    again, second = _prepare(manifest, tmp_path, seed=1, steps=6)
+    assert second["cached"] and second["steps"] == 1 and second["seconds"] == first["seconds"]
+    assert "from the cache" in second["summary"]
+    assert all(torch.equal(p, q) for p, q in zip(net.state_dict().values(), again.state_dict().values()))
+    assert len(list((tmp_path / "helpers").glob("identity-net-*.safetensors"))) == 1
+    _, longer = _prepare(manifest, tmp_path, seed=0, steps=20)  # another budget: another network
+    assert longer["steps"] == 2 and not longer["cached"]
+
+
+@pytest.mark.xfail(strict=True, reason="needs the loop to pass the run's steps to prepare() and log its report "
+                   "(fextrain/train.py: prepare(..., steps=cfg.steps)); remove this mark when it does")
+def test_a_six_step_run_trains_its_identity_net_for_one_step_and_logs_the_cost(manifest, tmp_path):
+    lines: list[str] = []
+    loss = {**TINY_LOSSES["exprgan"], "id_net": {"width": 4, "steps": 50, "batch": 8}}
+    cfg = tiny_config(manifest, tmp_path / "run", "exprgan", steps=6, loss=loss)
+    assert train(cfg, progress=False, log=lines.append).step == 6
+    meta = json.loads(next(Path(cfg.cache_dir).glob("identity-net-*.json")).read_text())
+    assert meta["training"]["steps"] == 1  # 10% of --steps 6, not the 50 its settings allow
+    assert any(line.startswith("identity net trained") for line in lines)

@@ -20,8 +20,6 @@ settings, so evaluating a run again, or another run on the same manifest, reuses
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,11 +28,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from fexdata.paths import atomic_path, atomic_write_text
+from fextrain import cached_net
 from fextrain.augment import to_uint8
+from fextrain.cached_net import CachedNet, CacheMiss, load_or_train
 from fextrain.evaluate.degrade import degrade
 from fextrain.evaluate.scores import softmax
 
@@ -194,17 +192,16 @@ class Judge:
         return self._run(images, batch_size, want_features=True).astype(np.float64)
 
     def save(self, folder: Path, fingerprint: str, train_count: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / JUDGE_WEIGHTS) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
-        meta = {
-            "fingerprint": fingerprint,
-            "affects": list(self.affects),
-            "settings": asdict(self.settings),
-            "train_count": train_count,
-            "training": self.training,
-        }
-        atomic_write_text(folder / JUDGE_META, json.dumps(meta, indent=2))
+        _entry(folder).write(self.net.state_dict(), fingerprint, self._sidecar(train_count))
+
+    def _sidecar(self, train_count: int) -> dict:
+        """What the cache keeps beside the weights: enough to rebuild the judge and say how it was trained."""
+        return {"affects": list(self.affects), "settings": asdict(self.settings), "train_count": train_count,
+                "training": self.training}
+
+
+def _entry(folder: Path) -> CachedNet:
+    return CachedNet(folder / JUDGE_WEIGHTS, folder / JUDGE_META)
 
 
 def effective_epochs(n: int, settings: JudgeSettings) -> int:
@@ -335,28 +332,24 @@ def train_judge(
 def data_fingerprint(images: np.ndarray, labels: np.ndarray, affects: tuple[str, ...], settings: JudgeSettings,
                      groups: np.ndarray | None = None) -> str:
     """Hash of the training pixels, labels, identity groups, affect order and settings: the judge cache key."""
-    h = hashlib.sha256()
-    h.update(json.dumps([JUDGE_VERSION, list(affects), asdict(settings), list(images.shape)]).encode())
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    if groups is not None:  # which identities are held out depends on them
-        h.update(b"groups" + np.ascontiguousarray(groups, dtype=np.int64).tobytes())
-    for start in range(0, len(images), 1024):  # chunked so a memory-mapped pack is not read at once
-        h.update(np.ascontiguousarray(images[start : start + 1024]).tobytes())
-    return h.hexdigest()
+    extra = [b"groups", np.ascontiguousarray(groups, dtype=np.int64)] if groups is not None else []
+    return cached_net.fingerprint([JUDGE_VERSION, list(affects), asdict(settings), list(images.shape)], images,
+                                  np.ascontiguousarray(labels, dtype=np.int64), *extra)  # groups: who is held out
+
+
+def _restore(weights: dict[str, torch.Tensor], meta: dict, device: str) -> Judge:
+    settings = JudgeSettings(**meta["settings"])
+    net = JudgeNet(len(meta["affects"]), settings.width)
+    net.load_state_dict(weights)
+    return Judge(net, tuple(meta["affects"]), settings, device, meta.get("training"))
 
 
 def load_judge(folder: Path, fingerprint: str | None = None, device: str = "cpu") -> Judge | None:
-    """The cached judge in `folder`, or None when absent or trained on other data/settings."""
-    meta_path, weights_path = folder / JUDGE_META, folder / JUDGE_WEIGHTS
-    if not (meta_path.is_file() and weights_path.is_file()):
+    """The cached judge in `folder`, or None when absent, corrupt or trained on other data/settings."""
+    try:
+        return _entry(folder).load(fingerprint, lambda weights, meta: _restore(weights, meta, device))
+    except CacheMiss:
         return None
-    meta = json.loads(meta_path.read_text())
-    if fingerprint is not None and meta.get("fingerprint") != fingerprint:
-        return None
-    settings = JudgeSettings(**meta["settings"])
-    net = JudgeNet(len(meta["affects"]), settings.width)
-    net.load_state_dict(load_file(str(weights_path)))
-    return Judge(net, tuple(meta["affects"]), settings, device, meta.get("training"))
 
 
 def load_or_train_judge(
@@ -372,10 +365,10 @@ def load_or_train_judge(
     """(judge, reused): the cached judge when its fingerprint matches, else a freshly trained one.
 
     `groups`: an identity id per image, so the held-out slice is whole identities (see `train_judge`)."""
-    fingerprint = data_fingerprint(images, labels, affects, settings, groups)
-    cached = load_judge(folder, fingerprint, device)
-    if cached is not None:
-        return cached, True
-    judge = train_judge(images, labels, affects, settings, progress, device, groups)
-    judge.save(folder, fingerprint, len(labels))
-    return judge, False
+    def fit() -> tuple[Judge, dict, dict]:
+        judge = train_judge(images, labels, affects, settings, progress, device, groups)
+        return judge, judge.net.state_dict(), judge._sidecar(len(labels))
+
+    key = data_fingerprint(images, labels, affects, settings, groups)
+    judge, missed = load_or_train(_entry(folder), key, lambda w, meta: _restore(w, meta, device), fit)
+    return judge, missed is None

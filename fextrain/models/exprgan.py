@@ -41,7 +41,7 @@ the same law as training (one shared magnitude), so `0.2*joy` is a faint and `jo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fextrain.identity_net import IdentityNet, IdentityNetSettings, feature_distance, load_or_train_identity_net
+from fextrain.identity_net import (IdentityNet, IdentityNetSettings, feature_distance, identity_net_steps,
+                                  load_or_train_identity_net)
 from fextrain.losses import bce_with_logits, l1
 from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
@@ -260,7 +261,8 @@ class ExprGANLoss:
     # beta_l of the five identity-net stages (eq. 7). 0.2 each stalled the reconstruction at the benchmark widths
     # (g_pixel 0.44 -> 0.43 in 160 steps; 0.01: 0.44 -> 0.22, with the feature distance itself falling further)
     id_betas: tuple[float, ...] = (0.01, 0.01, 0.01, 0.01, 0.01)
-    id_net: IdentityNetSettings = field(default_factory=IdentityNetSettings)
+    id_net: IdentityNetSettings = field(default_factory=IdentityNetSettings)  # its `steps` is the most it trains
+    id_net_share: float = 0.1  # the identity network trains for this share of the run's steps (up to id_net.steps)
 
     def __post_init__(self) -> None:
         if not 0 <= self.stage2_start <= self.stage3_start <= 1:
@@ -270,6 +272,8 @@ class ExprGANLoss:
             raise ValueError(f"id_betas needs one weight per identity-network stage (5); got {len(self.id_betas)}")
         if isinstance(self.id_net, dict):
             self.id_net = IdentityNetSettings(**self.id_net)
+        if not self.id_net_share > 0:
+            raise ValueError(f"id_net_share must be above 0 (a share of the run's steps); got {self.id_net_share}")
 
 
 def stage_at(step: int, total: int, cfg: ExprGANLoss) -> int:
@@ -323,16 +327,22 @@ class ExprGAN(GANModel):
         return {"generator": self.generator, "discriminator": self.discriminator,
                 "latent_discriminator": self.latent_discriminator}
 
-    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool) -> None:
-        """Train (or load from the cache) the identity network L_id uses, on the train identities."""
+    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool,
+                steps: int | None = None) -> dict[str, dict[str, Any]]:
+        """Train (or load from the cache) the identity network L_id uses, on the train identities, for
+        `loss.id_net_share` of the run's `steps` (at most `loss.id_net.steps`; all of those when `steps` is
+        not given). Returns {"identity_net": what it cost, with a one-line "summary"} for the run's log."""
         if self.loss.lambda_id == 0:
-            return
+            return {}
         _, labels = np.unique(np.asarray(data.identity_ids), return_inverse=True)
         if labels.max(initial=0) < 1:
             raise TrainingError("ExprGAN's identity loss needs at least two train identities to learn a face "
                                 "network from; this manifest has one. Set --set loss.lambda_id=0 to train without it")
-        net, _ = load_or_train_identity_net(cache_dir, data.images, labels, self.loss.id_net, device, progress)
+        cap = self.loss.id_net.steps
+        settings = replace(self.loss.id_net, steps=identity_net_steps(cap, steps, self.loss.id_net_share))
+        net, cost = load_or_train_identity_net(cache_dir, data.images, labels, settings, device, progress)
         self._identity = (net,)
+        return {"identity_net": {**asdict(cost), "summary": cost.summary()}}
 
     def scheduled(self, step: int, total: int) -> dict[str, float]:
         return {"stage": float(stage_at(step, total, self.loss))}
