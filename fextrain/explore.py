@@ -30,8 +30,9 @@ from fextrain.edit.context import EditContext
 from fextrain.edit.faces import FaceCrop, make_finder, still_faces
 from fextrain.edit.model import BatchModel, load_model, resolve_device
 from fextrain.edit.outputs import face_region, write_grid
+from fextrain.edit.photo import edit_frames
 from fextrain.edit.recipe import resolve_recipe, run_manifest
-from fextrain.edit.run import EditOptions, _warps
+from fextrain.edit.run import EditOptions, uses_warp
 from fextrain.edit.source import JudgeOptions, SourceAffects, Sources, run_judge
 from fextrain.edit.targets import MAX_WEIGHT, parse_targets, read_spec
 
@@ -86,7 +87,7 @@ class Explorer:
         editor = load_model(self.run, device)
         self.affects, self.size = tuple(editor.affects), int(editor.size)
         self.recipe, _ = resolve_recipe(editor.config, self.run, self.size, {})
-        warp = _warps(editor, EditOptions(paste=options.paste, keep_detail=options.keep_detail))
+        warp = uses_warp(editor, EditOptions(paste=options.paste, keep_detail=options.keep_detail))
         self.model = BatchModel(editor, batch=16)
         judge = functools.partial(run_judge, editor.config, self.run, self.size, JudgeOptions(), str(device), False,
                                   log)
@@ -160,17 +161,8 @@ class Explorer:
 
     def render_many(self, photo: Photo, specs: Sequence[str]) -> list[np.ndarray]:
         vectors = [parse_targets([s], (1.0,), self.affects)[0].vector for s in specs]   # fex edit's parse
-        n = len(photo.faces)
-        crops = np.stack([f.image for f in photo.faces])
         with self._lock:
-            # as photo.edit_photo: faces x targets tiled target-major, one batched forward
-            batch = (np.tile(crops, (len(specs), 1, 1, 1)), np.tile(photo.sources.vectors, (len(specs), 1)),
-                     np.repeat(np.asarray(vectors, np.float32), n, axis=0))
-            generated = self.model.edit(*batch)
-            fields = self.model.fields(*batch) if self.ctx.warp else None   # a warping model, --paste auto|warp
-            return [self.ctx.paste_faces(photo.image, photo.faces, list(generated[i * n:(i + 1) * n]),
-                                         None if fields is None else fields[i * n:(i + 1) * n])
-                    for i in range(len(specs))]
+            return edit_frames(self.ctx, photo.image, photo.faces, photo.sources.vectors, vectors)[0]
 
     def sweep(self, photo: Photo, weights: Sequence[float], affect: str, steps: int = 5
               ) -> tuple[list[str], list[np.ndarray]]:

@@ -24,21 +24,14 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
     if not faces:
         hint = "; if the images are face crops already, use --fallback frame" if ctx.recipe.fallback != "frame" else ""
         raise Rejected(R.NO_FACE, f"no face found ({ctx.recipe.detector} detector){hint}")
-    crops = np.stack([f.image for f in faces])
-    src = ctx.sources.decide(crops, item.affect)
-    n = len(faces)
-    vectors = np.asarray([t.vector for t in pending], np.float32)
-    batch = (np.tile(crops, (len(pending), 1, 1, 1)), np.tile(src.vectors, (len(pending), 1)), np.repeat(vectors, n, axis=0))
-    generated = ctx.model.edit(*batch)
-    fields = ctx.model.fields(*batch) if ctx.warp else None
+    src = ctx.sources.decide(np.stack([f.image for f in faces]), item.affect)
+    frames, generated = edit_frames(ctx, image, faces, src.vectors, np.asarray([t.vector for t in pending], np.float32))
     if ctx.crops:
         for face in faces:
             write_png(crop_path(ctx.out, item, None, face.index, "source"), face.image)
     edited: dict[str, np.ndarray] = {}
     parts: dict[str, list] = {}
-    for ti, target in enumerate(pending):
-        gen = list(generated[ti * n:(ti + 1) * n])
-        frame = ctx.paste_faces(image, faces, gen, None if fields is None else fields[ti * n:(ti + 1) * n])
+    for target, frame, gen in zip(pending, frames, generated):
         dest = output_path(ctx.out, item, target)
         write_png(dest, frame)
         if ctx.crops:
@@ -60,3 +53,19 @@ def edit_photo(ctx: EditContext, item: EditInput, pending: list[Target], targets
         write_part(part_path(ctx.out, item, target, sig), parts[target.name])
         drop_stale_parts(ctx.out, item, target, sig)
     return len(pending)
+
+
+def edit_frames(ctx: EditContext, image: np.ndarray, faces: list, source_vectors: np.ndarray,
+                vectors: np.ndarray) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """One photo's faces edited into each target vector (faces x targets in one batched forward) and pasted back:
+    (the output frame per target, the generated crops per target). `fex explore` renders through this too."""
+    n = len(faces)
+    crops = np.stack([f.image for f in faces])
+    batch = (np.tile(crops, (len(vectors), 1, 1, 1)), np.tile(source_vectors, (len(vectors), 1)),
+             np.repeat(np.asarray(vectors, np.float32), n, axis=0))
+    generated = ctx.model.edit(*batch)
+    fields = ctx.model.fields(*batch) if ctx.warp else None
+    gens = [list(generated[i * n:(i + 1) * n]) for i in range(len(vectors))]
+    frames = [ctx.paste_faces(image, faces, gens[i], None if fields is None else fields[i * n:(i + 1) * n])
+              for i in range(len(vectors))]
+    return frames, gens

@@ -111,7 +111,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         ctx = EditContext(out, recipe, make_finder(recipe, options.fan_weights), model,
                           SourceAffects(options.source, affects, model, options.estimator, judge), affects, size,
                           faces=str(faces), colour=options.colour, keep_detail=options.keep_detail,
-                          warp=_warps(editor, options),
+                          warp=uses_warp(editor, options),
                           crops=options.crops, max_pixels=options.max_pixels, start=options.start, end=options.end,
                           progress=progress)
         started = time.perf_counter()
@@ -207,7 +207,7 @@ def _face_choice(options: EditOptions) -> FaceChoice:
     return FaceChoice.parse(options.face)
 
 
-def _warps(editor: Any, options: EditOptions) -> bool:
+def uses_warp(editor: Any, options: EditOptions) -> bool:
     """Whether faces are warped at full resolution: `--paste warp`, or auto with a warping model and no
     --keep-detail (which asks for the crop paste)."""
     if options.paste not in ("auto", "warp", "crop"):
@@ -231,7 +231,7 @@ def _identity(editor: Any, name: str | None) -> int | None:
 def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: EditOptions) -> dict[str, Any]:
     """What decides the pixels of an output besides its input and target: a DIR holds one of these."""
     settings = {"source": options.source, "estimator": options.estimator, "faces": str(_face_choice(options)),
-                "colour": options.colour, "keep_detail": options.keep_detail, "warp": _warps(editor, options),
+                "colour": options.colour, "keep_detail": options.keep_detail, "warp": uses_warp(editor, options),
                 "start": options.start,
                 "end": options.end,
                 "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER},
