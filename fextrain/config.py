@@ -56,6 +56,8 @@ class TrainConfig:
     arch: dict[str, Any] = field(default_factory=dict)  # the model's architecture settings (widths, ...)
     loss: Any = None  # the model's Loss dataclass (weights, schedules, condition laws); a dict is converted
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # affects, identities, recipe, versions and the rest of `arch` are filled by fextrain.train.setup in the
+    # run's resolved copy (Run.cfg, RUN/config.json, checkpoints), never in the caller's config.
     affects: list[str] = field(default_factory=list)  # filled from the manifest: the affect vector order
     identities: list[str] = field(default_factory=list)  # filled from the train split: identity id order
     # filled from the manifest: how its faces were found, aligned and cropped, so that `fex edit` crops a
