@@ -57,7 +57,7 @@ which changes nothing in the losses themselves.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -101,11 +101,6 @@ class FExGANConfig:
 
     def width_at(self, resolution: int) -> int:
         return min(self.max_width, self.base_width * (self.size // 2) // resolution)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["d_widths"] = list(self.d_widths)
-        return d
 
 
 def init_weights(module: nn.Module) -> None:

@@ -38,7 +38,7 @@ with G(x) = G(x, a_s, a_t), all losses in float32.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -87,11 +87,6 @@ class FExGANSkipConfig:
 
     def width_at(self, resolution: int) -> int:
         return min(self.max_width, self.base_width * (self.size // 2) // resolution)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["skip_divisors"], d["d_widths"] = list(self.skip_divisors), list(self.d_widths)
-        return d
 
 
 def _planes(vectors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

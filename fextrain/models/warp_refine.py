@@ -31,7 +31,7 @@ people. D is fexgan-skip's spectral-norm hinge discriminator with an affect head
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,16 +67,16 @@ class WarpRefineConfig:
         if not 0 < self.max_shift <= 1:
             raise ValueError(f"max_shift must be in (0, 1]; got {self.max_shift}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"], d["d_widths"] = list(self.widths), list(self.d_widths)
-        return d
-
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv (stride 1 or 2), instance norm, leaky ReLU: the generator's one block."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
                          nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2))
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    """2x bilinear upsampling (nearest-neighbour upsampling printed a block pattern into the residual)."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 def identity_grid(n: int, size: int, like: torch.Tensor) -> torch.Tensor:
@@ -120,10 +120,10 @@ class Generator(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.2)
-        with torch.no_grad():  # start as the identity warp with no residual
+        with torch.no_grad():  # start as the identity warp with a faint residual
             self.to_flow.weight.zero_()
             self.to_flow.bias.zero_()
-            self.to_refine.weight.zero_()
+            self.to_refine.weight.normal_(0.0, 0.02)
             self.to_refine.bias.copy_(torch.tensor([MASK_BIAS, 0.0]))
 
     def forward(self, x: torch.Tensor, src_vec: torch.Tensor,
@@ -134,12 +134,12 @@ class Generator(nn.Module):
         e1 = self.enc1(e0)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
-        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], 1))
+        d2 = self.dec2(torch.cat([_up(e3), e2], 1))
         coarse = torch.tanh(self.to_flow(d2).float()) * self.cfg.max_shift
         flow = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
         warped = warp(x, flow)
-        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1))
-        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="nearest"), e0, warped.to(e0.dtype)], 1))
+        d1 = self.dec1(torch.cat([_up(d2), e1], 1))
+        d0 = self.dec0(torch.cat([_up(d1), e0, warped.to(e0.dtype)], 1))
         out = self.to_refine(d0).float()
         return flow, torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
 
