@@ -106,7 +106,7 @@ class IdentityNetCost:
 
     def summary(self) -> str:
         how = "from the cache" if self.cached else f"trained ({self.retrained})" if self.retrained else "trained"
-        return (f"identity net {how}: {self.steps} steps, {self.seconds:.1f} s to train, "
+        return (f"identity net {how}: {self.steps} step{'s' * (self.steps != 1)}, {self.seconds:.1f} s to train, "
                 f"train accuracy {self.train_accuracy:.2f} ({Path(self.file).name})")
 
 

@@ -233,7 +233,7 @@ def test_a_short_run_trains_a_short_identity_net_and_the_next_run_reuses_it(mani
     2,000, and says so; a second run (another seed) trains none and loads the very same weights."""
     net, first = _prepare(manifest, tmp_path, seed=0, steps=6)
     assert first["steps"] == 1 and not first["cached"] and first["retrained"] == "none cached"
-    assert "identity net trained" in first["summary"] and "1 steps" in first["summary"]
+    assert "identity net trained" in first["summary"] and "1 step," in first["summary"]
     again, second = _prepare(manifest, tmp_path, seed=1, steps=6)
     assert second["cached"] and second["steps"] == 1 and second["seconds"] == first["seconds"]
     assert "from the cache" in second["summary"]
