@@ -91,7 +91,8 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour
          identity, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
-    RUN is a `fex train --out` folder (its latest checkpoint) or an exported generator.safetensors.
+    RUN is a `fex train --out` folder (its latest checkpoint), an exported generator.safetensors, or a
+    `fex export` .onnx file, which runs on onnxruntime instead of torch (docs/export.md).
     INPUT is an image, a video, a folder (searched recursively) or a CSV of path[,affect].
 
     \b
@@ -99,6 +100,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour
     fex edit runs/fexgan photos/ --to all --intensity 0.5,1,1.5 --out edits
     fex edit runs/fexgan take.mp4 --to 0.5*joy+surprise --start 2 --end 6 --out edits
     fex edit runs/fexgan take.mp4 --to schedule.csv --out edits
+    fex edit runs/fexgan/generator.onnx take.mp4 --to joy --from neutral --out edits
     fex edit runs/fexgan two-people.mp4 --to joy --face 420,180 --out edits
     fex edit runs/degan me.jpg --to all --identity jaffe:KA --out edits
 
