@@ -234,7 +234,10 @@ def setup(cfg: TrainConfig, *, resume: bool = False, info: dd.DistInfo | None = 
     model: GANModel = build_from_config(to_dict(cfg))
     # Fixed loss helpers (ExprGAN's identity network): rank 0 fits and caches them, the others load.
     helpers = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg.manifest)
-    _rank_0_first(info, lambda main: model.prepare(ds, cache_dir=helpers, device=rt.device, progress=progress and main))
+    costs = _rank_0_first(info, lambda main: model.prepare(ds, cache_dir=helpers, device=rt.device,
+                                                           progress=progress and main, steps=cfg.steps))
+    for cost in (costs or {}).values():  # what each helper cost (trained, or from the cache), in the run's log
+        log(cost["summary"])
     skip = {"size", "num_affects", "num_identities"}
     cfg = replace(cfg, arch=json.loads(json.dumps({k: v for k, v in asdict(model.arch).items() if k not in skip})))
     start = 0 if state is None else _resume_step(cfg, state, log)

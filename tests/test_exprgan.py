@@ -243,8 +243,6 @@ def test_a_short_run_trains_a_short_identity_net_and_the_next_run_reuses_it(mani
     assert longer["steps"] == 2 and not longer["cached"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the loop to pass the run's steps to prepare() and log its report "
-                   "(fextrain/train.py: prepare(..., steps=cfg.steps)); remove this mark when it does")
 def test_a_six_step_run_trains_its_identity_net_for_one_step_and_logs_the_cost(manifest, tmp_path):
     lines: list[str] = []
     loss = {**TINY_LOSSES["exprgan"], "id_net": {"width": 4, "steps": 50, "batch": 8}}

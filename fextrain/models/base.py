@@ -35,10 +35,12 @@ and implements:
 
 Optional, for models that need them:
 
-* `prepare(data, cache_dir=, device=, progress=)` - fit or load fixed helpers its losses use (ExprGAN's
-                              identity network) from the training data before the first step, on
+* `prepare(data, cache_dir=, device=, progress=, steps=)` - fit or load fixed helpers its losses use
+                              (ExprGAN's identity network) from the training data before the first step, on
                               every start and resume; cached under `cache_dir` by a fingerprint, so
                               every rank and every resume gets the same ones. Rank 0 runs it first.
+                              `steps` is the run's total (a helper's budget may scale with it); returns
+                              {helper: {..., "summary": one line}}, which the run's log shows.
 * `sometimes_unused`        - names of networks some of whose parameters get no gradient in some steps
                               (a stage schedule, a head trained only in some stages); DDP then searches
                               for unused parameters after each forward instead of failing.
@@ -184,8 +186,11 @@ class GANModel(nn.Module):
         """Scheduled loss weights at `step`, logged beside the losses (none by default)."""
         return {}
 
-    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool) -> None:
-        """Fit or load fixed loss helpers from the training FaceDataset `data` (nothing by default)."""
+    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool,
+                steps: int | None = None) -> dict[str, dict[str, Any]]:
+        """Fit or load fixed loss helpers from the training FaceDataset `data` (nothing by default); returns
+        what each cost, {helper: {..., "summary": one line}}."""
+        return {}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
