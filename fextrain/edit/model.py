@@ -3,42 +3,70 @@
 Any registered model works the same way (`Editor.edit(x, source_vec, target_vec)`, `Editor.classify(x)`;
 `identity=` for the models that draw a chosen train identity); nothing here knows an architecture. On CUDA the forward runs under bf16 autocast in channels_last memory;
 on CPU in float32. A `.onnx` file (`fex export`) runs on onnxruntime instead (fextrain.export.OnnxEditor), in float32.
+
+torch is imported where a torch model is used, not when this module is, so an .onnx file's edits can run
+without it.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from fexdata.errors import EditError
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise EditError(f"--device {spec}: no CUDA device is visible to torch", hint="use --device cpu")
-    if spec != "cpu" and not spec.startswith("cuda"):
+
+def resolve_device(spec: str) -> str:
+    """--device as 'cpu', 'cuda' or 'cuda:N'; auto is CUDA when torch sees one (the CPU where torch is not installed)."""
+    if spec != "cpu" and not spec.startswith("cuda") and spec != "auto":
         raise EditError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
-    return torch.device(spec)
+    if spec == "cpu":
+        return spec
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    cuda = torch is not None and torch.cuda.is_available()
+    if spec == "auto":
+        return "cuda" if cuda else "cpu"
+    if not cuda:
+        raise EditError(f"--device {spec}: no CUDA device is visible to torch", hint="use --device cpu")
+    return spec
 
 
-def load_model(path: str | Path, device: torch.device) -> Any:
+def load_model(path: str | Path, device: str) -> Any:
     """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors, or the
-    OnnxEditor (fextrain.export.load_onnx) of a `fex export` .onnx file, on torch's thread count (--threads)."""
+    OnnxEditor (fextrain.export.load_onnx) of a `fex export` .onnx file."""
     path = Path(path)
     if not path.exists():
         raise EditError(f"{path}: no such run", hint="pass a `fex train --out` folder, its generator.safetensors "
                                                      "or a `fex export` .onnx file")
     if path.suffix.lower() == ".onnx":
+        import cv2
+
         from fextrain.export import load_onnx
 
-        return load_onnx(path, str(device), torch.get_num_threads())
+        # `fex edit --threads` sizes OpenCV's pool and torch's alike (cli/edit.py); onnxruntime gets the same
+        return load_onnx(path, str(device), cv2.getNumThreads())
     from fextrain.models import load_editor
 
     return load_editor(path, device)
+
+
+def _inference(method: Callable) -> Callable:
+    """A BatchModel method run under torch.inference_mode(), torch imported on its first call."""
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return method(*args, **kwargs)
+    return run
 
 
 class BatchModel:
@@ -52,24 +80,35 @@ class BatchModel:
         self.batch = max(1, int(batch))
         self.identity = identity
         self.onnx = getattr(editor, "backend", "torch") == "onnx"   # numpy in and out, float32 (no autocast)
+        if self.onnx:
+            return
+        import torch
+
         self.device = torch.device(editor.device)
-        cuda = self.device.type == "cuda" and not self.onnx
+        cuda = self.device.type == "cuda"
         self._amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
         self._channels_last = cuda
 
     def _input(self, crops: np.ndarray) -> torch.Tensor:
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
         x = x.div_(127.5).sub_(1.0)
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
     def _autocast(self):
+        import torch
+
         return torch.autocast(self.device.type, dtype=self._amp, enabled=self._amp is not None)
 
-    @torch.inference_mode()
     def edit(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """crops N x S x S x 3 uint8; source, target N x K float -> N x S x S x 3 uint8."""
-        if self.onnx:
-            return self._edit_onnx(crops, source, target)
+        return (self._edit_onnx if self.onnx else self._edit_torch)(crops, source, target)
+
+    @_inference
+    def _edit_torch(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        import torch
+
         out = np.empty_like(crops)
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
@@ -97,9 +136,11 @@ class BatchModel:
         """Whether `fields` exists: the model edits by warping, so paste-back can warp the full-resolution face."""
         return bool(getattr(self.editor, "warps", False))
 
-    @torch.inference_mode()
+    @_inference
     def fields(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """A warping model's edits as N x S x S x 4 float32 (flow x, flow y, mask, luminance), for paste_warp."""
+        import torch
+
         out = []
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
@@ -109,11 +150,16 @@ class BatchModel:
             out.append(torch.cat([p.float() for p in parts], 1).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.editor.size, self.editor.size, 4), np.float32)
 
-    @torch.inference_mode()
     def affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
         """Softmax of the model's own affect head (its discriminator's), or None when it has none."""
         if not getattr(self.editor, "has_discriminator", True):
             return None
+        return self._affect_probs(crops)
+
+    @_inference
+    def _affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
+        import torch
+
         outs = []
         for i in range(0, len(crops), self.batch):
             with self._autocast():
