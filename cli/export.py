@@ -34,5 +34,3 @@ def export(run, fmt, out, threads) -> None:
     click.echo(f"wrote {s['path']} ({s['bytes'] / 1e6:.1f} MB): {s['model']} at step {s['step']}, {s['size']}px, "
                f"opset {s['opset']}, inputs {', '.join(s['inputs'])}; onnxruntime matches torch within "
                f"{s['max_abs_diff']:.1g} (max abs)")
-    if not s["recipe"]:
-        click.echo("note: no crop recipe recorded; give `fex edit` the ingest options (--align, --crop-size, ...)")

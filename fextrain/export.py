@@ -97,7 +97,8 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
         recipe = resolve_recipe(editor.config, run, editor.size, {})[0].to_dict()
     except FexError as exc:
         recipe = None
-        log(f"note: {exc} -- the file records no crop recipe")
+        log(f"note: the file records no crop recipe ({exc}); give `fex edit` the ingest options (--align, "
+            "--crop-size, ...)")
     data, summary = onnx_bytes(editor, recipe)
     out = Path(out) if out is not None else default_path(run)
     atomic_write_bytes(out, data)
