@@ -7,6 +7,7 @@ Parametrised over `fextrain.models.MODELS`, so a newly registered model is expor
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -116,6 +117,34 @@ def test_fex_edit_on_onnxruntime_gives_the_torch_backends_pixels(run, exported, 
     assert (a != read_rgb(photo)).any() and np.abs(a - b).max() <= 1
     frames = [np.stack([f.image for f in iter_frames(outs[k] / "take" / "joy.mp4")]).astype(int) for k in ("torch", "onnx")]
     assert frames[0].shape == frames[1].shape and np.abs(frames[0] - frames[1]).max() <= 2
+
+
+# A child process in which `import torch` fails: what a render node without torch has.
+NO_TORCH = """
+import sys, importlib.abc
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, NoTorch())
+import numpy as np
+from fextrain.export import load_onnx
+editor = load_onnx(sys.argv[1])
+x = np.zeros((3, 3, editor.size, editor.size), np.float32)
+v = np.eye(len(editor.affects), dtype=np.float32)[[0, 1, 2]]
+y = editor.edit(x, v, v[::-1])
+print(editor.model, y.shape, float(np.abs(y).max()) <= 1, "torch" in sys.modules)
+"""
+
+
+def test_an_exported_file_runs_without_torch(exported):
+    from _proc import finish, start
+
+    proc = start([sys.executable, "-c", NO_TORCH, str(exported[0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True)
+    out, err = finish(proc, 120)
+    assert proc.returncode == 0, err
+    assert out.split() == ["fexgan", "(3,", "3,", "64,", "64)", "True", "False"]
 
 
 def test_missing_run_and_missing_onnxruntime_are_user_errors(run, exported, tmp_path, monkeypatch):
