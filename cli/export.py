@@ -19,7 +19,7 @@ def export(run, fmt, out, threads) -> None:
     The ONNX file takes an aligned face crop in [-1, 1] (NCHW, RGB), the source and the target affect
     vectors, with any batch size, and returns the edited crop; its metadata holds the affect order, the
     crop recipe, the size, the model and its step. It is checked against torch with onnxruntime before it
-    is written. Run it with `fex edit FILE.onnx ...` (no torch needed) or your own runtime: docs/export.md.
+    is written. Run it with `fex edit FILE.onnx ...` (on onnxruntime) or your own runtime: docs/export.md.
 
     \b
     fex export runs/fexgan

@@ -15,8 +15,8 @@ DE-GAN both affect vectors), so a caller feeds every file the same way. The file
 all strings, JSON where structured) carry what a caller needs besides: affects, crop recipe, size, model,
 step, ranges, the run's config. docs/export.md describes them for onnxruntime and game engines.
 
-Export needs torch, onnx and onnxscript; `load_onnx` needs only onnxruntime and numpy (no torch), so
-`fex edit MODEL.onnx` can run where torch is not installed.
+Export needs torch, onnx and onnxscript; `load_onnx` and `OnnxEditor` need only onnxruntime and numpy, never
+torch (`fex edit MODEL.onnx` runs its network through them).
 """
 from __future__ import annotations
 
