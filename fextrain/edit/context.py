@@ -1,4 +1,4 @@
-"""What editing one input needs (shared by photos and videos), and the rejection of one input."""
+"""What editing one input needs (shared by photos and videos); `Rejected` (from faces.py) rejects one input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,18 +8,10 @@ import numpy as np
 
 from fexdata.ingest.faces import FaceFinder
 from fexdata.ingest.recipe import CropRecipe
-from fextrain.edit.faces import FaceCrop
+from fextrain.edit.faces import FaceCrop, Rejected  # noqa: F401 (Rejected: edit's one rejection, imported from here)
 from fextrain.edit.model import BatchModel
 from fextrain.edit.paste import face_mask, match_colour, paste, paste_warp
 from fextrain.edit.source import SourceAffects
-
-
-class Rejected(Exception):
-    """One input that cannot be edited; becomes a reject row with ingest's category and this reason."""
-
-    def __init__(self, category: str, reason: str) -> None:
-        super().__init__(reason)
-        self.category = category
 
 
 @dataclass

@@ -22,6 +22,7 @@ from fexdata.errors import EditError
 from fexdata.ingest.align import Alignment, frame_to_crop
 from fexdata.ingest.faces import Face, FaceFinder, FaceTracker, _iou
 from fexdata.ingest.recipe import CropRecipe
+from fexdata.ingest.records import NO_FACE
 from fexdata.ingest.worker import still_alignment
 
 SAME_FACE = 0.5    # IoU of two tracks' boxes above which they follow the same face (the later one is dropped)
@@ -29,6 +30,14 @@ RESUME = 0.3       # IoU of a new detection with a lost track's last box above w
 
 _CHOICE_HINT = ("--face N picks face N (a photo's faces largest first, a video's tracks in the order they "
                 "appear, left to right; 0 is the first), --face X,Y the face whose box holds that pixel")
+
+
+class Rejected(Exception):
+    """One input that cannot be edited; becomes a reject row with ingest's category and this reason."""
+
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
 
 
 @dataclass
@@ -121,8 +130,6 @@ def still_faces(image: np.ndarray, finder: FaceFinder, recipe: CropRecipe, size:
     if choice.mode in ("index", "point") and faces:
         picked = choice.pick({i: f.box for i, f in numbered}, "the photo")
         if picked is None:
-            from fextrain.edit.context import Rejected   # context imports this module
-            from fexdata.ingest.records import NO_FACE
             raise Rejected(NO_FACE, f"no face {choice.index}: the photo shows faces 0 to {len(faces) - 1}")
         numbered = [(i, f) for i, f in numbered if i == picked]
     out = []
