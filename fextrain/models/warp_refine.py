@@ -169,8 +169,8 @@ class WarpRefineLoss:
     lambda_cls: float = 1.0  # affect classification: D on real faces, G on its edits at the target
     gamma: float = 10.0  # L1 of the edit to the real target frame
     gamma_warp: float = 5.0  # L1 of the warp alone to the target frame: geometry by the flow, not the residual
-    lambda_lm: float = 0.1  # landmark correspondence of the flow (per 64-px pixel of error)
-    mask_penalty: float = 0.05  # * mean(m): paint only where the warp cannot do it
+    lambda_lm: float = 5.0  # landmark correspondence of the flow (per 64-px pixel of error)
+    mask_penalty: float = 0.5  # * mean(m): paint only where the warp cannot do it (0.05 painted dark blotches)
     flow_tv: float = 1.0  # * total variation of the flow (normalised units): no tearing
 
 
