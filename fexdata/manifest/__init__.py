@@ -5,10 +5,10 @@ the file; `build` merges, filters (`filters`), balances (`balance`), splits (`sp
 (`checks`) them, and writes the same bytes for the same inputs and seed.
 """
 from fexdata.errors import ManifestError
-from fexdata.manifest.build import BuildReport, build_manifest
+from fexdata.manifest.build import BuildOptions, BuildReport, build_manifest
 from fexdata.manifest.checks import CheckResult, check_manifest
 from fexdata.manifest.io import Records, read_manifest, read_meta, read_records, write_manifest
 from fexdata.manifest.schema import MANIFEST, SCHEMA_VERSION
 
-__all__ = ["BuildReport", "CheckResult", "MANIFEST", "ManifestError", "Records", "SCHEMA_VERSION",
+__all__ = ["BuildOptions", "BuildReport", "CheckResult", "MANIFEST", "ManifestError", "Records", "SCHEMA_VERSION",
            "build_manifest", "check_manifest", "read_manifest", "read_meta", "read_records", "write_manifest"]
