@@ -53,7 +53,7 @@ def select_sections(names: Sequence[str] | None) -> list[str]:
     unknown = [n for n in names if n not in SECTIONS]
     if unknown or not names:
         raise EvalError(f"unknown section(s) {', '.join(unknown) or '(none given)'}",
-                        hint=f"choose from: {', '.join(SECTIONS)} (comma-separated, e.g. --sections judge,identity)")
+                        hint=SECTIONS.hint.format(known=", ".join(SECTIONS)))
     return [n for n in SECTIONS if n in names]
 
 

@@ -7,8 +7,8 @@ section's numbers is known in one place only. A section that does not apply to a
 a discriminator, identity switched off) says why in `unavailable`, and metrics.json records the reason;
 options it cannot use (an affect the run does not have) raise EvalError in `check`.
 
-A new metric is one new file in `fextrain/evaluate/sections/` holding a Section subclass, plus its
-name in the registry there.
+A new metric is one new file in `fextrain/evaluate/sections/` holding a Section subclass decorated with
+`@SECTIONS.register(name)`, plus its import in `sections/__init__.py` (import order is report order).
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import html
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from fexdata.errors import EvalError
+from fexdata.registry import Registry
 
 if TYPE_CHECKING:
     from fextrain.evaluate.context import EvalContext
@@ -49,7 +52,7 @@ class HeadlineItem:
 
 
 class Section:
-    """Base class of the sections registered in `fextrain.evaluate.sections.SECTIONS`."""
+    """Base class of the sections registered in `SECTIONS` (`name` is set by the registration)."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -87,6 +90,10 @@ class Section:
         """The whole headline again, with other sections' items qualified where this section's numbers change
         how they read (a near-copy's perfect identity is no success); unchanged by default."""
         return items
+
+
+SECTIONS: Registry[type[Section]] = Registry(
+    "section", EvalError, "choose from: {known} (comma-separated, e.g. --sections judge,identity)", name_attr="name")
 
 
 def note(text: str) -> str:

@@ -5,34 +5,22 @@ without a cycle.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from fexdata.errors import TrainingError
+from fexdata.registry import Registry
 from fextrain.models.base import GANModel, arch_fields
-
-MODELS: dict[str, type[GANModel]] = {}
 
 
 class UnknownModel(TrainingError):
     """A model name that is not in the registry."""
 
 
-def register(name: str) -> Callable[[type[GANModel]], type[GANModel]]:
-    """Class decorator: make a GANModel subclass trainable as `fex train --model NAME`."""
-    def add(cls: type[GANModel]) -> type[GANModel]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
-        cls.name = name
-        MODELS[name] = cls
-        return cls
-    return add
-
-
-def model_class(name: str) -> type[GANModel]:
-    if name not in MODELS:
-        raise UnknownModel(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}",
-                           "`fex train --help` lists the models and docs/models.md describes them")
-    return MODELS[name]
+MODELS: Registry[type[GANModel]] = Registry(
+    "model", UnknownModel, "`fex train --help` lists the models and docs/models.md describes them", name_attr="name")
+# Class decorator: make a GANModel subclass trainable as `fex train --model NAME` (sets cls.name).
+register = MODELS.register
+model_class = MODELS.lookup
 
 
 def build_model(name: str, *, size: int, num_affects: int, num_identities: int = 0,

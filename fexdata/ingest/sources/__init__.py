@@ -7,7 +7,8 @@ Every adapter module exposes
   NAME: str                       the layout's name on the command line;
   EXPECTS: str                    one line saying what tree it expects (used in error messages);
   detect(root) -> bool            cheap, looks at names only;
-  scan(root) -> Iterator[Item | Reject]   deterministic (natural-sorted) order.
+  scan(root) -> Iterator[Item | Reject]   deterministic (natural-sorted) order;
+and registers itself in `LAYOUTS` by decorating detect with `@layout(NAME, rank)` (sources/base.py).
 
 Call `scan(src)` with the SRC as the user gave it (for `csv` that may be the CSV file itself, and a
 folder may hold several CSVs). Item paths are relative to `item_root(src)`: the SRC folder itself,
@@ -15,29 +16,24 @@ or, for a SRC that is a file (the `csv` layout), the folder holding it.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 
 from fexdata.errors import LayoutError
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import LAYOUTS, Item, Reject
+
+# Each module registers itself (`@layout(NAME, rank)` on its detect); this import order is the order
+# --layout and error hints list the layouts in. Detection order is by rank (sources/base.py).
+from fexdata.ingest.sources import (  # noqa: E402,F401  isort: skip
+    studio, jaffe, ckplus, kdef, rafd, oulu, ferg, mug, folder, table,
+)
 
 __all__ = ["LAYOUTS", "Item", "LayoutError", "Reject", "describe_layouts", "detect_layout", "get", "item_root"]
-
-# Detection order matters: strict public-dataset layouts (whose file names are unmistakable) are tried
-# first, then the studio layout (videos, takes with sheets, numbered render sequences), then a label
-# table (a CSV with path,identity,affect states its labels outright, so it beats folder names), and
-# last the generic folder tree, which would otherwise match almost anything.
-LAYOUTS: tuple[str, ...] = ("studio", "jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "mug", "folder", "csv")
-_DETECT_ORDER: tuple[str, ...] = ("jaffe", "ckplus", "kdef", "rafd", "oulu", "ferg", "mug", "studio", "csv", "folder")
-_MODULES: dict[str, str] = {name: name for name in LAYOUTS} | {"csv": "table"}
 
 
 def get(name: str) -> ModuleType:
     """The adapter module for a layout name; LayoutError listing the layouts if there is none."""
-    if name not in _MODULES:
-        raise LayoutError(f"unknown layout {name!r}", hint=f"choose one of: {', '.join(LAYOUTS)}")
-    return importlib.import_module(f"fexdata.ingest.sources.{_MODULES[name]}")
+    return LAYOUTS.lookup(name)
 
 
 def item_root(src: str | Path) -> Path:
@@ -48,7 +44,7 @@ def item_root(src: str | Path) -> Path:
 
 def describe_layouts() -> str:
     """One line per layout: its name and the tree it expects."""
-    return "\n".join(f"  {name:7s} {get(name).EXPECTS}" for name in LAYOUTS)
+    return "\n".join(f"  {name:7s} {module.EXPECTS}" for name, module in LAYOUTS.items())
 
 
 def detect_layout(root: str | Path) -> str:
@@ -56,8 +52,8 @@ def detect_layout(root: str | Path) -> str:
     root = Path(root)
     if not root.exists():
         raise LayoutError(f"{root}: no such file or folder", hint="check the path")
-    for name in _DETECT_ORDER:
-        if get(name).detect(root):
+    for name in LAYOUTS.ranked():
+        if LAYOUTS[name].detect(root):
             return name
     raise LayoutError(f"could not recognise the layout of {root}",
                       hint=f"pass --layout with one of these (see docs/layouts.md):\n{describe_layouts()}")

@@ -6,11 +6,37 @@ An adapter scans a dataset root and yields, in a deterministic (sorted) order:
   * `Reject` - an input it could not turn into an item (unknown label, path outside the root,
                unreadable folder, ...), with a reason a person understands.
 Adapters only look at names and small label files; decoding pixels is the ingest pipeline's job.
+
+Each adapter module registers itself in `LAYOUTS` by decorating its `detect` with `@layout(NAME, rank)`.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from types import ModuleType
+from typing import Callable, Literal
+
+from fexdata.errors import LayoutError
+from fexdata.registry import Registry
+
+# The adapter modules by layout name, in the order --layout and error hints list them (the import order
+# in sources/__init__.py).
+LAYOUTS: Registry[ModuleType] = Registry("layout", LayoutError)
+
+# `--layout auto` tries the layouts rank by rank, in registration order within a rank: strict public-dataset
+# layouts (whose file names are unmistakable) first, then the studio layout (videos, takes with sheets,
+# numbered render sequences), then a label table (a CSV with path,identity,affect states its labels
+# outright, so it beats folder names), and last the generic folder tree, which would otherwise match
+# almost anything.
+DATASET, STUDIO, TABLE, FOLDER = range(4)
+
+
+def layout(name: str, rank: int) -> Callable[[Callable], Callable]:
+    """Decorator on an adapter module's `detect`: registers the module as layout `name`, detected at `rank`."""
+    def add(detect: Callable) -> Callable:
+        LAYOUTS.register(name, rank=rank)(sys.modules[detect.__module__])
+        return detect
+    return add
 
 ItemKind = Literal["image", "video", "sequence"]
 

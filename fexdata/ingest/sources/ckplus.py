@@ -32,7 +32,7 @@ from typing import Iterator
 from fexdata.ingest.sources._common import (
     Entry, affect_of, find_bases, list_dir, names_of, natural_key, rel_of, require_dir, subdirs_of,
 )
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "ckplus"
 EXPECTS = ("CK+ release: cohn-kanade-images/S005/001/S005_001_00000011.png with "
@@ -57,6 +57,7 @@ def _is_ck48(folder: Path) -> bool:
     return any(any(_FRAME.match(n) for n in names_of(s, limit=16)) for s in subs)
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     root = Path(root)
     if not root.is_dir():

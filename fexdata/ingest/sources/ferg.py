@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "ferg"
 EXPECTS = "FERG_DB_256/<character>/<character>_<expression>/<character>_<expression>_<n>.png (aia, bonnie, ...)"
@@ -38,6 +38,7 @@ def _is_base(folder: Path) -> bool:
     return False
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base)
 

@@ -22,12 +22,13 @@ from typing import Iterator
 from fexdata.ingest.sources._common import (
     Entry, affect_of, is_image, is_video, list_dir, names_of, require_dir, subdirs_of,
 )
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import FOLDER, Item, Reject, layout
 
 NAME = "folder"
 EXPECTS = "ROOT/<identity>/<affect>/*.png|jpg|... (stills, or clips) — affect folders named anger, joy, sad, ..."
 
 
+@layout(NAME, FOLDER)
 def detect(root: Path) -> bool:
     """True if some identity folder has an affect-named sub-folder holding images or videos."""
     root = Path(root)

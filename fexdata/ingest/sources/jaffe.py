@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "jaffe"
 EXPECTS = "a flat folder (jaffe/ or jaffedbase/) of KA.AN1.39.tiff stills: subject.expression+index.imageid"
@@ -38,6 +38,7 @@ def _is_base(folder: Path) -> bool:
     return any(_FILE.match(n) for n in names_of(folder, limit=256))
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "kdef"
 EXPECTS = "KDEF/AF01/AF01ANS.JPG: <session A|B><gender F|M><id><AF|AN|DI|HA|NE|SA|SU><FL|HL|S|HR|FR>.JPG"
@@ -44,6 +44,7 @@ def _is_base(folder: Path) -> bool:
     return False
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base)
 

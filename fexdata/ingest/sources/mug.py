@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import Entry, find_bases, has_base, is_image, list_dir, require_dir, subdirs_of
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "mug"
 EXPECTS = "subjects3/001/anger/take000/img_0000.jpg: <subject ###>/[session#/]<expression>/<take>/<frame>.jpg"
@@ -57,6 +57,7 @@ def _is_base(folder: Path) -> bool:
     return False
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base)
 

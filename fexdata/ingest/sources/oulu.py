@@ -28,7 +28,7 @@ from typing import Iterator
 from fexdata.ingest.sources._common import (
     Entry, find_bases, has_base, is_image, list_dir, names_of, rel_of, require_dir, subdirs_of,
 )
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "oulu"
 EXPECTS = "OriginalImg/VL/Strong/P001/Anger/000.jpeg (also NI, Weak/Dark, Cropped/): P###/<Expression>/<frame>"
@@ -49,6 +49,7 @@ def _is_base(folder: Path) -> bool:
     return False
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base, max_depth=4, limit=16)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "rafd"
 EXPECTS = "Rafd090_01_Caucasian_female_angry_frontal.jpg: Rafd<angle>_<model>_<ethnicity>_<gender>_<emotion>_<gaze>"
@@ -39,6 +39,7 @@ def _is_base(folder: Path) -> bool:
     return any(_FILE.match(n) for n in names_of(folder, limit=256))
 
 
+@layout(NAME, DATASET)
 def detect(root: Path) -> bool:
     return has_base(root, _is_base)
 

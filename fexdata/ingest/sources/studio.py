@@ -30,7 +30,7 @@ from typing import Iterator
 from fexdata.ingest.sources._common import (
     Entry, affect_of, is_image, is_video, list_dir, names_of, natural_key, rel_of, require_dir, subdirs_of,
 )
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject, STUDIO, layout
 
 NAME = "studio"
 EXPECTS = ("ROOT/<identity>/<affect>.mp4 clips, ROOT/<identity>/<affect>/frame.0001.png sequences, "
@@ -67,6 +67,7 @@ def _looks_like_render(folder: Path) -> bool:
     return len(names) >= 2 and all(matches) and len({m["prefix"] for m in matches}) == 1
 
 
+@layout(NAME, STUDIO)
 def detect(root: Path) -> bool:
     root = Path(root)
     if not root.is_dir():

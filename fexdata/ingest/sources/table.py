@@ -27,7 +27,7 @@ from typing import Iterator
 from fexdata.errors import LayoutError
 from fexdata.paths import UnsafePath, resolve_inside
 from fexdata.ingest.sources._common import affect_of, is_image, is_video, natural_key
-from fexdata.ingest.sources.base import Item, Reject
+from fexdata.ingest.sources.base import Item, Reject, TABLE, layout
 
 NAME = "csv"
 EXPECTS = "a CSV file (or a folder with exactly one) with columns path,identity,affect[,intensity]"
@@ -64,6 +64,7 @@ def find_table(src: Path) -> Path:
     return tables[0]
 
 
+@layout(NAME, TABLE)
 def detect(root: Path) -> bool:
     root = Path(root)
     if root.is_file():

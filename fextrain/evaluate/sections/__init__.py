@@ -1,44 +1,20 @@
-"""The registry of `fex eval` sections: the one place a section is listed.
+"""The `fex eval` sections: each file here registers its Section with `@SECTIONS.register(name)`.
 
-Order is report order, and the headline takes its numbers in this order too (expression, edit strength,
-sharpness, identity, collapse, colour). To add a metric, write a `Section` subclass in a new file here and
-add it below.
+The import below is the report order, and the headline takes its numbers in this order too (expression,
+edit strength, sharpness, identity, collapse, colour); tests/test_registries.py pins it. To add a metric,
+write a `Section` subclass in a new file here and import it below.
 Costly studies are opt-in (`Section.requested`): they run when their option is given or they are named.
 """
 from __future__ import annotations
 
-from fextrain.evaluate.section import Section
-from fextrain.evaluate.sections.augment import AugmentSection
-from fextrain.evaluate.sections.collapse import CollapseSection
-from fextrain.evaluate.sections.colour import ColourSection
-from fextrain.evaluate.sections.discriminator import DiscriminatorSection
-from fextrain.evaluate.sections.edit_strength import EditStrengthSection
-from fextrain.evaluate.sections.fer_folds import FerFoldsSection
-from fextrain.evaluate.sections.figures import FiguresSection
-from fextrain.evaluate.sections.frechet import FrechetSection
-from fextrain.evaluate.sections.identity import IdentitySection
-from fextrain.evaluate.sections.intensity import IntensitySection
-from fextrain.evaluate.sections.judge import JudgeSection
-from fextrain.evaluate.sections.outside_judge import OutsideJudgeSection
-from fextrain.evaluate.sections.sharpness import SharpnessSection
+from fextrain.evaluate.section import SECTIONS, Section
 
-SECTIONS: dict[str, type[Section]] = {
-    cls.name: cls
-    for cls in (
-        JudgeSection,
-        EditStrengthSection,  # qualifies the other headline items of a near-copy (Section.amend)
-        SharpnessSection,
-        IdentitySection,
-        CollapseSection,
-        ColourSection,
-        OutsideJudgeSection,  # a second judge, from outside fex
-        FrechetSection,
-        DiscriminatorSection,
-        FiguresSection,
-        IntensitySection,
-        AugmentSection,  # opt-in: --augment N[,N...]
-        FerFoldsSection,  # opt-in: --fer-folds
-    )
-}
+# Report order. edit_strength qualifies the other headline items of a near-copy (Section.amend);
+# outside_judge is a second judge, from outside fex; augment (--augment N[,N...]) and fer_folds (--fer-folds)
+# are opt-in.
+from fextrain.evaluate.sections import (  # noqa: E402,F401  isort: skip
+    judge, edit_strength, sharpness, identity, collapse, colour, outside_judge, frechet, discriminator, figures,
+    intensity, augment, fer_folds,
+)
 
 __all__ = ["SECTIONS", "Section"]

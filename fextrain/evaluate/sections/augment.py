@@ -31,7 +31,7 @@ from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.judge import effective_epochs, load_or_train_judge, resize_uint8
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import classification_report
-from fextrain.evaluate.section import Section, note
+from fextrain.evaluate.section import SECTIONS, Section, note
 
 _CHUNK = 1024  # images resized or judged at a time (large splits are memory-mapped)
 
@@ -47,8 +47,8 @@ def real_test_accuracy(ctx: EvalContext, judge: Any) -> dict:
     return classification_report(predicted, test.affect_ids, ctx.affects)
 
 
+@SECTIONS.register("augment")
 class AugmentSection(Section):
-    name = "augment"
     title = "Augmentation study (ExprGAN Table 1)"
 
     @classmethod

@@ -21,7 +21,7 @@ import torch
 from fextrain.evaluate.context import EvalContext, subset
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import ratio
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 COARSE_SIDE = 16
 MAX_SOURCES = 200  # pairs grow with the square; 200 sources give 19,900 pairs per affect
@@ -39,8 +39,8 @@ def mean_pairwise_distance(images: np.ndarray) -> float | None:
     return float(d.sum() / (n * (n - 1)))  # the diagonal is 0
 
 
+@SECTIONS.register("collapse")
 class CollapseSection(Section):
-    name = "collapse"
     title = "Collapse"
 
     def unavailable(self, ctx: EvalContext) -> str | None:

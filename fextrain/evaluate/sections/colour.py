@@ -22,7 +22,7 @@ import numpy as np
 
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 GRAY_SPREAD = 2  # levels of channel spread a grayscale image may have (rounding, a PNG's or JPEG's noise)
 ADDED_CHROMA_LIMIT = 2.0  # levels of chroma an edit of a gray source may add: "gray in, gray out"
@@ -56,8 +56,8 @@ def colour_cast(sources: np.ndarray, edits: np.ndarray) -> np.ndarray:
     return np.stack([shift @ _CB, shift @ _CR], axis=1)
 
 
+@SECTIONS.register("colour")
 class ColourSection(Section):
-    name = "colour"
     title = "Colour"
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:

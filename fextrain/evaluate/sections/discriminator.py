@@ -24,7 +24,7 @@ import torch
 from fextrain.evaluate.context import EvalContext, subset, to_model_input
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import accuracy
-from fextrain.evaluate.section import Section, note
+from fextrain.evaluate.section import SECTIONS, Section, note
 
 HEADER = ["split", "real binary", "real multi", "fake binary", "fake multi", "real n", "fake n"]
 BINARY = {"real binary", "fake binary"}
@@ -62,8 +62,8 @@ def _table(splits: dict[str, dict]) -> tuple[list[str], list[list]]:
     return [HEADER[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
+@SECTIONS.register("discriminator")
 class DiscriminatorSection(Section):
-    name = "discriminator"
     title = "Discriminator accuracy"
 
     def unavailable(self, ctx: EvalContext) -> str | None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 NEAR_COPY_GAIN = 0.1  # under it the edits barely move the judge: the run reads as a near-copy
 NEAR_COPY = "NEAR-COPY"
@@ -40,8 +40,8 @@ def edit_strength(source_probs: np.ndarray, edit_probs: np.ndarray, targets: np.
             "reached_share": float(reached[movable].mean()) if movable.any() else None}
 
 
+@SECTIONS.register("edit_strength")
 class EditStrengthSection(Section):
-    name = "edit_strength"
     title = "Edit strength"
 
     def unavailable(self, ctx: EvalContext) -> str | None:

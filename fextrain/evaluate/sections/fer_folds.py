@@ -29,7 +29,7 @@ from fextrain.evaluate.context import EvalContext, to_model_input
 from fextrain.evaluate.judge import load_or_train_judge
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import accuracy
-from fextrain.evaluate.section import Section, note
+from fextrain.evaluate.section import SECTIONS, Section, note
 
 
 def manifest_folds(manifest: Path) -> list[int]:
@@ -42,8 +42,8 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(known)) if known else None
 
 
+@SECTIONS.register("fer_folds")
 class FerFoldsSection(Section):
-    name = "fer_folds"
     title = "Recognition over identity-disjoint folds (DE-GAN protocol)"
 
     @classmethod

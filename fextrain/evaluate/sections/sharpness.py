@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.degrade import blur_scale, blur_uint8
 from fextrain.evaluate.report import fmt, table
-from fextrain.evaluate.section import HeadlineItem, Section, note
+from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 from fextrain.evaluate.scores import ratio
 
 REFERENCE_SIGMAS_AT_64 = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -51,8 +51,8 @@ def equivalent_sigma(value: float, reference: dict[float, float]) -> float | Non
     return None
 
 
+@SECTIONS.register("sharpness")
 class SharpnessSection(Section):
-    name = "sharpness"
     title = "Sharpness"
 
     def compute(self, ctx: EvalContext) -> dict[str, Any]:
