@@ -28,7 +28,8 @@ from fexdata.errors import EditError, FexError
 from fexdata.images import DEFAULT_MAX_PIXELS, ImageError, read_rgb, write_png
 from fextrain.edit.context import EditContext
 from fextrain.edit.faces import FaceCrop, make_finder, still_faces
-from fextrain.edit.model import BatchModel, load_model, resolve_device
+from fextrain.device import resolve_device
+from fextrain.edit.model import BatchModel, load_model
 from fextrain.edit.outputs import face_region, write_grid
 from fextrain.edit.photo import edit_frames
 from fextrain.edit.recipe import resolve_recipe, run_manifest
@@ -83,7 +84,7 @@ class Explorer:
     def __init__(self, run: str | os.PathLike, options: ExploreOptions = ExploreOptions(),
                  log: Callable[[str], None] = print) -> None:
         self.run, self.options = Path(run), options
-        device = resolve_device(options.device)
+        device = resolve_device(options.device, EditError)
         editor = load_model(self.run, device)
         self.affects, self.size = tuple(editor.affects), int(editor.size)
         self.recipe, _ = resolve_recipe(editor.config, self.run, self.size, {})

@@ -16,18 +16,15 @@ from torch import nn
 
 from fexdata.errors import TrainingError
 from fextrain import distributed as dd
+from fextrain.device import resolve_device as device_name
 
 
 def resolve_device(spec: str, info: dd.DistInfo) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {spec}: no CUDA device is visible to torch")
-        return torch.device("cuda", info.local_rank) if info.enabled else torch.device(spec)
-    if spec != "cpu":
-        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
+    """The training device; under torchrun each process takes the GPU of its local rank."""
+    name = device_name(spec, TrainingError)
+    if name.startswith("cuda") and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return torch.device(name)
 
 
 def cpu_native_bf16() -> bool:

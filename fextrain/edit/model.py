@@ -21,24 +21,6 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(spec: str) -> str:
-    """--device as 'cpu', 'cuda' or 'cuda:N'; auto is CUDA when torch sees one (the CPU where torch is not installed)."""
-    if spec != "cpu" and not spec.startswith("cuda") and spec != "auto":
-        raise EditError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
-    if spec == "cpu":
-        return spec
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    cuda = torch is not None and torch.cuda.is_available()
-    if spec == "auto":
-        return "cuda" if cuda else "cpu"
-    if not cuda:
-        raise EditError(f"--device {spec}: no CUDA device is visible to torch", hint="use --device cpu")
-    return spec
-
-
 def load_model(path: str | Path, device: str) -> Any:
     """The Editor (fextrain.models.load_editor) of a run directory or an exported generator.safetensors, or the
     OnnxEditor (fextrain.export.load_onnx) of a `fex export` .onnx file."""
@@ -138,7 +120,7 @@ class BatchModel:
 
     @_inference
     def fields(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """A warping model's edits as N x S x S x 4 float32 (flow x, flow y, mask, luminance), for paste_warp."""
+        """A warping model's edits as N x S x S x 3 float32 (flow x, flow y, luminance change), for paste_warp."""
         import torch
 
         out = []
@@ -148,7 +130,7 @@ class BatchModel:
                 parts = self.editor.warp_fields(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
                                                 torch.as_tensor(target[sl], dtype=torch.float32))
             out.append(torch.cat([p.float() for p in parts], 1).permute(0, 2, 3, 1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.editor.size, self.editor.size, 4), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.editor.size, self.editor.size, 3), np.float32)
 
     def affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
         """Softmax of the model's own affect head (its discriminator's), or None when it has none."""

@@ -34,7 +34,8 @@ from fextrain.edit import paste
 from fextrain.edit.context import EditContext, Rejected
 from fextrain.edit.faces import FaceChoice, make_finder
 from fextrain.edit.inputs import EditInput, collect_inputs
-from fextrain.edit.model import BatchModel, load_model, resolve_device
+from fextrain.device import resolve_device
+from fextrain.edit.model import BatchModel, load_model
 from fextrain.edit.outputs import GRID_NAME, claim_folders, done, signature
 from fextrain.edit.photo import edit_photo
 from fextrain.edit.recipe import resolve_recipe
@@ -83,7 +84,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
         raise EditError(f"--end {options.end:g} is not after --start {options.start:g}",
                         hint="give an --end later than --start, or leave one out")
     run_path, out = Path(run), Path(out)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, EditError)
     editor = load_model(run_path, device)
     identity = _identity(editor, options.identity)
     affects, size = tuple(editor.affects), int(editor.size)

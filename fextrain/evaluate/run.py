@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-import torch
 
 from fexdata.dataset import crop_side
 from fexdata.errors import EvalError
 from fexdata.manifest import read_manifest
 from fexdata.paths import atomic_write_text
 from fextrain.checkpoint import CHECKPOINT, GENERATOR
+from fextrain.device import resolve_device
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.options import EvalOptions
 from fextrain.evaluate.report import table, write_report
@@ -55,14 +55,6 @@ def select_sections(names: Sequence[str] | None) -> list[str]:
         raise EvalError(f"unknown section(s) {', '.join(unknown) or '(none given)'}",
                         hint=SECTIONS.hint.format(known=", ".join(SECTIONS)))
     return [n for n in SECTIONS if n in names]
-
-
-def _device(spec: str) -> str:
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise EvalError(f"--device {spec}: CUDA is not available on this machine", hint="use --device cpu")
-    return spec
 
 
 def check_inputs(run_dir: Path, manifest: Path) -> tuple[dict[str, Any], list[str], pd.Series]:
@@ -171,7 +163,7 @@ def evaluate_run(
     run_dir, manifest, out_dir = Path(run_dir), Path(manifest), Path(out_dir)
     started = time.time()
     meta, splits, crop_sizes = check_inputs(run_dir, manifest)
-    device = _device(o.device)
+    device = resolve_device(o.device, EvalError)
     editor = load_editor(run_dir, device)
     if list(editor.affects) != list(meta["affects"]):
         raise EvalError(f"{manifest}: its affects ({', '.join(meta['affects'])}) differ from the run's "
