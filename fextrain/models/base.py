@@ -58,13 +58,15 @@ through `edit`), the NaN stop and Ctrl-C.
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
+
+from fextrain.losses import gradient_penalty
 
 
 @dataclass(frozen=True)
@@ -100,18 +102,30 @@ class Batch:
 
 @dataclass
 class StepContext:
-    """What the loop hands a model's `train_step`.
+    """What the loop hands a model's `train_step`: the step, and verbs that run each network the way a
+    forward needs it. A model's step reads like a solver's: pick the verb, call the network, `update`.
 
-    `nets` are the networks wrapped for training (DDP under torchrun, then torch.compile when on):
-    every forward whose output is back-propagated into a network's own parameters goes through
-    them, a second generator forward (a cycle) included. `eager` are the same without compile, for
-    forwards differentiated twice (a gradient penalty). `frozen(name)` gives the network without DDP,
-    its parameters frozen and its BatchNorm running statistics left as they are, for forwards that
-    only pass gradients through it (D in the generator update) or that are only logged (a probe);
-    the backward must happen inside the `with` block. `plain` are the networks without DDP, for
-    forwards under torch.no_grad(). Under DDP every parameter of a network that is updated must take
-    part in that update's loss (DDP reduces gradients bucket by bucket, and stops the run at the next
-    forward when one never arrives).
+    * `train(name)`     - the network whose output is back-propagated into its own parameters: D in its
+                          update, G in its update, a second G forward (a cycle) included.
+    * `frozen(name)`    - with-block: a network that only passes gradients through to another one (D in
+                          G's update); its parameters frozen, its BatchNorm running statistics kept. The
+                          backward (`update`) happens inside the block.
+    * `no_grad(name, eval_mode=False)` - with-block, under torch.no_grad(): a forward that takes no
+                          gradient at all (a fake for D's update, a logged probe); running statistics kept.
+                          `eval_mode`: the network in eval mode inside (a fixed feature extractor: running
+                          statistics normalise, no dropout). Methods besides `forward` (`encode`) work on it.
+    * `gradient_penalty(name, real, fake, output=None)` - WGAN-GP of critic `name` (item `output` of its
+                          output tuple) at random mixes of real and fake, from `rng`.
+    * `update(name, loss)` - back-propagate `loss` and step optimiser `name`.
+    * `autocast()` (bf16 when on, else a no-op), `rng` (the device random stream for the model's own draws),
+      `step` (1-based) and `total`.
+
+    The other fields are the loop's views of each network: `nets` DDP-wrapped under torchrun, then compiled
+    when on; `plain` without DDP (compiled when on); `eager` DDP, never compiled (double backward); `raw` the
+    bare modules. Which view a forward needs depends on DDP and compile, and the wrong one fails only under
+    them, so models use the verbs, never the views (tests/test_step_context.py reads every model file).
+    Under DDP every parameter of a network that is updated must take part in that update's loss (DDP
+    reduces gradients bucket by bucket, and stops the run at the next forward when one never arrives).
     """
 
     step: int  # 1-based index of this iteration
@@ -122,7 +136,11 @@ class StepContext:
     optimizers: dict[str, torch.optim.Optimizer]
     autocast: Callable[[], AbstractContextManager]  # bf16 autocast when on, else a no-op
     rng: torch.Generator  # device random stream for the model's own draws (conditions, GP mixing)
-    raw: dict[str, nn.Module]  # the bare networks (for requires_grad toggling)
+    raw: dict[str, nn.Module]  # the bare networks (frozen/no_grad toggle their state)
+
+    def train(self, name: str) -> nn.Module:
+        """Network `name` for a forward whose output trains its own parameters (DDP, compiled when on)."""
+        return self.nets[name]
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Back-propagate `loss` and take one step of optimiser `name`."""
@@ -135,18 +153,52 @@ class StepContext:
     def frozen(self, name: str) -> Iterator[nn.Module]:
         """The network without DDP, its parameters frozen and its normalisation statistics kept as they are."""
         net = self.raw[name]
-        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         net.requires_grad_(False)
-        # In train mode without tracking, batch statistics still normalise and neither the running
-        # statistics nor num_batches_tracked move: the network's state is exactly as it was.
-        for m in norms:
-            m.track_running_stats = False
         try:
-            yield self.plain[name]
+            with _statistics_kept(net):
+                yield self.plain[name]
         finally:
             net.requires_grad_(True)
-            for m in norms:
-                m.track_running_stats = True
+
+    @contextmanager
+    def no_grad(self, name: str, eval_mode: bool = False) -> Iterator[nn.Module]:
+        """The network without DDP under torch.no_grad(), its normalisation statistics kept as they are;
+        `eval_mode`: in eval mode inside the block (its previous mode restored after)."""
+        net = self.raw[name]
+        with torch.no_grad(), _statistics_kept(net), _eval_mode(net) if eval_mode else nullcontext():
+            yield self.plain[name]
+
+    def gradient_penalty(self, name: str, real: torch.Tensor, fake: torch.Tensor,
+                         output: int | None = None) -> torch.Tensor:
+        """WGAN-GP of critic `name` (`fextrain.losses.gradient_penalty`), through its DDP view without compile:
+        compiled graphs do not support the double backward. `output`: the item of a tuple output that scores."""
+        critic = self.eager[name]
+        return gradient_penalty(lambda x: critic(x) if output is None else critic(x)[output], real, fake, self.rng)
+
+
+@contextmanager
+def _statistics_kept(net: nn.Module) -> Iterator[None]:
+    """`net`'s BatchNorm layers stop tracking inside the block: in train mode batch statistics still normalise,
+    and neither the running statistics nor num_batches_tracked move (in eval mode the running ones normalise)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+@contextmanager
+def _eval_mode(net: nn.Module) -> Iterator[None]:
+    """`net` in eval mode inside the block (running statistics, no dropout); its mode restored after."""
+    was = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was)
 
 
 class GANModel(nn.Module):

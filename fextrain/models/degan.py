@@ -38,9 +38,7 @@ weights); the affect vectors are ignored. Without `identity` it draws the averag
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +47,7 @@ from torch import nn
 from fextrain.losses import cross_entropy, l1
 from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, require_sizes
+from fextrain.models.blocks import init_weights
 
 LEAKY_SLOPE = 0.2
 RESIDUE_LAYERS = 4  # local CNNs, one per intermediate encoder layer (L_1 .. L_4)
@@ -81,15 +80,6 @@ class DEGANConfig:
     def widths(self) -> list[int]:
         """Encoder (and discriminator) channels per stride-2 block down to 4x4 (64 ... 512 at 128)."""
         return [min(self.max_width, self.base_width * 2 ** i) for i in range(int(math.log2(self.size)) - 2)]
-
-
-def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for every conv and dense weight (the paper), zero biases."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
@@ -264,7 +254,7 @@ class DEGAN(GANModel):
         drawn = torch.randint(0, a.num_identities, (n,), device=dev, generator=ctx.rng)
         ident = torch.cat([b.identity[:own], drawn[own:]])
         z = torch.rand((n, a.noise_dim), device=dev, generator=ctx.rng) * 2 - 1
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
         fake_class = torch.full_like(b.affect, a.num_affects)
         out: dict[str, torch.Tensor] = {}
 
@@ -296,10 +286,10 @@ class DEGAN(GANModel):
 
     def _recognition_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Second stage: G_en frozen (eval-mode statistics, no gradient); local CNNs + final classifier learn."""
-        with torch.no_grad(), _eval_mode(ctx.raw["generator"]), ctx.autocast():
-            rep, residues = ctx.raw["generator"].encode(b.x)
+        with ctx.no_grad("generator", eval_mode=True) as G, ctx.autocast():
+            rep, residues = G.encode(b.x)
         with ctx.autocast():
-            logits = ctx.nets["recognizer"](rep, residues)
+            logits = ctx.train("recognizer")(rep, residues)
             losses = [cross_entropy(lg, b.affect) for lg in logits]
             total = sum(w * v for w, v in zip(self.loss.lambdas, losses))
         ctx.update("recognizer", total)
@@ -325,14 +315,3 @@ class DEGAN(GANModel):
         rep, _ = self.generator.encode(x)
         ident = identity_weights(identity, len(x), self.arch.num_identities, x.device)
         return self.generator.decode(rep, torch.zeros(len(x), self.arch.noise_dim, device=x.device), ident)
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """`module` in eval mode inside the block (running statistics, no dropout); its mode restored after."""
-    was = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was)

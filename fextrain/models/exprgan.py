@@ -54,6 +54,7 @@ from fextrain.identity_net import (IdentityNet, IdentityNetSettings, feature_dis
 from fextrain.losses import bce_with_logits, l1
 from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.blocks import total_variation
 from fextrain.runtime import TrainingError
 
 LEAKY_SLOPE = 0.2  # DCGAN's, which CAAE and ExprGAN use in their discriminators
@@ -290,12 +291,6 @@ def q_loss(q_mean: torch.Tensor, c: torch.Tensor, code_dim: int) -> torch.Tensor
     return (q_mean.float() - c.float()).pow(2).sum(dim=1).mean() / code_dim
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between vertically and horizontally neighbouring pixels."""
-    x = x.float()
-    return (x[:, :, 1:] - x[:, :, :-1]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()
-
-
 # --- the model -------------------------------------------------------------------------------------------
 
 
@@ -358,7 +353,7 @@ class ExprGAN(GANModel):
         n, dev = len(b.x), b.x.device
         y = one_hot(b.affect, a.num_affects)
         c = expression_code(y, uniform((n, a.code_dim), dev, ctx.rng))
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
         w_q = cfg.stage2_q if stage == 2 else cfg.lambda_q
         out: dict[str, torch.Tensor] = {}
 
@@ -382,7 +377,7 @@ class ExprGAN(GANModel):
         # 2. D_z (stage 3): uniform draws are real, g(x) fake (eq. 8)
         if stage == 3:
             with ctx.autocast():
-                Dz = ctx.nets["latent_discriminator"]
+                Dz = ctx.train("latent_discriminator")
                 out["d_z"] = (bce_with_logits(Dz(uniform((n, a.id_dim), dev, ctx.rng)), 1.0)
                               + bce_with_logits(Dz(g.detach()), 0.0))
             ctx.update("latent_discriminator", out["d_z"])
@@ -400,7 +395,7 @@ class ExprGAN(GANModel):
                     terms["g_pixel"], terms["g_id"] = l1(x_hat, b.x), self._identity_loss(x_hat, b.x)
                     weights["g_pixel"], weights["g_id"] = 1.0, cfg.lambda_id
                 if stage == 3:
-                    terms["g_adv_z"], terms["g_tv"] = bce_with_logits(Dz_frozen(g), 1.0), total_variation(x_hat)
+                    terms["g_adv_z"], terms["g_tv"] = bce_with_logits(Dz_frozen(g), 1.0), total_variation(x_hat.float())
                     weights["g_adv_z"], weights["g_tv"] = cfg.lambda_adv_z, cfg.lambda_tv
                 g_loss = sum(weights[k] * v for k, v in terms.items())
             ctx.update("generator", g_loss)

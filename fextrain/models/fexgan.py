@@ -66,9 +66,7 @@ from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_diverge
 from fextrain.models.registry import register
 from fextrain.models.base import (Batch, GANModel, Optim, StepContext, affect_vector, one_hot,  # noqa: F401
                                   require_sizes)
-
-# Keras' LeakyReLU default slope, which the reference code uses everywhere.
-LEAKY_SLOPE = 0.3
+from fextrain.models.blocks import down_block, init_weights, up_block
 SIZES = (64, 128, 256)
 
 
@@ -103,41 +101,10 @@ class FExGANConfig:
         return min(self.max_width, self.base_width * (self.size // 2) // resolution)
 
 
-def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for conv and dense weights, zero biases: the reference's explicit initialiser."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
 def keras_dense_default(layer: nn.Linear) -> None:
     """Keras' Dense defaults (Glorot uniform, zero bias), for the reference's layers built without an initialiser."""
     nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
-
-
-def _batch_norm(channels: int) -> nn.BatchNorm2d:
-    # Keras BatchNormalization defaults: moving = 0.99 * moving + 0.01 * batch, eps 1e-3.
-    return nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
-
-
-def _down(cin: int, cout: int, norm: bool, act: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False)]
-    if norm:
-        layers.append(_batch_norm(cout))
-    if act:
-        layers.append(nn.LeakyReLU(LEAKY_SLOPE))
-    return nn.Sequential(*layers)
-
-
-def _up(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), _batch_norm(cout)]
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 class Generator(nn.Module):
@@ -153,7 +120,7 @@ class Generator(nn.Module):
             res //= 2
             last = i == cfg.num_blocks - 1
             cout = cfg.bottleneck if last else cfg.width_at(res)
-            blocks.append(_down(cin, cout, norm=i > 0, act=not last))
+            blocks.append(down_block(cin, cout, norm=i > 0, act=not last))
             cin = cout
         self.encoder = nn.Sequential(*blocks)
         self.mu = nn.Linear(cfg.bottleneck, cfg.latent_dim)
@@ -165,7 +132,7 @@ class Generator(nn.Module):
         for i in range(cfg.num_blocks - 1):
             res *= 2
             cout = cfg.width_at(res)
-            ups.append(_up(cin, cout, cfg.dropout if i < cfg.dropout_blocks else 0.0))
+            ups.append(up_block(cin, cout, cfg.dropout if i < cfg.dropout_blocks else 0.0))
             cin = cout
         self.decoder = nn.Sequential(*ups)
         self.to_image = nn.Sequential(nn.ConvTranspose2d(cin, 3, 4, stride=2, padding=1), nn.Tanh())
@@ -213,7 +180,7 @@ class Discriminator(nn.Module):
         self.cfg = cfg
         blocks, cin = [], 3
         for i, cout in enumerate(cfg.d_widths):
-            blocks.append(_down(cin, cout, norm=i > 0, act=True))
+            blocks.append(down_block(cin, cout, norm=i > 0, act=True))
             cin = cout
         self.features = nn.Sequential(*blocks)
         flat = cin * (cfg.size // 2 ** len(cfg.d_widths)) ** 2
@@ -377,7 +344,7 @@ class FExGAN(GANModel):
         a_src = one_hot(b.affect, k)
         a_tgt = sample_target_affects(b.target_affect, k, cfg.target_law, cfg.target_sigma, ctx.rng,
                                       intensity=b.target_intensity, floor=cfg.target_floor)
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
 
         # 2. D: eq. 5 on the source (real, A_s) + eq. 6 on the detached G(source, A_s, A_t) (fake, A_t)
         with ctx.autocast():

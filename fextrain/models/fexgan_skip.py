@@ -42,11 +42,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
-from fextrain.models.fexgan import LEAKY_SLOPE, _down, _up, init_weights
+from fextrain.models.blocks import SpectralNormDiscriminator, down_block, init_weights, total_variation, up_block
 from fextrain.models.registry import register
 
 MASK_BIAS = 2.0  # sigmoid(2) = 0.88: an untrained generator mostly copies its source
@@ -106,7 +105,7 @@ class Generator(nn.Module):
             res //= 2
             last = i == cfg.num_blocks - 1
             cout = cfg.bottleneck if last else cfg.width_at(res)
-            downs.append(_down(cin, cout, norm=0 < i, act=not last))
+            downs.append(down_block(cin, cout, norm=0 < i, act=not last))
             cin = cout
         self.down = nn.ModuleList(downs)
         self.affect_in = nn.Sequential(nn.Linear(k, 64), nn.Linear(64, 256), nn.ReLU())
@@ -115,7 +114,7 @@ class Generator(nn.Module):
             if res in cfg.skip_resolutions:
                 cin += cfg.width_at(res)  # the encoder's map at this resolution
             res *= 2
-            ups.append(_up(cin, cfg.width_at(res), 0.0))
+            ups.append(up_block(cin, cfg.width_at(res), 0.0))
             cin = cfg.width_at(res)
         if res in cfg.skip_resolutions:  # size/2: the first encoder map joins the last layer's input
             cin += cfg.width_at(res)
@@ -148,25 +147,6 @@ class Generator(nn.Module):
         return mask * x + (1 - mask) * colour, mask
 
 
-class Discriminator(nn.Module):
-    """Spectral-normalised conv stack (no BatchNorm): image -> (real/fake score [B], affect logits [B,K])."""
-
-    def __init__(self, cfg: FExGANSkipConfig) -> None:
-        super().__init__()
-        layers, cin = [], 3
-        for cout in cfg.d_widths:
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(LEAKY_SLOPE)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        flat = cin * (cfg.size // 2 ** len(cfg.d_widths)) ** 2
-        self.real_fake = spectral_norm(nn.Linear(flat, 1))
-        self.affect = nn.Linear(flat, cfg.num_affects)  # a classifier, not a critic: no Lipschitz bound needed
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(x).flatten(1)
-        return self.real_fake(h).squeeze(1), self.affect(h)
-
-
 @dataclass
 class FExGANSkipLoss:
     """Loss weights (ours; see the module docstring)."""
@@ -187,11 +167,6 @@ class FExGANSkipLoss:
 CYCLE_PROBE_EVERY = 10  # with lambda_cyc = 0, g_cyc is measured on the steps that are multiples of this
 
 
-def total_variation(m: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring mask pixels (both directions)."""
-    return (m[..., 1:, :] - m[..., :-1, :]).abs().mean() + (m[..., :, 1:] - m[..., :, :-1]).abs().mean()
-
-
 @register("fexgan-skip")
 class FExGANSkip(GANModel):
     """FExGAN with U-Net skips at 1/8-1/4 resolution, a GANimation mask, a cycle loss and a hinge SN D."""
@@ -210,12 +185,12 @@ class FExGANSkip(GANModel):
     def __init__(self, arch: FExGANSkipConfig, loss: FExGANSkipLoss) -> None:
         super().__init__(arch, loss)
         self.generator = Generator(arch)
-        self.discriminator = Discriminator(arch)
+        self.discriminator = SpectralNormDiscriminator(arch)
 
     def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, k = self.loss, self.arch.num_affects
         a_src, a_tgt = one_hot(b.affect, k), one_hot(b.target_affect, k)
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
 
         # 1. D: hinge on real vs. the detached edit; affect classification on real images only
         with ctx.autocast():
@@ -239,7 +214,7 @@ class FExGANSkip(GANModel):
                     # With the cycle off (the default) it is only logged: one step in CYCLE_PROBE_EVERY
                     # (the others train 1.2-1.3x faster on a CPU), without a graph, and with G's running
                     # statistics frozen so that the trained generator does not depend on the probe.
-                    with torch.no_grad(), ctx.frozen("generator") as G_probe:
+                    with ctx.no_grad("generator") as G_probe:
                         g_cyc = l1(G_probe(x_gen, a_tgt, a_src)[0], b.x)
             g_adv = -g_fake.float().mean()
             g_cls = cross_entropy(g_fake_cls, b.target_affect)

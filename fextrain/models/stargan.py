@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fextrain.losses import accuracy, cross_entropy, gradient_penalty, l1
+from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.registry import register
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 
@@ -163,17 +163,17 @@ class StarGAN(GANModel):
         cfg, k = self.loss, self.arch.num_affects
         # 1. labels: the source's own affect c_x and a random target affect c (drawn by the loop)
         c_org, c_trg = one_hot(b.affect, k), one_hot(b.target_affect, k)
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
 
         # 2. D: Wasserstein critic on real vs. fake, affect classification on real only, gradient penalty
-        with torch.no_grad(), ctx.autocast():
-            x_fake = ctx.plain["generator"](b.x, c_trg)
+        with ctx.no_grad("generator") as G_fixed, ctx.autocast():
+            x_fake = G_fixed(b.x, c_trg)
         with ctx.autocast():
             real_src, real_cls = D(b.x)
             fake_src, _ = D(x_fake)
         d_real, d_fake = -real_src.float().mean(), fake_src.float().mean()
         d_cls = cross_entropy(real_cls, b.affect)
-        d_gp = gradient_penalty(lambda x: ctx.eager["discriminator"](x)[0], b.x, x_fake, ctx.rng)
+        d_gp = ctx.gradient_penalty("discriminator", b.x, x_fake, output=0)
         d_loss = d_real + d_fake + cfg.lambda_cls * d_cls + cfg.lambda_gp * d_gp
         ctx.update("discriminator", d_loss)
         out = {"d_total": d_loss, "d_real": d_real, "d_fake": d_fake, "d_cls": d_cls, "d_gp": d_gp,

@@ -13,9 +13,9 @@ predicts three things from the source and the source/target affect vectors:
   channels equally, so the source's chroma stays exactly: a grayscale face comes back gray;
 * nothing else: every other pixel is the source's, moved.
 
-`warp_fields` returns the flow, mask and residual, so `fex edit` can apply them to the **full-resolution**
-face instead of pasting a 64 px crop (fextrain/edit/paste.py `paste_warp`): the edit is then as sharp as the
-input at any output size.
+`warp_fields` returns the flow and the residual's luminance change, so `fex edit` can apply them to the
+**full-resolution** face instead of pasting a 64 px crop (fextrain/edit/paste.py `paste_warp`): the edit is then
+as sharp as the input at any output size.
 
 Training (paired: the loop serves a real frame I_t of the same person with the target affect, and both
 frames' 68 landmarks in the augmented crop's normalised coordinates):
@@ -39,7 +39,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
-from fextrain.models.fexgan_skip import Discriminator, total_variation
+from fextrain.models.blocks import SpectralNormDiscriminator, total_variation
 from fextrain.models.registry import register
 
 MASK_BIAS = -3.0  # sigmoid(-3) = 0.05: an untrained generator adds almost no residual
@@ -193,12 +193,12 @@ class WarpRefine(GANModel):
     def __init__(self, arch: WarpRefineConfig, loss: WarpRefineLoss) -> None:
         super().__init__(arch, loss)
         self.generator = Generator(arch)
-        self.discriminator = Discriminator(arch)
+        self.discriminator = SpectralNormDiscriminator(arch)
 
     def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, k = self.loss, self.arch.num_affects
         a_src, a_tgt = one_hot(b.affect, k), one_hot(b.target_affect, k)
-        G, D = ctx.nets["generator"], ctx.nets["discriminator"]
+        G, D = ctx.train("generator"), ctx.train("discriminator")
 
         # 1. D: hinge on real vs. the detached edit; affect classification on real faces only
         with ctx.autocast():
@@ -237,15 +237,18 @@ class WarpRefine(GANModel):
         return {key: value.detach() for key, value in out.items()}
 
     def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
-                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(flow [B,2,S,S] normalised offsets, mask [B,1,S,S] in (0,1), luminance [B,1,S,S] in [-1,1]), float32:
-        what `edit` applies to the crop, for applying it to the full-resolution face instead."""
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow [B,2,S,S] normalised offsets, luminance change [B,1,S,S] in [-1,1] units), float32: the edit is
+        the warped source plus the change in every channel. `fex edit` applies both to the full-resolution face:
+        the change (the residual minus what it replaces, at the model's resolution) is added to the warped
+        full-resolution face, which therefore keeps its own detail under the residual too."""
         flow, mask, luma = self.generator(x, source_vec, target_vec)
-        return flow.float(), mask.float(), luma.float()
+        warped = warp(x, flow)
+        return flow.float(), (refine(warped, mask, luma) - warped)[:, :1].float()
 
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
-        flow, mask, luma = self.warp_fields(x, source_vec, target_vec)
-        return refine(warp(x, flow), mask, luma).clamp(-1, 1)
+        flow, change = self.warp_fields(x, source_vec, target_vec)
+        return (warp(x, flow) + change).clamp(-1, 1)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.discriminator(x)[1]
