@@ -124,11 +124,11 @@ def paste_warp(frame: np.ndarray, fields: np.ndarray, transform: np.ndarray,
                mask: np.ndarray) -> tuple[tuple[int, int], np.ndarray] | None:
     """Apply a warp model's edit to the full-resolution face in `frame`, in place; returns as `paste` does.
 
-    `fields` is S x S x 4 float32 on the model's crop grid (`WarpRefine.warp_fields`): the backward flow in
-    normalised crop units (x, y), the residual's mask and its luminance in [-1, 1]. Each frame pixel of the
-    region looks up the flow at its crop position, and takes the input frame's colour where that flow points
-    (bicubic), so the face keeps the input's own detail at any size; the residual is added to the luminance
-    as the model does, equally to the three channels; then the result is blended with the paste mask.
+    `fields` is S x S x 3 float32 on the model's crop grid (`WarpRefine.warp_fields`): the backward flow in
+    normalised crop units (x, y) and the residual's luminance change in [-1, 1] units. Each frame pixel of the
+    region looks up the flow at its crop position and takes the input frame's colour where that flow points
+    (bicubic), so the face keeps the input's own detail at any size; the change is added equally to the
+    three channels, as the model does; then the result is blended with the paste mask.
     """
     m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
     box = _roi(frame.shape, m, mask)
@@ -147,9 +147,7 @@ def paste_warp(frame: np.ndarray, fields: np.ndarray, transform: np.ndarray,
     fx = (inv[0, 0] * sx + inv[0, 1] * sy + inv[0, 2]).astype(np.float32)
     fy = (inv[1, 0] * sx + inv[1, 1] * sy + inv[1, 2]).astype(np.float32)
     warped = cv2.remap(frame, fx, fy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-    gray = cv2.cvtColor(np.clip(warped, 0, 255), cv2.COLOR_RGB2GRAY)
-    shift = f[..., 2] * ((f[..., 3] + 1) * 127.5 - gray)
-    edited = warped + shift[..., None]
+    edited = warped + (f[..., 2] * 127.5)[..., None]
     roi = frame[y0:y1, x0:x1]
     a = alpha[..., None]
     blended = np.clip(np.rint(roi * (1 - a) + edited * a), 0, 255).astype(np.uint8)

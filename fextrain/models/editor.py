@@ -52,8 +52,8 @@ class Editor:
         return hasattr(self.gan, "warp_fields")
 
     def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
-                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A warping model's (flow, mask, luminance) for these edits (`WarpRefine.warp_fields`)."""
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A warping model's (flow, luminance change) for these edits (`WarpRefine.warp_fields`)."""
         d = self.device
         return self.gan.warp_fields(x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
 
