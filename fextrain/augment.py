@@ -13,26 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fextrain.pixels import to_uint8, to_unit_range  # noqa: F401  (the conversion's home; named here too)
 
 
 @dataclass
 class AugmentConfig:
     jitter: float = 0.12  # largest zoom-in before the random crop (pix2pix: 286/256 - 1 ~ 0.117); 0 = none
     flip: bool = True  # horizontal flip, same for source and target (expressions are near-symmetric)
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,H,W,3] -> float [B,3,H,W] in [-1, 1]. The permute leaves a channels_last layout."""
-    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float [B,3,H,W] in [-1, 1] -> uint8 [B,H,W,3] numpy (for PNGs and evaluation)."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def random_affines(n: int, cfg: AugmentConfig, device: torch.device | str,

@@ -22,7 +22,8 @@ import torch
 from fexdata import parquet
 from fexdata.dataset import FaceDataset, PairSampler
 from fexdata.manifest import ManifestError
-from fextrain.augment import AugmentConfig, augment_pairs, move_points, random_affines, to_unit_range
+from fextrain.augment import AugmentConfig, augment_pairs, move_points, random_affines
+from fextrain.pixels import to_unit_range
 from fextrain.models import Batch
 from fextrain.runtime import ImageStore
 

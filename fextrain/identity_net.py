@@ -32,6 +32,7 @@ from tqdm import tqdm
 from fextrain import cached_net
 from fextrain.augment import AugmentConfig, augment_pairs
 from fextrain.cached_net import CachedNet, load_or_train
+from fextrain.pixels import to_unit_range
 
 # Bumped whenever IdentityNet or its training changes, so an older cached network is not reused.
 IDENTITY_NET_VERSION = 1
@@ -139,8 +140,8 @@ def train_identity_net(images: np.ndarray, labels: np.ndarray, settings: Identit
     bar = tqdm(range(settings.steps), desc="identity net", unit="step", disable=not progress, leave=False)
     for step in bar:
         idx = torch.randint(0, len(labels), (max(2, batch),), generator=gen, device=device)
-        x = torch.from_numpy(np.asarray(images[idx.cpu().numpy()])).to(device).permute(0, 3, 1, 2)
-        x, _ = augment_pairs(x.float().div_(127.5).sub_(1.0), None, AugmentConfig(), gen)  # zoom, crop, flip
+        x = to_unit_range(torch.from_numpy(np.asarray(images[idx.cpu().numpy()])).to(device))
+        x, _ = augment_pairs(x, None, AugmentConfig(), gen)  # zoom, crop, flip
         logits = net(x)
         loss = F.cross_entropy(logits, y_all[idx])
         opt.zero_grad(set_to_none=True)

@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 import torch
 
-from fextrain.augment import to_uint8, to_unit_range
+from fextrain.pixels import to_uint8, to_unit_range
 from fextrain.models import GANModel, one_hot
 
 

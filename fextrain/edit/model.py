@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from fexdata.errors import EditError
+from fextrain.pixels import to_uint8, to_unit_range
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +75,7 @@ class BatchModel:
     def _input(self, crops: np.ndarray) -> torch.Tensor:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        x = x.div_(127.5).sub_(1.0)
+        x = to_unit_range(torch.from_numpy(np.ascontiguousarray(crops)).to(self.device))
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
     def _autocast(self):
@@ -98,8 +98,7 @@ class BatchModel:
             with self._autocast():
                 y = self.editor.edit(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
                                      torch.as_tensor(target[sl], dtype=torch.float32), **who)
-            y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            out[sl] = y.permute(0, 2, 3, 1).cpu().numpy()
+            out[sl] = to_uint8(y)
         return out
 
     def _edit_onnx(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -107,10 +106,10 @@ class BatchModel:
         out = np.empty_like(crops)
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
-            x = np.ascontiguousarray(crops[sl].transpose(0, 3, 1, 2), np.float32) / np.float32(127.5) - np.float32(1)
+            x = to_unit_range(crops[sl])
             who = None if self.identity is None else np.full(len(x), self.identity)
             y = self.editor.edit(x, np.asarray(source[sl], np.float32), np.asarray(target[sl], np.float32), who)
-            out[sl] = np.round((np.clip(y, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(0, 2, 3, 1)
+            out[sl] = to_uint8(y)
         return out
 
     @property

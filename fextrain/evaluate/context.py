@@ -22,11 +22,12 @@ from fextrain.evaluate.identity import Descriptors, FaceDescriber
 from fextrain.evaluate.judge import Judge, effective_epochs, load_or_train_judge
 from fextrain.evaluate.options import EvalOptions
 from fextrain.models import one_hot
+from fextrain.pixels import to_unit_range
 
 
 def to_model_input(images: np.ndarray, size: int | None = None) -> torch.Tensor:
     """uint8 N x H x W x 3 -> float NCHW in [-1, 1], resized to the model's side when given."""
-    x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    x = to_unit_range(torch.from_numpy(np.array(images, copy=True)))
     if size is not None and (x.shape[-1] != size or x.shape[-2] != size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fextrain.pixels import from_unit_range, unit_range
+
 MAX_BLUR_AT_64 = 2.0  # the faithful FExGAN's edits measured like a sigma 0.5-0.75 blur; 2 leaves room
 P_BLUR, P_RESAMPLE, P_NOISE, P_COLOUR, P_JPEG = 0.5, 0.25, 0.25, 0.5, 0.25  # clean faces stay common
 RESAMPLE_FACTORS = (1.5, 4.0)
@@ -72,12 +74,12 @@ def _down_up(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """One float CHW image in [-1, 1] through a JPEG encode/decode at `quality` (on the CPU)."""
-    rgb = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    rgb = from_unit_range(x).permute(1, 2, 0).cpu().numpy()
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # OpenCV cannot fail on a plain uint8 image; if it ever does, keep the image clean
         return x
     back = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-    return torch.from_numpy(np.ascontiguousarray(back)).permute(2, 0, 1).to(x).div(127.5).sub(1.0)
+    return unit_range(torch.from_numpy(np.ascontiguousarray(back)).permute(2, 0, 1)).to(x)
 
 
 def degrade(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

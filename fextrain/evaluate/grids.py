@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from fextrain.augment import to_uint8
+from fextrain.pixels import to_uint8
 
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

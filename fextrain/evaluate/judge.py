@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fextrain import cached_net
-from fextrain.augment import to_uint8
+from fextrain.pixels import to_uint8, to_unit_range, unit_range
 from fextrain.cached_net import CachedNet, CacheMiss, load_or_train
 from fextrain.evaluate.degrade import degrade
 from fextrain.evaluate.scores import softmax
@@ -132,14 +132,9 @@ def resize_uint8(images: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
     return out
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW -> float NCHW in [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
-
-
 def to_judge_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Images (uint8 NHWC or float NCHW in [-1, 1]) -> float NCHW in [-1, 1] at the judge's size."""
-    return _unit(torch.from_numpy(resize_uint8(images, size)).permute(0, 3, 1, 2))
+    return to_unit_range(torch.from_numpy(resize_uint8(images, size)))
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, degradations: bool) -> torch.Tensor:
@@ -237,7 +232,7 @@ def _score(net: JudgeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     net.eval()
     correct, loss = 0, 0.0
     for start in range(0, len(x), batch_size):
-        logits = net(_unit(x[start : start + batch_size]))
+        logits = net(unit_range(x[start : start + batch_size]))
         yy = y[start : start + batch_size]
         correct += int((logits.argmax(1) == yy).sum())
         loss += float(F.cross_entropy(logits, yy, reduction="sum"))
@@ -297,7 +292,7 @@ def train_judge(
             idx = order[start : start + settings.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples; a lone leftover is skipped this epoch
                 continue
-            x = _unit(x_all[idx])
+            x = unit_range(x_all[idx])
             loss = F.cross_entropy(net(_augment(x, gen, settings.degrade)), y_all[idx], weight=class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

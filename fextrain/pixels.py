@@ -1,0 +1,41 @@
+"""The one conversion between stored pixels and a network's values: uint8 [0, 255] <-> float [-1, 1].
+
+x / 127.5 - 1 one way, round((clip(y, -1, 1) + 1) * 127.5) the other, in float32 with round-half-to-even,
+on torch tensors or (the onnxruntime path of `fex edit`) on numpy arrays: both give the same bytes
+(tests/test_pixels.py). torch is not imported here, so an .onnx file's edits run without it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def unit_range(x: Any) -> Any:
+    """uint8 values (any layout) -> float32 in [-1, 1]: a torch tensor stays on its device."""
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x, np.float32) / np.float32(127.5) - np.float32(1)
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def from_unit_range(y: Any) -> Any:
+    """float values (any layout) in [-1, 1], clipped to it -> uint8."""
+    if isinstance(y, np.ndarray):
+        return np.round((np.clip(y, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8)
+    import torch  # loaded already: y is a tensor
+
+    return ((y.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_unit_range(images: Any) -> Any:
+    """uint8 [B,H,W,3] -> float32 [B,3,H,W] in [-1, 1]. On a tensor the permute leaves a channels_last layout."""
+    if isinstance(images, np.ndarray):
+        return unit_range(images.transpose(0, 3, 1, 2))
+    return unit_range(images.permute(0, 3, 1, 2))
+
+
+def to_uint8(images: Any) -> np.ndarray:
+    """float [B,3,H,W] in [-1, 1] -> uint8 [B,H,W,3] numpy (for PNGs, video frames and evaluation)."""
+    if isinstance(images, np.ndarray):
+        return from_unit_range(images).transpose(0, 2, 3, 1)
+    return from_unit_range(images).permute(0, 2, 3, 1).cpu().numpy()
