@@ -5,6 +5,9 @@ import click
 
 from cli.params import comma_floats
 from fexdata.ingest.align import PAD_MODES
+from fextrain.edit.source import JudgeOptions
+
+_JUDGE = JudgeOptions()  # `fex eval`'s judge defaults (EvalOptions), so both commands share RUN/eval/judge
 
 
 @click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,13 +73,13 @@ from fexdata.ingest.align import PAD_MODES
 @click.option("--redetect-every", type=click.IntRange(min=1), default=None, help="Crop recipe: video re-detection interval.")
 @click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
               help="Refuse larger photos before decoding (decompression bombs).")
-@click.option("--judge-epochs", type=click.IntRange(1), default=15, show_default=True,
+@click.option("--judge-epochs", type=click.IntRange(1), default=_JUDGE.epochs, show_default=True,
               help="--estimator judge: epochs of the judge when it has to be trained.")
-@click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
+@click.option("--judge-min-steps", type=click.IntRange(0), default=_JUDGE.min_steps, show_default=True,
               help="--estimator judge: at least this many judge updates.")
-@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=_JUDGE.holdout, show_default=True,
               help="--estimator judge: share of train identities the judge stops on (as `fex eval`; 0: none).")
-@click.option("--judge-patience", type=click.IntRange(0), default=5, show_default=True,
+@click.option("--judge-patience", type=click.IntRange(0), default=_JUDGE.patience, show_default=True,
               help="--estimator judge: held-out epochs without improvement before the judge stops.")
 @click.option("--identity", default=None, metavar="NAME",
               help="Identity-editing models (degan): draw the faces, with their own expression, on this train "
@@ -111,7 +114,6 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour
 
     from fexdata.threads import set_torch_threads
     from fextrain.edit import EditOptions, edit as run_edit, format_summary
-    from fextrain.edit.source import JudgeOptions
 
     cv2.setNumThreads(set_torch_threads(threads))  # OpenCV's pool the same size: the model and warps alternate
     recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks,

@@ -6,6 +6,9 @@ from pathlib import Path
 import click
 
 from cli.params import comma_floats
+from fextrain.evaluate.options import EvalOptions
+
+_DEFAULTS = EvalOptions()  # the judge's defaults live in EvalOptions; --help shows them
 
 
 def _counts(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
@@ -39,15 +42,15 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--all-sources", is_flag=True, help="Edit every test image (slow on CPU for big test splits).")
 @click.option("--max-table-images", type=click.IntRange(1), default=500, show_default=True,
               help="Real images per split for the discriminator table.")
-@click.option("--judge-epochs", type=click.IntRange(1), default=15, show_default=True,
+@click.option("--judge-epochs", type=click.IntRange(1), default=_DEFAULTS.judge_epochs, show_default=True,
               help="Epochs of the judge classifier (cached in OUT/judge and reused while the train split is unchanged).")
-@click.option("--judge-min-steps", type=click.IntRange(0), default=300, show_default=True,
+@click.option("--judge-min-steps", type=click.IntRange(0), default=_DEFAULTS.judge_min_steps, show_default=True,
               help="At least this many judge updates, however small the train split.")
-@click.option("--judge-size", type=click.IntRange(16), default=64, show_default=True, help="Judge input side in pixels.")
-@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+@click.option("--judge-size", type=click.IntRange(16), default=_DEFAULTS.judge_size, show_default=True, help="Judge input side in pixels.")
+@click.option("--judge-holdout", type=click.FloatRange(0, 0.5), default=_DEFAULTS.judge_holdout, show_default=True,
               help="Share of the train identities (of its frames under 3 identities) the judge is scored on while "
                    "it trains, to stop and report on; 0 trains on all of them for every epoch.")
-@click.option("--judge-patience", type=click.IntRange(0), default=5, show_default=True,
+@click.option("--judge-patience", type=click.IntRange(0), default=_DEFAULTS.judge_patience, show_default=True,
               help="Epochs without a better held-out accuracy before the judge stops (0: never early).")
 @click.option("--identity/--no-identity", default=True, show_default=True,
               help="dlib identity distances (about 80 ms per image on one core).")

@@ -12,6 +12,13 @@ pasted back into the full-resolution frames. See docs/edit.md.
     outputs.py  each input's own output folder, output paths, parts, grid;  table.py: edits.parquet
     run.py      the run: lock, resume, rejects, edits.parquet, edit.json
 """
-from fextrain.edit.run import EditOptions, edit, format_summary
-
 __all__ = ["EditOptions", "edit", "format_summary"]
+
+
+def __getattr__(name: str):
+    # loaded on first use, so `fex edit --help` reads JudgeOptions' defaults (source.py) without importing torch
+    if name in __all__:
+        from fextrain.edit import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

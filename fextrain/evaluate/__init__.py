@@ -9,6 +9,13 @@ Library parts the sections use: `judge` (the independent ResNet expression class
 (the generator degradations it trains with), `identity` (dlib descriptors), `frechet` + `inception`
 (Fréchet distances), `scores` (accuracies), `grids` (labelled PNG grids), `report` (HTML pieces).
 """
-from fextrain.evaluate.run import Evaluation, EvalOptions, evaluate_run
-
 __all__ = ["Evaluation", "EvalOptions", "evaluate_run"]
+
+
+def __getattr__(name: str):
+    # loaded on first use, so `fex eval --help` reads EvalOptions' defaults (options.py) without importing torch
+    if name in __all__:
+        from fextrain.evaluate import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

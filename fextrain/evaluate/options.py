@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fextrain.evaluate.judge import JudgeSettings
+if TYPE_CHECKING:
+    from fextrain.evaluate.judge import JudgeSettings
 
 DEFAULT_SWEEP: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
@@ -52,6 +53,8 @@ class EvalOptions:
     def judge_settings(self, held_out: bool = True) -> JudgeSettings:
         """The judge's settings; `held_out=False` trains on every image for every epoch (studies that compare
         judges trained on chosen rows at equal updates: augment, fer_folds)."""
+        from fextrain.evaluate.judge import JudgeSettings  # torch: not needed to read the defaults (`fex eval --help`)
+
         return JudgeSettings(size=self.judge_size, width=self.judge_width, epochs=self.judge_epochs,
                              min_steps=self.judge_min_steps, seed=self.seed, degrade=self.judge_degrade,
                              holdout=self.judge_holdout if held_out else 0.0,
