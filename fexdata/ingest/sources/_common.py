@@ -10,12 +10,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fexdata.affects import UnknownAffect, canonical_affect
 from fexdata.errors import LayoutError
 from fexdata.paths import UnsafePath, relative_inside
-from fexdata.ingest.sources.base import Reject
+from fexdata.ingest.sources.base import Item, Reject
 
 IMAGE_EXTS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
@@ -210,3 +210,22 @@ def has_base(root: Path, is_base, max_depth: int = 1, limit: int = 64) -> bool:
     """detect() for datasets recognised by a base folder (see find_bases), kept cheap by `limit`."""
     root = Path(root)
     return root.is_dir() and bool(find_bases(root, is_base, max_depth=max_depth, limit=limit))
+
+
+def scan_bases(root: Path, source: str, is_base: Callable[[Path], bool] | None,
+               entry: Callable[[Entry, Path], Iterator[Item | Reject]]) -> Iterator[Item | Reject]:
+    """The skeleton of most scans: check the root, find the dataset's top folders (`is_base`, one level down;
+    the root itself when none matches or `is_base` is None), list each, and hand every entry to
+    `entry(e, root)`. Listing problems become rejects, in listing order."""
+    root = require_dir(root)
+    for base in (find_bases(root, is_base, max_depth=1) if is_base else []) or [root]:
+        entries, problems = list_dir(base, root, source)
+        yield from problems
+        for e in entries:
+            yield from entry(e, root)
+
+
+def unknown_code(rel: str, dataset: str, code: str, codes: dict[str, str], source: str) -> Reject:
+    """The reject of a file whose expression code is not one of the dataset's `codes` (code -> affect)."""
+    return Reject(rel, f"unknown {dataset} expression code {code!r}; expected one of "
+                       f"{', '.join(f'{c} ({a})' for c, a in codes.items())}", source)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
+from fexdata.ingest.sources._common import Entry, has_base, list_dir, names_of, scan_bases, subdirs_of
 from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "ferg"
@@ -44,16 +44,12 @@ def detect(root: Path) -> bool:
 
 
 def scan(root: Path) -> Iterator[Item | Reject]:
-    root = require_dir(root)
-    for base in find_bases(root, _is_base, max_depth=1) or [root]:
-        chars, problems = list_dir(base, root, NAME)
-        yield from problems
-        for char in chars:
-            if char.is_dir:
-                yield from _scan_character(char, root)
+    return scan_bases(root, NAME, _is_base, _scan_character)
 
 
 def _scan_character(char: Entry, root: Path) -> Iterator[Item | Reject]:
+    if not char.is_dir:
+        return
     identity = f"{NAME}:{char.name.lower()}"
     folders, problems = list_dir(char.path, root, NAME)
     yield from problems

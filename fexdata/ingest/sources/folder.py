@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fexdata.ingest.sources._common import (
-    Entry, affect_of, is_image, is_video, list_dir, names_of, require_dir, subdirs_of,
+    Entry, affect_of, is_image, is_video, list_dir, names_of, scan_bases, subdirs_of,
 )
 from fexdata.ingest.sources.base import FOLDER, Item, Reject, layout
 
@@ -44,17 +44,13 @@ def detect(root: Path) -> bool:
 
 
 def scan(root: Path) -> Iterator[Item | Reject]:
-    root = require_dir(root)
-    entries, rejects = list_dir(root, root, NAME)
-    yield from rejects
-    for e in entries:
-        if e.is_dir:
-            yield from _scan_identity(e, root)
-        else:
-            yield Reject(e.rel, "file at the root: expected ROOT/<identity>/<affect>/<image>", NAME)
+    return scan_bases(root, NAME, None, _scan_identity)
 
 
 def _scan_identity(folder: Entry, root: Path) -> Iterator[Item | Reject]:
+    if not folder.is_dir:
+        yield Reject(folder.rel, "file at the root: expected ROOT/<identity>/<affect>/<image>", NAME)
+        return
     identity = f"{NAME}:{folder.name}"
     entries, rejects = list_dir(folder.path, root, NAME)
     yield from rejects

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir
+from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir, unknown_code
 from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "jaffe"
@@ -98,8 +98,7 @@ def _scan_folder(folder: Path, root: Path) -> Iterator[Item | Reject]:
             continue
         code = m["code"].upper()
         if code not in CODES:
-            yield Reject(e.rel, f"unknown JAFFE expression code {m['code']!r}; expected one of "
-                                f"{', '.join(f'{c} ({a})' for c, a in CODES.items())}", NAME)
+            yield unknown_code(e.rel, "JAFFE", m["code"], CODES, NAME)
             continue
         subject = m["subject"].upper()
         rating = ratings.get(f"{subject}-{code}{m['index']}", {}).get(code)

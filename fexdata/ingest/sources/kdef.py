@@ -23,7 +23,9 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.ingest.sources._common import find_bases, has_base, list_dir, names_of, require_dir, subdirs_of
+from fexdata.ingest.sources._common import (
+    Entry, has_base, list_dir, names_of, scan_bases, subdirs_of, unknown_code,
+)
 from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "kdef"
@@ -50,22 +52,17 @@ def detect(root: Path) -> bool:
 
 
 def scan(root: Path) -> Iterator[Item | Reject]:
-    root = require_dir(root)
-    for base in find_bases(root, _is_base, max_depth=1) or [root]:
-        folders, problems = list_dir(base, root, NAME)
-        yield from problems
-        for folder in folders:
-            if not folder.is_dir:
-                continue  # documentation and spreadsheets beside the person folders are not ours
-            if not _FOLDER.match(folder.name):
-                yield Reject(folder.rel, "not a KDEF person folder; expected names like AF01 "
-                                         "(session A|B, gender F|M, two-digit id)", NAME)
-                continue
-            yield from _scan_person(folder.path, root)
+    return scan_bases(root, NAME, _is_base, _scan_person)
 
 
-def _scan_person(folder: Path, root: Path) -> Iterator[Item | Reject]:
-    files, problems = list_dir(folder, root, NAME)
+def _scan_person(folder: Entry, root: Path) -> Iterator[Item | Reject]:
+    if not folder.is_dir:
+        return  # documentation and spreadsheets beside the person folders are not ours
+    if not _FOLDER.match(folder.name):
+        yield Reject(folder.rel, "not a KDEF person folder; expected names like AF01 "
+                                 "(session A|B, gender F|M, two-digit id)", NAME)
+        return
+    files, problems = list_dir(folder.path, root, NAME)
     yield from problems
     for f in files:
         m = None if f.is_dir else _FILE.match(f.name)
@@ -75,8 +72,7 @@ def _scan_person(folder: Path, root: Path) -> Iterator[Item | Reject]:
             continue
         code = m["code"].upper()
         if code not in CODES:
-            yield Reject(f.rel, f"unknown KDEF expression code {m['code']!r}; expected one of "
-                                f"{', '.join(f'{c} ({a})' for c, a in CODES.items())}", NAME)
+            yield unknown_code(f.rel, "KDEF", m["code"], CODES, NAME)
             continue
         gender, angle = m["gender"].upper(), m["angle"].upper()
         yield Item(NAME, f.rel, f"{NAME}:{gender}{m['id']}", CODES[code], m["code"], kind="image",

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from fexdata.ingest.sources._common import Entry, find_bases, has_base, list_dir, names_of, require_dir
+from fexdata.ingest.sources._common import Entry, has_base, names_of, scan_bases
 from fexdata.ingest.sources.base import DATASET, Item, Reject, layout
 
 NAME = "rafd"
@@ -45,16 +45,12 @@ def detect(root: Path) -> bool:
 
 
 def scan(root: Path) -> Iterator[Item | Reject]:
-    root = require_dir(root)
-    for base in find_bases(root, _is_base, max_depth=1) or [root]:
-        files, problems = list_dir(base, root, NAME)
-        yield from problems
-        for f in files:
-            if not f.is_dir:
-                yield from _parse(f)
+    return scan_bases(root, NAME, _is_base, _parse)
 
 
-def _parse(f: Entry) -> Iterator[Item | Reject]:
+def _parse(f: Entry, root: Path) -> Iterator[Item | Reject]:
+    if f.is_dir:
+        return
     m = _FILE.match(f.name)
     if m is None:
         yield Reject(f.rel, "name does not follow RaFD's Rafd<angle>_<model>_<ethnicity>_<gender>_<emotion>_<gaze>.jpg "
