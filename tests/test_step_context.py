@@ -45,7 +45,8 @@ def test_every_model_uses_only_the_step_contexts_verbs():
         for fn in ast.walk(ast.parse(path.read_text())):
             if not isinstance(fn, ast.FunctionDef):
                 continue
-            ctx = {a.arg for a in fn.args.args if a.annotation is not None and "StepContext" in ast.unparse(a.annotation)}
+            ctx = {a.arg for a in fn.args.args if a.annotation is not None
+                   and "StepContext" in ast.unparse(a.annotation)}
             for node in ast.walk(fn):
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ctx:
                     used.add(path.name)
@@ -93,8 +94,8 @@ class View(nn.Module):
 
 def _context(net: Critic, calls: list[str]) -> StepContext:
     views = {v: {"d": View(net, v, calls)} for v in ("nets", "plain", "eager")}
-    return StepContext(step=1, total=1, **views, raw={"d": net}, autocast=nullcontext, rng=torch.Generator().manual_seed(3),
-                       optimizers={"d": torch.optim.SGD(net.parameters(), lr=0.1)})
+    return StepContext(step=1, total=1, **views, raw={"d": net}, optimizers={"d": torch.optim.SGD(net.parameters())},
+                       autocast=nullcontext, rng=torch.Generator().manual_seed(3))
 
 
 def test_each_verb_runs_the_view_it_is_for_and_leaves_the_network_as_it_was():

@@ -1,7 +1,8 @@
 """The model contract: what a model gives the one training loop (`fextrain.train`), `fex eval` and `fex edit`.
 
 A model is one file in `fextrain/models/` holding a `GANModel` subclass registered with
-`@register("name")`. The class declares, as class attributes:
+`@register("name")`; it imports this contract, the registry and the layers models share
+(`fextrain/models/blocks.py`), never another model's file. The class declares, as class attributes:
 
 * `Arch`      - a dataclass of its architecture (`arch.*` config keys); it has `size` and
                 `num_affects` fields (and `num_identities` when the model conditions on identity),
@@ -22,8 +23,9 @@ and implements:
                               ("generator" is the one exported for inference);
 * `optimizers(lr, betas)`   - {name: optimiser}; one per network by default (`ctx.update(name, loss)`);
 * `lr_factor(done, total)`  - the learning-rate schedule: a multiplier of `lr` after `done` steps;
-* `train_step(batch, ctx)`  - one iteration: its D and G updates through `ctx`; returns {metric: 0-d
-                              tensor}, detached (a step may omit keys, e.g. G terms on D-only steps);
+* `train_step(batch, ctx)`  - one iteration: its D and G updates through `ctx`'s verbs alone (`StepContext`:
+                              train, frozen, no_grad, gradient_penalty, update, autocast, rng); returns
+                              {metric: 0-d tensor}, detached (a step may omit keys, e.g. G terms on D-only steps);
 * `edit(x, source_vec, target_vec) -> image` - x float NCHW in [-1, 1]; vectors [B, K] float in the
                               manifest's affect order, one-hot or mixed / scaled ("0.5*joy",
                               "anger+sadness"); returns float NCHW in [-1, 1]. Deterministic in eval

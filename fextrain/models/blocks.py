@@ -41,7 +41,8 @@ def down_block(cin: int, cout: int, norm: bool, act: bool) -> nn.Sequential:
 
 def up_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
     """FExGAN's decoder block: 4x4 stride-2 transposed conv, Keras BatchNorm, dropout (when > 0), ReLU."""
-    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), keras_batch_norm(cout)]
+    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
+                               keras_batch_norm(cout)]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.ReLU())

@@ -259,8 +259,7 @@ class ExprGANLoss:
     stage3_start: float = 0.5  # ... and stage 3 (refining)
     stage1_adv: float = 1.0  # weight of L_adv^img beside L_Q in stage 1 (the paper gives none)
     stage2_q: float = 0.1  # L_Q's "decreased weight" in stage 2 (the paper gives no number)
-    # beta_l of the five identity-net stages (eq. 7). 0.2 each stalled the reconstruction at the benchmark widths
-    # (g_pixel 0.44 -> 0.43 in 160 steps; 0.01: 0.44 -> 0.22, with the feature distance itself falling further)
+    # beta_l of the five identity-net stages (eq. 7); 0.01, as 0.2 stalled the reconstruction (docs/models.md, ExprGAN)
     id_betas: tuple[float, ...] = (0.01, 0.01, 0.01, 0.01, 0.01)
     id_net: IdentityNetSettings = field(default_factory=IdentityNetSettings)  # its `steps` is the most it trains
     id_net_share: float = 0.1  # the identity network trains for this share of the run's steps (up to id_net.steps)

@@ -153,13 +153,11 @@ class FExGANSkipLoss:
 
     lambda_cls: float = 1.0  # affect classification (D on real images, G on its edits at the target)
     gamma: float = 10.0  # L1 to the real target frame (FExGAN: 100)
-    # Cycle reconstruction L1 (StarGAN: 10). 0 by measurement (docs/models.md, edit quality): over 3 seeds
-    # at 3,000 steps it held the mask shut and cost expression more than the sharpness it bought.
+    # Cycle reconstruction L1 (StarGAN: 10); off, as it held the mask shut and cost expression (docs/models.md,
+    # "Edit quality")
     lambda_cyc: float = 0.0
-    # * mean(m): keeps the mask from saturating at "copy the source". 0.1 (GANimation's weight) by
-    # measurement at 3,000 steps (docs/models.md, edit quality): at 1.0 the mask kept opening (mean m
-    # 0.84 at step 500, 0.11 at 3,000), the edit became the painted colour image and sharpness fell to
-    # 0.40; at 0.1 mean m settles near 0.78 (0.92 with the cycle loss) and sharpness near 0.73 (0.86).
+    # * mean(m): keeps the mask from saturating at "copy the source"; GANimation's 0.1 (at 1.0 the mask opened
+    # into a blurred painted face over a long run: docs/models.md, "Edit quality")
     mask_penalty: float = 0.1
     mask_tv: float = 0.1  # * mean total variation of m: a smooth mask
 
@@ -211,9 +209,8 @@ class FExGANSkip(GANModel):
                 if cycle:  # second G forward through the wrapped module too: it trains
                     g_cyc = l1(G(x_gen, a_tgt, a_src)[0], b.x)
                 elif ctx.step % CYCLE_PROBE_EVERY == 0:
-                    # With the cycle off (the default) it is only logged: one step in CYCLE_PROBE_EVERY
-                    # (the others train 1.2-1.3x faster on a CPU), without a graph, and with G's running
-                    # statistics frozen so that the trained generator does not depend on the probe.
+                    # With the cycle off (the default) it is only logged, on one step in CYCLE_PROBE_EVERY (every
+                    # step costs speed: docs/models.md), and the probe leaves G's running statistics as they are.
                     with ctx.no_grad("generator") as G_probe:
                         g_cyc = l1(G_probe(x_gen, a_tgt, a_src)[0], b.x)
             g_adv = -g_fake.float().mean()
