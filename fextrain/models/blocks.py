@@ -1,7 +1,8 @@
 """Layers that more than one model builds from; a model's own layers stay in its file.
 
-FExGAN's Keras-shaped blocks (its reference code is TensorFlow) build fexgan and fexgan-skip; the
-spectral-norm discriminator and the total variation serve fexgan-skip, warp-refine and ExprGAN.
+FExGAN's Keras-shaped blocks (its reference code is TensorFlow) build fexgan and fexgan-skip; the spectral-norm
+discriminator and its hinge objective serve fexgan-skip and warp-refine; DE-GAN shares FExGAN's N(0, 0.02)
+initialiser, and the total variation serves fexgan-skip, warp-refine and ExprGAN.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from fextrain.losses import cross_entropy
 
 # Keras' LeakyReLU default slope, which FExGAN's reference code uses everywhere.
 LEAKY_SLOPE = 0.3
@@ -69,6 +72,16 @@ class SpectralNormDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x).flatten(1)
         return self.real_fake(h).squeeze(1), self.affect(h)
+
+
+def hinge_losses(real: torch.Tensor, fake: torch.Tensor, real_cls: torch.Tensor, affect: torch.Tensor,
+                 lambda_cls: float) -> dict[str, torch.Tensor]:
+    """SpectralNormDiscriminator's objective in float32: hinge on real scores (above +1) and fake ones (below -1),
+    and its affect head's cross-entropy on real faces only (StarGAN), so that "fake-looking" never means an affect.
+    Returns {d_total, d_real, d_fake, d_cls}."""
+    d_real, d_fake = torch.relu(1 - real.float()).mean(), torch.relu(1 + fake.float()).mean()
+    d_cls = cross_entropy(real_cls, affect)
+    return {"d_total": d_real + d_fake + lambda_cls * d_cls, "d_real": d_real, "d_fake": d_fake, "d_cls": d_cls}
 
 
 def total_variation(m: torch.Tensor) -> torch.Tensor:

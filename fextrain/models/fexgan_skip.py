@@ -45,7 +45,8 @@ from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
-from fextrain.models.blocks import SpectralNormDiscriminator, down_block, init_weights, total_variation, up_block
+from fextrain.models.blocks import (SpectralNormDiscriminator, down_block, hinge_losses, init_weights, total_variation,
+                                    up_block)
 from fextrain.models.registry import register
 
 MASK_BIAS = 2.0  # sigmoid(2) = 0.88: an untrained generator mostly copies its source
@@ -195,11 +196,8 @@ class FExGANSkip(GANModel):
             x_gen, mask = G(b.x, a_src, a_tgt)
             real, real_cls = D(b.x)
             fake, _ = D(x_gen.detach())
-        d_real = torch.relu(1 - real.float()).mean()
-        d_fake = torch.relu(1 + fake.float()).mean()
-        d_cls = cross_entropy(real_cls, b.affect)
-        d_loss = d_real + d_fake + cfg.lambda_cls * d_cls
-        ctx.update("discriminator", d_loss)
+        d = hinge_losses(real, fake, real_cls, b.affect, cfg.lambda_cls)
+        ctx.update("discriminator", d["d_total"])
 
         # 2. G: fool D as the target affect, match the real target frame, come back (cycle), mask terms
         cycle, g_cyc = cfg.lambda_cyc > 0, None
@@ -222,9 +220,8 @@ class FExGANSkip(GANModel):
             g_loss = (g_adv + cfg.lambda_cls * g_cls + cfg.gamma * g_l1 + cfg.mask_penalty * g_mask
                       + cfg.mask_tv * g_tv + (cfg.lambda_cyc * g_cyc if cycle else 0))
             ctx.update("generator", g_loss)
-        out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_mask": g_mask,
-               "g_mask_tv": g_tv, "d_total": d_loss, "d_real": d_real, "d_fake": d_fake, "d_cls": d_cls,
-               "acc_real_cls": accuracy(real_cls, b.affect), "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
+        out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_mask": g_mask, "g_mask_tv": g_tv,
+               **d, "acc_real_cls": accuracy(real_cls, b.affect), "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
         if g_cyc is not None:  # the logs average each scalar over the steps that report it
             out["g_cyc"] = g_cyc
         return {key: value.detach() for key, value in out.items()}

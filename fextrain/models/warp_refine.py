@@ -39,7 +39,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
-from fextrain.models.blocks import SpectralNormDiscriminator, total_variation
+from fextrain.models.blocks import SpectralNormDiscriminator, hinge_losses, total_variation
 from fextrain.models.registry import register
 
 MASK_BIAS = -3.0  # sigmoid(-3) = 0.05: an untrained generator adds almost no residual
@@ -208,11 +208,8 @@ class WarpRefine(GANModel):
         with ctx.autocast():
             real, real_cls = D(b.x)
             fake, _ = D(x_gen.detach())
-        d_real = torch.relu(1 - real.float()).mean()
-        d_fake = torch.relu(1 + fake.float()).mean()
-        d_cls = cross_entropy(real_cls, b.affect)
-        d_loss = d_real + d_fake + cfg.lambda_cls * d_cls
-        ctx.update("discriminator", d_loss)
+        d = hinge_losses(real, fake, real_cls, b.affect, cfg.lambda_cls)
+        ctx.update("discriminator", d["d_total"])
 
         # 2. G: fool D as the target affect, match the target frame (whole edit and warp alone), follow the
         # landmarks, keep the residual sparse and the flow smooth
@@ -231,8 +228,7 @@ class WarpRefine(GANModel):
                       + cfg.lambda_lm * g_lm + cfg.mask_penalty * g_mask + cfg.flow_tv * g_tv)
             ctx.update("generator", g_loss)
         out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
-               "g_mask": g_mask, "g_flow_tv": g_tv, "d_total": d_loss, "d_real": d_real, "d_fake": d_fake,
-               "d_cls": d_cls, "acc_real_cls": accuracy(real_cls, b.affect),
+               "g_mask": g_mask, "g_flow_tv": g_tv, **d, "acc_real_cls": accuracy(real_cls, b.affect),
                "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
         return {key: value.detach() for key, value in out.items()}
 
