@@ -112,10 +112,13 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour
     """
     import cv2
 
-    from fexdata.threads import set_torch_threads
+    from fexdata.threads import set_torch_threads, torch_threads
     from fextrain.edit import EditOptions, edit as run_edit, format_summary
 
-    cv2.setNumThreads(set_torch_threads(threads))  # OpenCV's pool the same size: the model and warps alternate
+    # OpenCV's pool the same size as the model's: the model and the warps alternate. An .onnx RUN runs on
+    # onnxruntime, which takes OpenCV's count, and needs no torch.
+    onnx = str(run).lower().endswith(".onnx")
+    cv2.setNumThreads(torch_threads(threads) if onnx else set_torch_threads(threads))
     recipe = {"align": align, "zoom": zoom, "pad": pad, "detector": detector, "landmarks": landmarks,
               "crop_size": crop_size, "sizes": tuple(ingest_sizes) or None, "fallback": fallback, "smooth": smooth,
               "redetect_every": redetect_every}

@@ -39,3 +39,17 @@ def to_uint8(images: Any) -> np.ndarray:
     if isinstance(images, np.ndarray):
         return from_unit_range(images).transpose(0, 2, 3, 1)
     return from_unit_range(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as OpenCV's RGB2GRAY
+
+
+def laplacian_variance(images: np.ndarray) -> np.ndarray:
+    """Per image (N x H x W x 3 uint8): variance of the 3x3 Laplacian of its grey levels (0-255), over the valid
+    interior, in float64. `fex eval`'s sharpness and `fex edit`'s full-resolution sharpness both use it."""
+    out = np.empty(len(images))
+    for i, image in enumerate(images):
+        g = np.asarray(image, np.float64) @ LUMA
+        lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+        out[i] = lap.var()
+    return out

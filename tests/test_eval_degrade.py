@@ -10,7 +10,8 @@ from fexdata.affects import AFFECTS
 from fextrain.evaluate.degrade import blur_uint8, degrade, gaussian_blur
 from fextrain.evaluate.judge import JudgeSettings, train_judge
 from fextrain.evaluate.sections.collapse import mean_pairwise_distance
-from fextrain.evaluate.sections.sharpness import equivalent_sigma, laplacian_variance
+from fextrain.evaluate.sections.sharpness import equivalent_sigma
+from fextrain.pixels import laplacian_variance
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

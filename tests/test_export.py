@@ -147,6 +147,24 @@ def test_an_exported_file_runs_without_torch(exported):
     assert out.split() == ["fexgan", "(3,", "3,", "64,", "64)", "True", "False"]
 
 
+def test_fex_edit_of_an_exported_file_runs_without_torch(exported, tmp_path):
+    """A render-farm node without torch: the whole `fex edit` of a photo, on onnxruntime."""
+    from _edit_fixtures import canvas_photo
+    from _proc import finish, start
+    from fexdata.images import write_png
+
+    photo = write_png(tmp_path / "me.png", canvas_photo())
+    blocker = NO_TORCH.split("import numpy")[0]
+    script = blocker + ("from cli.main import main\n"
+                        "main(sys.argv[1:], prog_name='fex')\n")
+    proc = start([sys.executable, "-c", script, "edit", str(exported[0]), str(photo), "--to", "joy", "--from", "neutral",
+                  "--device", "cpu", "--out", str(tmp_path / "out"), "--quiet", "--threads", "1"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = finish(proc, 180)
+    assert proc.returncode == 0, err + out
+    assert (tmp_path / "out" / "me" / "joy.png").is_file()
+
+
 def test_missing_run_and_missing_onnxruntime_are_user_errors(run, exported, tmp_path, monkeypatch):
     result = CliRunner().invoke(fex, ["export", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "error: " in result.output and "no such run" in result.output

@@ -16,7 +16,7 @@ from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
 from fexdata.errors import TrainingError
 from fexdata.sample import sample_face
 from fextrain.augment import to_uint8
-from fextrain.evaluate.sections.sharpness import laplacian_variance
+from fextrain.pixels import laplacian_variance
 from fextrain.models import Batch, StepContext, build_model, one_hot
 from fextrain.models.fexgan_skip import CYCLE_PROBE_EVERY, total_variation
 from fextrain.train import train

@@ -23,7 +23,7 @@ import math
 import cv2
 import numpy as np
 
-from fextrain.evaluate.sections.sharpness import laplacian_variance
+from fextrain.pixels import laplacian_variance
 
 BROW_LIFT = 0.6      # brows raised by this fraction of the eye-brow distance: the mask takes in the forehead
 ERODE = 0.03         # fractions of the crop side: the hull shrinks by this much ...

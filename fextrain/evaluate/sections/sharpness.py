@@ -12,30 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fextrain.evaluate.context import EvalContext
 from fextrain.evaluate.degrade import blur_scale, blur_uint8
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 from fextrain.evaluate.scores import ratio
+from fextrain.pixels import laplacian_variance
 
 REFERENCE_SIGMAS_AT_64 = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
-_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as OpenCV's RGB2GRAY
-
-
-def laplacian_variance(images: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Per image: variance of the 3x3 Laplacian of its grey levels (0-255), over the valid interior."""
-    out = []
-    for start in range(0, len(images), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk])).float()
-        grey = (x * _LUMA).sum(-1)[:, None]  # [n, 1, H, W]
-        out.append(F.conv2d(grey, _LAPLACIAN).flatten(1).var(dim=1, unbiased=False).double().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 def equivalent_sigma(value: float, reference: dict[float, float]) -> float | None:
     """The blur sigma whose sharpness ratio equals `value`, by linear interpolation on the reference curve.
 
