@@ -94,7 +94,8 @@ class Runtime:
         return net.to(self.device, memory_format=fmt)
 
     def wrap(self, net: nn.Module, find_unused: bool = False) -> tuple[nn.Module, nn.Module, nn.Module]:
-        """Three views of `net`: (trained, plain, eager).
+        """Three views of `net`: (trained, plain, eager). Models never pick one: the StepContext's verbs do
+        (`train` -> trained, `frozen`/`no_grad` -> plain, `gradient_penalty` -> eager).
 
         trained: DDP under torchrun, then compiled when asked - every forward whose output is
         back-propagated into the network's parameters. plain: compiled, not DDP - forwards that only
