@@ -41,8 +41,8 @@ from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
 from fextrain.models.blocks import SpectralNormDiscriminator, hinge_losses, total_variation
 from fextrain.models.registry import register
-from fextrain.pixels import LUMA  # BT.601, as OpenCV's RGB -> gray
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB -> gray (fextrain.pixels.LUMA)
 MASK_BIAS = -3.0  # sigmoid(-3) = 0.05: an untrained generator adds almost no residual
 
 
@@ -87,7 +87,7 @@ def identity_grid(n: int, size: int, like: torch.Tensor) -> torch.Tensor:
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] -> [B, 1, H, W], BT.601 weights."""
-    w = x.new_tensor(tuple(LUMA))[None, :, None, None]
+    w = x.new_tensor(LUMA)[None, :, None, None]
     return (x * w).sum(1, keepdim=True)
 
 
