@@ -68,8 +68,9 @@ def test_a_gray_face_comes_back_gray_and_a_colour_face_keeps_its_chroma():
         assert torch.allclose(refined[:, 0] - refined[:, 1], warped[:, 0] - warped[:, 1], atol=1e-5)
         assert torch.allclose(luminance(refined), luminance(warped) + mask * (luma - luminance(warped)), atol=1e-5)
         # what fex edit applies at full resolution is the same edit: the warp plus the luminance change
-        flow_f, change = model.warp_fields(colour, src, tgt)
+        edit, flow_f, change = model.warp_fields(colour, src, tgt)
         assert torch.allclose(warp(colour, flow_f) + change, refined, atol=1e-5)
+        assert torch.equal(edit, model.edit(colour, src, tgt))
 
 
 def test_the_landmark_term_is_zero_when_the_flow_carries_target_landmarks_onto_the_sources():

@@ -114,22 +114,26 @@ class BatchModel:
 
     @property
     def warps(self) -> bool:
-        """Whether `fields` exists: the model edits by warping, so paste-back can warp the full-resolution face."""
+        """Whether `edit_with_fields` exists: the model warps, so paste-back can warp the full-resolution face."""
         return bool(getattr(self.editor, "warps", False))
 
     @_inference
-    def fields(self, crops: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """A warping model's edits as N x S x S x 3 float32 (flow x, flow y, luminance change), for paste_warp."""
+    def edit_with_fields(self, crops: np.ndarray, source: np.ndarray,
+                         target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A warping model's edits from one forward: (`edit`'s uint8 crops, N x S x S x 3 float32 fields: flow x,
+        flow y, luminance change, for paste_warp)."""
         import torch
 
-        out = []
+        out, fields = np.empty_like(crops), np.zeros((len(crops), self.editor.size, self.editor.size, 3), np.float32)
         for i in range(0, len(crops), self.batch):
             sl = slice(i, i + self.batch)
             with self._autocast():
-                parts = self.editor.warp_fields(self._input(crops[sl]), torch.as_tensor(source[sl], dtype=torch.float32),
-                                                torch.as_tensor(target[sl], dtype=torch.float32))
-            out.append(torch.cat([p.float() for p in parts], 1).permute(0, 2, 3, 1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.editor.size, self.editor.size, 3), np.float32)
+                y, *parts = self.editor.warp_fields(self._input(crops[sl]),
+                                                    torch.as_tensor(source[sl], dtype=torch.float32),
+                                                    torch.as_tensor(target[sl], dtype=torch.float32))
+            out[sl] = to_uint8(y)
+            fields[sl] = torch.cat([p.float() for p in parts], 1).permute(0, 2, 3, 1).cpu().numpy()
+        return out, fields
 
     def affect_probs(self, crops: np.ndarray) -> np.ndarray | None:
         """Softmax of the model's own affect head (its discriminator's), or None when it has none."""

@@ -63,8 +63,7 @@ def edit_frames(ctx: EditContext, image: np.ndarray, faces: list, source_vectors
     crops = np.stack([f.image for f in faces])
     batch = (np.tile(crops, (len(vectors), 1, 1, 1)), np.tile(source_vectors, (len(vectors), 1)),
              np.repeat(np.asarray(vectors, np.float32), n, axis=0))
-    generated = ctx.model.edit(*batch)
-    fields = ctx.model.fields(*batch) if ctx.warp else None
+    generated, fields = ctx.model.edit_with_fields(*batch) if ctx.warp else (ctx.model.edit(*batch), None)
     gens = [list(generated[i * n:(i + 1) * n]) for i in range(len(vectors))]
     frames = [ctx.paste_faces(image, faces, gens[i], None if fields is None else fields[i * n:(i + 1) * n])
               for i in range(len(vectors))]

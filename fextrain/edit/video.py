@@ -100,8 +100,8 @@ class _Pass:
             if jobs:
                 batch_in = (crops[[ei for _, ei, _ in jobs]], src.vectors[[ei for _, ei, _ in jobs]],
                             np.asarray([v for _, _, v in jobs], np.float32))
-                generated = ctx.model.edit(*batch_in)
-                fields = ctx.model.fields(*batch_in) if ctx.warp else [None] * len(jobs)
+                generated, fields = (ctx.model.edit_with_fields(*batch_in) if ctx.warp
+                                     else (ctx.model.edit(*batch_in), [None] * len(jobs)))
                 # Per (target, frame), its faces' jobs in track order: pasted together into one output frame.
                 per_frame: dict[tuple[int, int], list] = {}
                 for (ti, ei, vec), gen, field in zip(jobs, generated, fields):

@@ -48,12 +48,13 @@ class Editor:
 
     @property
     def warps(self) -> bool:
-        """Whether the model edits by warping its source (`warp_fields`), so paste-back can warp the full-resolution face."""
+        """Whether the model edits by warping its source (`warp_fields`), so paste-back can warp the full-resolution
+        face."""
         return hasattr(self.gan, "warp_fields")
 
     def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
-                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A warping model's (flow, luminance change) for these edits (`WarpRefine.warp_fields`)."""
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A warping model's (edit, flow, luminance change) from one forward (`WarpRefine.warp_fields`)."""
         d = self.device
         return self.gan.warp_fields(x.to(d), source_vec.to(d, torch.float32), target_vec.to(d, torch.float32))
 

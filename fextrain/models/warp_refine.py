@@ -233,18 +233,19 @@ class WarpRefine(GANModel):
         return {key: value.detach() for key, value in out.items()}
 
     def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
-                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(flow [B,2,S,S] normalised offsets, luminance change [B,1,S,S] in [-1,1] units), float32: the edit is
-        the warped source plus the change in every channel. `fex edit` applies both to the full-resolution face:
-        the change (the residual minus what it replaces, at the model's resolution) is added to the warped
-        full-resolution face, which therefore keeps its own detail under the residual too."""
+                    target_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the edit as `edit` gives it, flow [B,2,S,S] normalised offsets, luminance change [B,1,S,S] in [-1,1]
+        units), float32, from one forward: the edit is the warped source plus the change in every channel.
+        `fex edit` applies flow and change to the full-resolution face: the change (the residual minus what it
+        replaces, at the model's resolution) is added to the warped full-resolution face, which therefore keeps
+        its own detail under the residual too."""
         flow, mask, luma = self.generator(x, source_vec, target_vec)
         warped = warp(x, flow)
-        return flow.float(), (refine(warped, mask, luma) - warped)[:, :1].float()
+        change = (refine(warped, mask, luma) - warped)[:, :1]
+        return (warped + change).clamp(-1, 1), flow.float(), change.float()
 
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
-        flow, change = self.warp_fields(x, source_vec, target_vec)
-        return (warp(x, flow) + change).clamp(-1, 1)
+        return self.warp_fields(x, source_vec, target_vec)[0]
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.discriminator(x)[1]
