@@ -3,8 +3,9 @@
 Sample characters are rendered from a public-domain photo (fexdata.sample), written as a
 MetaHuman-studio capture tree of H.264 clips, then `fex ingest` (real dlib detection, tracking
 and FFHQ alignment), `fex build-manifest` (FExGAN-Meta's within-identity frame split in time
-blocks), a short CPU-sized `fex train`, `fex eval`, and `fex edit` of one clip and one photo (linked
-from the report). Every stage resumes, so a second run only redoes what is missing.
+blocks), a short CPU-sized `fex train` of warp-refine, `fex eval`, and `fex edit` of one clip and one photo
+(shown first in the report, before and after at full resolution). Every stage resumes, so a second run only
+redoes what is missing.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import click
 
-# The demo's model: the reference architecture at 64x64 with narrower layers, so a few hundred
-# steps fit in a few CPU minutes. `--full` keeps the reference widths.
-_SMALL_ARCH = ("arch.base_width=32", "arch.max_width=128", "arch.bottleneck=64", "arch.latent_dim=64",
-               "arch.d_widths=[32,64,128]")
+# The demo's model: warp-refine, the best on unseen real people by measurement (docs/demo.md,
+# benchmarks/REAL_FACES.md), at its narrow widths so the default run fits in 10 CPU minutes. `--full`
+# keeps the model's own widths.
+MODEL = "warp-refine"
+_SMALL_ARCH = ("arch.widths=[16,32,64,128]", "arch.d_widths=[32,64,128]")
+DEMO_STEPS = 1200  # the default --steps: what the 10-minute budget on 2 cores allows (docs/demo.md)
 
 
 @click.command("demo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +32,11 @@ _SMALL_ARCH = ("arch.base_width=32", "arch.max_width=128", "arch.bottleneck=64",
 @click.option("--seconds", type=click.FloatRange(0.2), default=2.0, show_default=True,
               help="Length of each character x affect clip.")
 @click.option("--fps", type=click.FloatRange(1), default=15.0, show_default=True, help="Clip frame rate.")
-@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Training steps.")
+@click.option("--steps", type=click.IntRange(1), default=DEMO_STEPS, show_default=True, help="Training steps.")
 @click.option("--batch", type=click.IntRange(2), default=16, show_default=True, help="Training batch size.")
 @click.option("--size", type=click.Choice(["64", "128"]), default="64", show_default=True,
               help="Training resolution.")
-@click.option("--full", is_flag=True, help="Train the reference-width model instead of the narrow demo one.")
+@click.option("--full", is_flag=True, help="Train the model at its full widths instead of the narrow demo ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--smallest", is_flag=True,
               help="Tiny settings for a smoke test (3 characters, short clips, a few steps, a small judge).")
@@ -69,7 +72,8 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
 
     # Every stage resumes, so an OUT made with other data or model settings would mix two demos: refuse
     # it. More --steps is fine: training resumes up to the new total.
-    settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full}
+    # The model is recorded too: an OUT of an older demo (fexgan) is refused, not resumed with another model.
+    settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full, "model": MODEL}
     settings_file = root / "demo.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
         raise FexError(f"{root} holds a demo made with other settings ({settings_file})",
@@ -82,11 +86,12 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
         atomic_write_text(settings_file, json.dumps(settings, indent=2) + "\n")
     stage("ingest", ["ingest", str(captures), "--out", str(ingested), "--size", "128"])
     # The sample clips reach their full expression at 40 % of their length (fexdata.sample.clip_intensity),
-    # so each frame's intensity is known: FExGAN learns what a target weight below 1 looks like.
+    # so each frame's intensity is known and recorded (models that scale their target by it, FExGAN, use it).
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
                              "--blocks", "4", "--guard", "0", "--ramp", f"{RAMP_SHARE * seconds:g}"])
-    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--size", size, "--steps", str(steps),
-                  "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10"]
+    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL, "--size", size,
+                  "--steps", str(steps), "--batch", str(batch), "--device", device, "--sample-every", "0",
+                  "--log-every", "10"]
     if not full:
         for setting in _SMALL_ARCH:
             train_args += ["--set", setting]
@@ -98,7 +103,8 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
         eval_args += ["--judge-epochs", "1", "--judge-min-steps", "20", "--max-sources", "8",
                       "--max-table-images", "32", "--judge-size", "32"]
     stage("eval", eval_args)
-    # Finally a user's view: one studio clip and one photo edited by the model, linked from the report.
+    # Finally a user's view: one studio clip and one photo edited by the model (--paste auto: warp-refine's flow
+    # moves the full-resolution pixels), shown first in the report.
     photo = root / "photo.png"
     if not photo.exists():
         write_png(photo, sample_photo())
