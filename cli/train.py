@@ -10,6 +10,8 @@ from fextrain.config import TrainConfig
 from fextrain.models import MODELS
 
 _DEFAULTS = TrainConfig()
+# Every preset name some model declares ("paper", the model's own defaults, is every model's).
+_PRESETS = ("auto", "paper", *sorted({name for cls in MODELS.values() for name in cls.presets}))
 
 
 def _paper(key: str) -> str:
@@ -18,10 +20,17 @@ def _paper(key: str) -> str:
 
 
 def _models_help() -> str:
+    """Each model's summary, and under it its presets' size, steps and batch."""
     width = max(map(len, MODELS)) + 1
-    return "\n".join(f"{name:<{width}} {cls.summary}" for name, cls in sorted(MODELS.items()))
+    lines = []
+    for name, cls in sorted(MODELS.items()):
+        lines.append(f"{name:<{width}} {cls.summary}")
+        if cls.presets:
+            lines.append(" " * (width + 1) + "; ".join(f"--preset {key}: {p.size} px, {p.steps} steps, batch {p.batch}"
+                                                       for key, p in cls.presets.items()))
+    return "\n".join(lines)
 # CLI option -> config key, for the options that map one to one.
-_OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed", "compile",
+_OPTIONS = ("manifest", "model", "preset", "size", "steps", "batch", "lr", "device", "seed", "compile",
             "ckpt_every", "sample_every", "log_every", "amp")
 
 
@@ -30,15 +39,20 @@ _OPTIONS = ("manifest", "model", "size", "steps", "batch", "lr", "device", "seed
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write (or resume).")
 @click.option("--model", type=click.Choice(sorted(MODELS)), default=_DEFAULTS.model, show_default=True,
               help="Registered model to train (listed below).")
-@click.option("--size", type=click.Choice(["64", "128", "256"]), default=str(_DEFAULTS.size), show_default=True,
-              help="Training resolution; 128 is the paper's, 64 is for quick CPU runs.")
+@click.option("--preset", type=click.Choice(_PRESETS), default="auto", show_default=True,
+              help="Named settings, which every other option, --set and --config override: paper = the model's paper "
+                   f"settings ({_DEFAULTS.size} px; days of CPU); cpu-64 = 64 px, narrow widths and a step budget "
+                   "sized for about an hour on 2 CPU cores (each model's below); auto = paper on CUDA, cpu-64 "
+                   "elsewhere. A resumed run keeps its own.")
+@click.option("--size", type=click.Choice(["64", "128", "256"]),
+              help=f"Training resolution (default: the preset's; paper {_DEFAULTS.size}).")
 @click.option("--steps", type=click.IntRange(1),
-              help=f"The run's TOTAL iterations (default: the model's paper, {_paper('steps')}); "
+              help=f"The run's TOTAL iterations (default: the preset's; paper {_paper('steps')}); "
                    "--resume --steps 300 on a run at 200 trains 100 more.")
 @click.option("--batch", type=click.IntRange(2),
-              help=f"Images per step, per GPU under torchrun (default: {_paper('batch')}).")
+              help=f"Images per step, per GPU under torchrun (default: the preset's; paper {_paper('batch')}).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),
-              help=f"Adam learning rate of every network (default: {_paper('lr')}).")
+              help=f"Adam learning rate of every network (default: the preset's; paper {_paper('lr')}).")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default=_DEFAULTS.amp, show_default=True,
               help="Mixed precision: auto = bf16 autocast where it is native (CUDA GPUs with bf16, CPUs with "
@@ -73,10 +87,11 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
 
     Writes RUN/config.json, RUN/checkpoints/last.pt, RUN/generator.safetensors, RUN/samples/*.png,
     RUN/metrics.jsonl and TensorBoard logs in RUN/tb. Ctrl-C stops after the current step and saves.
-    Each model's paper settings are its defaults; docs/models.md describes them.
+    --preset auto trains at each model's paper settings on CUDA and at its cpu-64 preset elsewhere;
+    docs/train.md (Presets) and docs/models.md describe them.
 
     \b
-    Models (--model):
+    Models (--model) and their presets:
     MODELS_HELP
     """
     from fexdata.threads import set_torch_threads
@@ -90,7 +105,8 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
         if ctx.get_parameter_source(key) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             explicit[key] = int(options[key]) if key == "size" else options[key]
     # Errors a user can fix are FexErrors, reported once by cli.main.
-    cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit)
+    cfg = resolve(out, resume=resume, config_file=config_file, sets=sets, options=explicit,
+                  preset=options["preset"])
     result = run_training(cfg, resume=resume, progress=progress, log=click.echo)
     if result.status == "up-to-date" or not result.is_main:
         return
@@ -103,5 +119,5 @@ def train(ctx: click.Context, out: str, config_file: str | None, sets: tuple[str
 
 # One line per registered model, each indented like the placeholder line of the docstring.
 _indent = next(line[: len(line) - len(line.lstrip())] for line in train.help.splitlines() if "MODELS_HELP" in line)
-train.help = train.help.replace(f"{_indent}MODELS_HELP", "\n".join(_indent + line.strip() for line in
+train.help = train.help.replace(f"{_indent}MODELS_HELP", "\n".join(_indent + line.rstrip() for line in
                                                                 _models_help().splitlines()))

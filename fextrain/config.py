@@ -1,8 +1,9 @@
 """Training configuration: one dataclass, loadable from YAML/JSON, overridable from the command line.
 
-Precedence, lowest first: defaults < the run's own config.json (on --resume) < --config FILE <
---set key=value < the explicit CLI options. The resolved config is written to RUN/config.json and
-into every checkpoint, so a run always says exactly how it was trained.
+Precedence, lowest first: defaults < the preset (`--preset`, the model's `presets`) < the run's own
+config.json (on --resume) < --config FILE < --set key=value < the explicit CLI options. The resolved config
+(with the preset's resolved name) is written to RUN/config.json and into every checkpoint, so a run always
+says exactly how it was trained.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from fexdata.errors import TrainingError
 from fexdata.paths import atomic_write_text
 
 from fextrain.augment import AugmentConfig
+from fextrain.device import resolve_device
+from fextrain.models.base import GANModel
 from fextrain.models.registry import UnknownModel, model_class
 
 
@@ -34,6 +37,10 @@ class TrainConfig:
     manifest: str = ""
     out: str = ""
     model: str = "fexgan"  # a name in fextrain.models.MODELS
+    # "paper" (the model's own defaults) or a name in the model's `presets`, whose settings from_dict lays under
+    # the rest of the config ("auto" there: paper on CUDA, else cpu-64). A TrainConfig built directly only
+    # records the name.
+    preset: str = "paper"
     size: int = 128  # training resolution; 64 (CPU tests), 128 (the papers), 256
     steps: int | None = None  # the run's TOTAL iterations (fexgan: 100K, stargan: 200K)
     batch: int | None = None  # per device (fexgan: 32, stargan: 16); under torchrun each rank takes this many
@@ -68,10 +75,8 @@ class TrainConfig:
     versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        try:
-            cls = model_class(self.model)
-        except UnknownModel as exc:
-            raise ConfigError(str(exc), exc.hint) from None
+        cls = _model(self.model)
+        _check_preset(cls, self.preset)
         paper = cls.defaults
         self.steps = paper.steps if self.steps is None else self.steps
         self.batch = paper.batch if self.batch is None else self.batch
@@ -93,6 +98,39 @@ _AT_LEAST = {"size": 16, "steps": 1, "batch": 2, "seed": 0, "ckpt_every": 1, "sa
              "num_samples": 0}
 _CHOICES = {"amp": ("auto", "bf16", "off"), "channels_last": ("auto", "on", "off"),
             "data_on_device": ("auto", "on", "off")}
+
+
+def _model(name: str) -> type[GANModel]:
+    try:
+        return model_class(name)
+    except UnknownModel as exc:
+        raise ConfigError(str(exc), exc.hint) from None
+
+
+def preset_names(cls: type[GANModel]) -> tuple[str, ...]:
+    """Every `--preset` value model `cls` takes."""
+    return ("auto", "paper", *cls.presets)
+
+
+def _check_preset(cls: type[GANModel], name: Any) -> None:
+    if name == "auto":  # only from_dict knows the device it stands for
+        raise ConfigError("preset auto must be resolved first: build the config with from_dict or resolve")
+    if name != "paper" and (not isinstance(name, str) or name not in cls.presets):
+        raise ConfigError(f"unknown preset {name!r} for model {cls.name}; its presets: "
+                          f"{', '.join(preset_names(cls))}",
+                          hint="`fex train --help` lists each model's presets; docs/train.md describes them")
+
+
+def _preset_layer(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the preset `data` names, as config keys; resolves "auto" in `data` to the name it picks."""
+    cls = _model(str(data.get("model") or TrainConfig.model))
+    name = data.get("preset", TrainConfig.preset)
+    if name == "auto":  # the paper's settings where they were meant to run, the cheap ones elsewhere
+        cuda = resolve_device(str(data.get("device") or TrainConfig.device), ConfigError).startswith("cuda")
+        name = "paper" if cuda or "cpu-64" not in cls.presets else "cpu-64"
+    _check_preset(cls, name)
+    data["preset"] = name
+    return cls.presets[name].as_config() if name != "paper" else {}
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -207,11 +245,15 @@ def _number(value: Any, kind: type, key: str) -> int | float:
 
 
 def from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from a (possibly partial, nested) dict; unknown keys are errors."""
+    """Build a TrainConfig from a (possibly partial, nested) dict; unknown keys are errors. `data["preset"]`'s
+    settings lie under everything else in `data` (a None there is unset: the preset's value, else the paper's)."""
     data = dict(data)
     if "target_law" in data or "target_sigma" in data:  # configs of fex <= 0.1 kept these at the top
         data["loss"] = {**(data.get("loss") or {}), **{k: data.pop(k) for k in ("target_law", "target_sigma")
                                                        if k in data}}
+    if "preset" in data:
+        layer = _preset_layer(data)
+        data = merge(layer, {k: v for k, v in data.items() if v is not None})
     return _build(TrainConfig, data, "")
 
 
@@ -266,13 +308,15 @@ def save_json(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | os.PathLike | None = None,
-            sets: list[str] | tuple[str, ...] = (), options: dict[str, Any] | None = None) -> TrainConfig:
-    """The run's config: defaults < RUN/config.json (resume) < config_file < sets < options.
+            sets: list[str] | tuple[str, ...] = (), options: dict[str, Any] | None = None,
+            preset: str = "paper") -> TrainConfig:
+    """The run's config: defaults < preset < RUN/config.json (resume) < config_file < sets < options.
 
     `options` holds only what the user gave explicitly on the command line, so a default CLI value
-    never overrides a config file or the resumed run's settings.
+    never overrides a config file or the resumed run's settings. `preset` names the preset where none of
+    them does (`fex train` passes its default, auto); a resumed run keeps its own.
     """
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"preset": preset}
     saved = Path(out) / "config.json"
     if resume and saved.is_file():
         try:
@@ -280,7 +324,8 @@ def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | 
         except ValueError as exc:
             raise ConfigError(f"{saved}: not valid JSON ({exc})",
                               hint="restore it, or delete it to resume with the checkpoint's own config") from None
-    model = data.get("model")
+        data.setdefault("preset", "paper")  # runs made before presets existed ran the paper's settings
+    model, made_with = data.get("model"), data["preset"] if resume and saved.is_file() else None
     if config_file:
         data = merge(data, load_file(config_file))
     data = merge(data, parse_set(sets))
@@ -290,4 +335,9 @@ def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | 
     if model and data.get("model") != model:
         raise ConfigError(f"cannot resume {out}: model changed from {model} to {data.get('model')}",
                           hint="resume without --model, or start a new run with another --out")
-    return from_dict(data)
+    cfg = from_dict(data)
+    # The saved settings lie over any preset, so another one would change nothing but the name it records.
+    if made_with and cfg.preset != made_with:
+        raise ConfigError(f"cannot resume {out}: preset changed from {made_with} to {cfg.preset}",
+                          hint="resume without --preset, or start a new run with another --out")
+    return cfg

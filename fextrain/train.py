@@ -409,7 +409,7 @@ def _begin(run: Run) -> RunLogger:
         save_json(cfg, run.run_dir / "config.json")
     run.log(f"training {cfg.model} {cfg.size}px on {run.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
             f"({run.rt.describe()}; images on {run.data.store.where}): {len(run.data.ds)} train images, "
-            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}")
+            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}, preset {cfg.preset}")
     logger = RunLogger(run.run_dir, start=start, end=end, main=run.main, progress=run.progress, log=run.log)
     due = run.resume and cfg.sample_every and start % cfg.sample_every == 0
     if due and not grid_path(run.run_dir, start).is_file():

@@ -14,7 +14,9 @@ A model is one file in `fextrain/models/` holding a `GANModel` subclass register
                 target affect (`Batch.target`); False for unpaired models (targets are affect ids only);
 * `metrics`   - the names of the scalars `train_step` returns, in log order; `progress`: the few
                 shown on the progress bar; `reconstruction`: the one measuring reconstruction;
-* `summary`   - one line for `fex train --help`.
+* `summary`   - one line for `fex train --help`;
+* `presets`   - {name: `Preset`}: named settings cheaper than the paper's (`fex train --preset cpu-64`),
+                applied under the run's own config; "paper" (the defaults above) is implicit, never listed.
 
 and implements:
 
@@ -61,7 +63,8 @@ through `edit`), the NaN stop and Ctrl-C.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, fields
+import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -79,6 +82,26 @@ class Optim:
     batch: int
     lr: float
     betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Named training settings of a model (`fex train --preset NAME`): `size`, `steps`, `batch` and `lr` replace
+    the paper's, `arch` and `loss` override fields of its Arch and Loss; the run's config overrides each."""
+
+    size: int
+    steps: int
+    batch: int
+    lr: float | None = None  # None: the paper's
+    arch: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # one line: what it is and what it was measured to do
+
+    def as_config(self) -> dict[str, Any]:
+        """Its settings as TrainConfig keys (a copy: the caller's merges never reach the class attribute)."""
+        out = {"size": self.size, "steps": self.steps, "batch": self.batch, "arch": copy.deepcopy(self.arch),
+               "loss": copy.deepcopy(self.loss)}
+        return out if self.lr is None else {**out, "lr": self.lr}
 
 
 @dataclass
@@ -215,6 +238,7 @@ class GANModel(nn.Module):
     progress: ClassVar[tuple[str, ...]] = ()
     reconstruction: ClassVar[str] = ""  # the metric measuring reconstruction (L1 to a target, or a cycle)
     summary: ClassVar[str] = ""  # one line for `fex train --help`
+    presets: ClassVar[dict[str, Preset]] = {}  # named cheaper settings ("paper", the defaults, is implicit)
     sometimes_unused: ClassVar[frozenset[str]] = frozenset()  # networks DDP wraps with find_unused_parameters
     identity_edit: ClassVar[bool] = False  # edit() draws the train identity given as `identity`
     landmarks: ClassVar[bool] = False  # train_step reads Batch.landmarks / target_landmarks

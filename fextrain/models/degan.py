@@ -46,7 +46,7 @@ from torch import nn
 
 from fextrain.losses import cross_entropy, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, require_sizes
+from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, require_sizes
 from fextrain.models.blocks import init_weights
 
 LEAKY_SLOPE = 0.2
@@ -223,6 +223,10 @@ class DEGAN(GANModel):
     # The paper's optimiser settings and batch (150); its 300 + 50 epochs of a 110x augmented set are
     # far more than fex's runs, so the step count is ours.
     defaults = Optim(steps=100_000, batch=150, lr=1e-4, betas=(0.5, 0.999))
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=20000, batch=16,
+        arch={"base_width": 16, "max_width": 128},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = False
     identity_edit = True
     metrics = ("g_total", "g_expr", "g_id", "g_rec", "d_total", "d_real_expr", "d_real_id", "d_fake",

@@ -53,7 +53,7 @@ from fextrain.identity_net import (IdentityNet, IdentityNetSettings, feature_dis
                                   load_or_train_identity_net)
 from fextrain.losses import bce_with_logits, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, one_hot, require_sizes
 from fextrain.models.blocks import total_variation
 from fextrain.runtime import TrainingError
 
@@ -302,6 +302,11 @@ class ExprGAN(GANModel):
     Loss = ExprGANLoss
     # The paper's Adam settings and batch; it gives no iteration count (ours).
     defaults = Optim(steps=50_000, batch=48, lr=2e-4, betas=(0.5, 0.999))
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=8000, batch=16,
+        arch={"enc_base": 16, "enc_max": 256, "dec_base": 16, "d_widths": [8, 16, 32, 64], "d_fc": 256},
+        loss={"id_net": {"width": 16}},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = False  # it learns by reconstructing x from its own label's code
     metrics = ("g_total", "g_pixel", "g_id", "g_q", "g_adv_img", "g_adv_z", "g_tv",
                "d_img", "d_q", "d_z", "acc_real", "acc_fake")

@@ -64,7 +64,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, bce_with_logits, cross_entropy, kl_divergence, l1
 from fextrain.models.registry import register
-from fextrain.models.base import (Batch, GANModel, Optim, StepContext, affect_vector, one_hot,  # noqa: F401
+from fextrain.models.base import (Batch, GANModel, Optim, Preset, StepContext, affect_vector, one_hot,  # noqa: F401
                                   require_sizes)
 from fextrain.models.blocks import down_block, init_weights, up_block
 SIZES = (64, 128, 256)
@@ -322,6 +322,10 @@ class FExGAN(GANModel):
     Arch = FExGANConfig
     Loss = FExGANLoss
     defaults = Optim(steps=100_000, batch=32, lr=2e-4, betas=(0.5, 0.999))  # the paper; betas from pix2pix
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=3000, batch=16,
+        arch={"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = True  # eq. 2 compares the edit with a real image of the same identity and the target affect
     metrics = ("g_total", "g_adv_bin", "g_adv_cls", "g_kl", "g_l1",
                "d_total", "d_real_bin", "d_real_cls", "d_fake_bin", "d_fake_cls",

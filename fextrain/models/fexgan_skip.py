@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, one_hot, require_sizes
 from fextrain.models.blocks import (SpectralNormDiscriminator, down_block, hinge_losses, init_weights, total_variation,
                                     up_block)
 from fextrain.models.registry import register
@@ -175,6 +175,10 @@ class FExGANSkip(GANModel):
     Arch = FExGANSkipConfig
     Loss = FExGANSkipLoss
     defaults = Optim(steps=100_000, batch=32, lr=2e-4, betas=(0.5, 0.999))  # FExGAN's
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=3000, batch=16,
+        arch={"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = True  # the L1 to the real target frame teaches the expression
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_cyc", "g_mask", "g_mask_tv",
                "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")

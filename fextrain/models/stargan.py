@@ -39,7 +39,7 @@ from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.registry import register
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, one_hot, require_sizes
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,10 @@ class StarGAN(GANModel):
     Arch = StarGANConfig
     Loss = StarGANLoss
     defaults = Optim(steps=200_000, batch=16, lr=1e-4, betas=(0.5, 0.999))
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=6000, batch=16, lr=2e-4,
+        arch={"g_conv_dim": 32, "g_repeat": 4, "d_conv_dim": 32, "d_repeat": 5}, loss={"n_critic": 2},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = False
     metrics = ("g_total", "g_fake", "g_cls", "g_rec", "d_total", "d_real", "d_fake", "d_cls", "d_gp",
                "acc_real_cls", "acc_fake_cls")

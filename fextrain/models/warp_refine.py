@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fextrain.losses import accuracy, cross_entropy, l1
-from fextrain.models.base import Batch, GANModel, Optim, StepContext, one_hot, require_sizes
+from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, one_hot, require_sizes
 from fextrain.models.blocks import SpectralNormDiscriminator, hinge_losses, total_variation
 from fextrain.models.registry import register
 
@@ -183,6 +183,10 @@ class WarpRefine(GANModel):
     Arch = WarpRefineConfig
     Loss = WarpRefineLoss
     defaults = Optim(steps=20_000, batch=16, lr=2e-4, betas=(0.5, 0.999))
+    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
+        size=64, steps=4000, batch=16,
+        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
+        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_mask", "g_flow_tv",
