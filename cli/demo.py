@@ -89,9 +89,11 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     # so each frame's intensity is known and recorded (models that scale their target by it, FExGAN, use it).
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
                              "--blocks", "4", "--guard", "0", "--ramp", f"{RAMP_SHARE * seconds:g}"])
-    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL, "--size", size,
-                  "--steps", str(steps), "--batch", str(batch), "--device", device, "--sample-every", "0",
-                  "--log-every", "10"]
+    # `--preset paper` under the demo's own settings: the same model on a CPU and a GPU (auto would pick the
+    # model's cpu-64 preset on a CPU), and `--full` is the model's full widths.
+    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL, "--preset", "paper",
+                  "--size", size, "--steps", str(steps), "--batch", str(batch), "--device", device,
+                  "--sample-every", "0", "--log-every", "10"]
     if not full:
         for setting in _SMALL_ARCH:
             train_args += ["--set", setting]

@@ -5,6 +5,7 @@ import sys
 from html.parser import HTMLParser
 
 import pandas as pd
+from test_edit_report import report_figures
 
 
 def _fex(*args: str) -> subprocess.CompletedProcess:
@@ -23,16 +24,27 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert set(manifest["split"]) == {"train", "test"} and manifest["affect"].nunique() == 7
 
+    config = json.loads((out / "run" / "config.json").read_text())  # the demo's model at its narrow widths
+    assert config["model"] == "warp-refine" and config["preset"] == "paper"
+    assert config["arch"]["widths"] == [16, 32, 64, 128] and config["arch"]["d_widths"] == [32, 64, 128]
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"headline", "discriminator", "judge", "sharpness", "identity", "collapse", "frechet"} <= set(metrics)
     assert metrics["judge"]["step"] == 4
     HTMLParser().feed((out / "report.html").read_text())
     assert {p.name for p in (out / "figures").glob("*.png")} == {"identities.png", "mixed.png", "intensity.png"}
-    # The last stage edits one clip and one photo, and the report links both.
+    # The last stage edits one clip and one photo; the report opens with them, before and after at full
+    # resolution (the photo 896x704, the clip's middle edited frame at 256x256), and links the outputs.
     edits = pd.read_parquet(out / "edit" / "edits.parquet")
     assert set(edits["output"]) == {"photo/joy.png", "photo/surprise.png", "neutral/joy.mp4", "neutral/surprise.mp4"}
     report = (out / "report.html").read_text()
     assert 'href="edit/photo/joy.png"' in report and 'href="edit/neutral/surprise.mp4"' in report
+    page = report_figures(report)
+    assert page.headings[1:3] == ["Edits of a photo and a clip (fex edit)", "Headline"]
+    shapes = {caption: image.shape for caption, image in page.figures}
+    for shot in ("before (photo.png", "after: joy (joy.png", "after: surprise (surprise.png"):
+        assert shapes[f"{shot}, 896x704 px)"] == (704, 896, 3)
+    for shot in ("before (neutral.mp4", "after: joy (joy.mp4", "after: surprise (surprise.mp4"):
+        assert shapes[f"{shot}, frame 3, 256x256 px)"] == (256, 256, 3)
 
     # A second run redoes nothing: ingest resumes, training is already at its step count.
     second = _fex("demo", "--smallest", "--out", str(out))

@@ -81,7 +81,8 @@ def _before_after(source: Path, edit_dir: Path, outputs: list[str], rows: pd.Dat
         caption = f"{label} ({path.name}{where}, {w}x{h} px"
         scale = MAX_SIDE / max(h, w)
         if scale < 1:
-            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
             caption += f", shown downscaled to {image.shape[1]}x{image.shape[0]}"
         figures.append(embedded_png(write_png(tmp / f"{n}.png", image), caption + ")"))
     return f'<div class="fex-edit">{"".join(figures)}</div>'
