@@ -4,6 +4,7 @@
     python benchmarks/edit_quality.py --models fexgan,fexgan-skip --seeds 1 --steps 300 --sources 30
     python benchmarks/edit_quality.py --models fexgan-skip --ablate "no-mask:arch.mask=false" \
         --ablate "no-skips:arch.skip_divisors=[]" --ablate "no-cycle:loss.lambda_cyc=0"
+    python benchmarks/edit_quality.py --preset cpu-64 --seeds 1    # every model at its own working budget
 
 Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested as
 `fex demo` does, into OUT/data (reused on the next run), split two ways from the same ingest:
@@ -13,8 +14,10 @@ Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 1
 * identity: subject-independent (`--split identity --fractions 0.67,0.33`): the test faces are people
   the model never saw, which is what editing a new person is. One seed (`--identity-seeds`).
 
-Every model trains with its own losses at the demo's narrow widths (BENCH_ARCH), at --size, batch
---batch, for --steps steps: the same image budget for every model. Then `fextrain.evaluate.evaluate_run`
+Every model trains with its own losses at its cpu-64 preset's narrow widths (BENCH_ARCH, BENCH_LOSS), at --size,
+batch --batch, for --steps steps: the same image budget for every model. With `--preset cpu-64` each model trains
+at that preset instead, whole (its size, steps, batch, lr, widths and losses, as `fex train --preset cpu-64`), so
+one command gives every row at the budget a user gets; results then go to OUT-cpu-64. Then `fextrain.evaluate.evaluate_run`
 (the `fex eval` code, sections judge, edit_strength, sharpness, identity, colour, collapse and outside_judge)
 gives the headline:
 
@@ -58,7 +61,7 @@ import numpy as np
 import torch
 
 from fexdata.sample import RAMP_SHARE
-from fextrain.config import TrainConfig
+from fextrain.config import TrainConfig, from_dict
 from fextrain.evaluate import evaluate_run
 from fextrain.models import MODELS
 from fextrain.train import train
@@ -139,10 +142,17 @@ def measure(model: str, seed: int, manifest: Path, out: Path, judge_cache: Path,
     if (evaluation / "metrics.json").is_file():
         return headline(json.loads((evaluation / "metrics.json").read_text()))
     shutil.rmtree(out, ignore_errors=True)
-    cfg = TrainConfig(manifest=str(manifest), out=str(run), model=model, size=args.size, steps=args.steps,
-                      batch=args.batch, seed=seed, device="cpu", amp="off", log_every=max(1, args.steps // 10),
-                      ckpt_every=10**9, sample_every=0, arch={**BENCH_ARCH.get(model, {}), **changes.get("arch", {})},
-                      loss={**BENCH_LOSS.get(model, {}), **changes.get("loss", {})} or None)
+    if args.preset:  # the preset's size, steps, batch, lr, widths and losses, the ablation's changes over them
+        steps = MODELS[model].presets[args.preset].steps
+        cfg = from_dict({"model": model, "preset": args.preset, "manifest": str(manifest), "out": str(run),
+                         "seed": seed, "device": "cpu", "amp": "off", "log_every": max(1, steps // 10),
+                         "ckpt_every": 10**9, "sample_every": 0, **changes})
+    else:
+        cfg = TrainConfig(manifest=str(manifest), out=str(run), model=model, size=args.size, steps=args.steps,
+                          batch=args.batch, seed=seed, device="cpu", amp="off", log_every=max(1, args.steps // 10),
+                          ckpt_every=10**9, sample_every=0,
+                          arch={**BENCH_ARCH.get(model, {}), **changes.get("arch", {})},
+                          loss={**BENCH_LOSS.get(model, {}), **changes.get("loss", {})} or None)
     started = time.perf_counter()
     train(cfg, progress=False, log=lambda msg: None)
     trained = time.perf_counter() - started
@@ -180,6 +190,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(sorted(MODELS)), help="comma-separated registry names")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per model on the frame split")
     ap.add_argument("--identity-seeds", type=int, default=1, help="seeds per model on the identity split (0: skip)")
+    ap.add_argument("--preset", choices=sorted({p for cls in MODELS.values() for p in cls.presets}),
+                    help="train each model at this preset of its own (size, steps, batch, lr, widths, losses) "
+                         "instead of --size, --steps, --batch and BENCH_ARCH")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=64)
@@ -196,18 +209,25 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    args.out = args.out or Path("out/bench-edit-quality-real" if args.real else "out/bench-edit-quality")
+    args.out = args.out or Path("out/bench-edit-quality" + ("-real" if args.real else "")
+                                + (f"-{args.preset}" if args.preset else ""))
     manifests = (real_manifests(args.real_cache, args.mirrors, report=False) if args.real
                  else demo_manifests(args.out / "data"))
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(sorted(MODELS))}")
+    lacking = [m for m in models if args.preset and args.preset not in MODELS[m].presets]
+    if lacking:
+        raise SystemExit(f"--preset {args.preset}: model(s) {', '.join(lacking)} have no such preset")
     ablations = dict(parse_ablation(spec) for spec in args.ablate)
     plan = [("frame", args.seeds, "", {}), ("identity", args.identity_seeds, "", {})]
     plan += [("frame", args.ablation_seeds, name, changes) for name, changes in ablations.items()]
     print(f"{'real faces' if args.real else 'demo characters'}: " + ", ".join(f"{k} {v}" for k, v in manifests.items()))
-    print(f"{', '.join(models)}: {args.steps} steps x batch {args.batch} at {args.size} px, {args.sources} test "
+    budgets = ([f"{m} {p.steps} steps x batch {p.batch} at {p.size} px" for m in models
+                for p in [MODELS[m].presets[args.preset]]] if args.preset
+               else [f"{', '.join(models)}: {args.steps} steps x batch {args.batch} at {args.size} px"])
+    print(f"{'; '.join(budgets)}{f' (--preset {args.preset})' if args.preset else ''}; {args.sources} test "
           f"sources x every affect, judge {args.judge_epochs} epochs, {args.threads} thread(s)", flush=True)
 
     results: dict[str, dict[str, list[dict]]] = {}

@@ -7,8 +7,9 @@
 Data: the `fex demo` sample characters (6 identities x 7 affects, 2 s clips at 15 fps), ingested and
 split exactly as `fex demo` does, into OUT/data (reused on the next run); or --manifest.
 
-Each model trains with its own paper losses, schedule and learning rate, at the demo's narrow widths
-(BENCH_ARCH; the paper widths are 4x the compute and more), batch 16, for --images images: the same
+Each model trains with its own paper losses, schedule and learning rate, at its cpu-64 preset's narrow widths
+and loss settings (BENCH_ARCH, BENCH_LOSS; the paper widths are 4x the compute and more), batch 16, for --images
+images: the same
 image budget for every model, in bf16 autocast where this CPU has it natively (--amp, as `fex train`).
 Then each run goes through `fex eval`'s own code (`fextrain.evaluate.evaluate_run`, sections judge,
 sharpness, identity, collapse, frechet) on the manifest's test split, --sources faces edited into
@@ -39,24 +40,17 @@ import numpy as np
 import torch
 
 from fexdata.dataset import FaceDataset
-from fextrain.config import TrainConfig
+from fextrain.config import TrainConfig, merge
 from fextrain.evaluate.run import evaluate_run
 from fextrain.models import MODELS, load_editor, one_hot
 from fextrain.runtime import amp_dtype
 from fextrain.train import train
 
-# The demo's narrow widths (cli/demo.py for fexgan, the same blocks for fexgan-skip); StarGAN at half its
-# official widths; ExprGAN and DE-GAN at a quarter of theirs (their codes, f(x) and heads at the papers' sizes).
-BENCH_ARCH = {
-    "fexgan": {"base_width": 32, "max_width": 128, "bottleneck": 64, "latent_dim": 64, "d_widths": [32, 64, 128]},
-    "fexgan-skip": {"base_width": 32, "max_width": 128, "bottleneck": 64, "d_widths": [32, 64, 128]},
-    "stargan": {"g_conv_dim": 32, "d_conv_dim": 32},
-    "exprgan": {"enc_base": 16, "enc_max": 256, "dec_base": 8, "d_widths": [8, 16, 32, 64], "d_fc": 256},
-    "degan": {"base_width": 16, "max_width": 128},
-    "warp-refine": {"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
-}
-# ExprGAN's identity network (its L_id) at half width and a quarter of its default updates.
-BENCH_LOSS = {"exprgan": {"id_net": {"width": 16, "steps": 500}}}
+# Each model's widths and loss settings are its cpu-64 preset's (`presets` in its model file: one home).
+BENCH_ARCH = {name: cls.presets["cpu-64"].as_config()["arch"] for name, cls in MODELS.items()}
+# On top of the preset: ExprGAN's identity network (its L_id) at a quarter of its default updates.
+BENCH_LOSS = {name: merge(cls.presets["cpu-64"].as_config()["loss"],
+                          {"exprgan": {"id_net": {"steps": 500}}}.get(name, {})) for name, cls in MODELS.items()}
 
 
 def demo_manifest(root: Path) -> Path:
