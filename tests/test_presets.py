@@ -128,8 +128,8 @@ def test_an_unknown_preset_is_a_user_error(tmp_path):
 def test_train_help_shows_each_models_cpu64_preset():
     result = CliRunner().invoke(fex, ["train", "--help"])
     assert result.exit_code == 0
+    lines = [line.strip() for line in result.output.split("Options:")[0].splitlines()]  # the models' block
     for name, cls in MODELS.items():
         p = cls.presets["cpu-64"]
-        line = next(line for line in result.output.splitlines() if line.strip().startswith(f"{name} "))
-        after = result.output.splitlines()[result.output.splitlines().index(line) + 1]
-        assert after.strip() == f"--preset cpu-64: {p.size} px, {p.steps} steps, batch {p.batch}"
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{name} "))
+        assert lines[at + 1] == f"--preset cpu-64: {p.size} px, {p.steps} steps, batch {p.batch}"
