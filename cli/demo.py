@@ -52,7 +52,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     """
     from cli.main import main as fex
     from fexdata.errors import FexError
-    from fexdata.paths import atomic_write_text
+    from fexdata.paths import atomic_write_text, read_json_or_empty
     from fexdata.images import write_png
     from fexdata.sample import CHARACTERS, RAMP_SHARE, sample_photo, write_studio_tree
     from fextrain.edit.report import add_to_report
@@ -72,12 +72,16 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
 
     # Every stage resumes, so an OUT made with other data or model settings would mix two demos: refuse
     # it. More --steps is fine: training resumes up to the new total.
-    # The model is recorded too: an OUT of an older demo (fexgan) is refused, not resumed with another model.
-    settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full, "model": MODEL}
+    settings = {"characters": characters, "seconds": seconds, "fps": fps, "size": size, "full": full}
     settings_file = root / "demo.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
         raise FexError(f"{root} holds a demo made with other settings ({settings_file})",
                        hint=f"use another --out, or delete {root}")
+    # An older demo's run (fexgan) cannot be resumed as this model; its data can be reused.
+    trained = read_json_or_empty(run / "config.json").get("model")
+    if trained not in (None, MODEL):
+        raise FexError(f"{run} holds a {trained} run of an older demo; the demo now trains {MODEL}",
+                       hint=f"delete {run} to train {MODEL} on the same data, or use another --out")
     if not settings_file.exists():
         click.secho(f"== writing {characters} sample characters x 7 affects ({seconds:g} s clips at {fps:g} fps) "
                     f"to {captures}", bold=True)

@@ -60,3 +60,16 @@ def test_demo_refuses_an_out_made_with_other_settings(tmp_path):
     result = _fex("demo", "--smallest", "--out", str(out))
     assert result.returncode == 2 and "error: " in result.stderr and "holds a demo made with other settings" in result.stderr
     assert "hint: use another --out" in result.stderr
+
+
+def test_demo_refuses_an_older_demos_run_of_another_model(tmp_path):
+    # Demos before issue 23 trained fexgan: their data is reused, their run cannot be resumed as warp-refine.
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)
+    (out / "demo.json").write_text(json.dumps({"characters": 3, "seconds": 0.6, "fps": 10.0, "size": "64",
+                                               "full": False}))
+    (out / "run" / "config.json").write_text(json.dumps({"model": "fexgan"}))
+    result = _fex("demo", "--smallest", "--out", str(out))
+    assert result.returncode == 2 and "holds a fexgan run of an older demo" in result.stderr
+    assert f"hint: delete {out / 'run'} to train warp-refine on the same data" in result.stderr
+    assert "== ingest" not in result.stdout
