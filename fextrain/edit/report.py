@@ -19,12 +19,12 @@ from fexdata.images import ImageError, read_rgb, write_png
 from fexdata.ingest.video import VideoError, probe
 from fexdata.paths import atomic_write_text, read_json_or_empty
 from fextrain.edit.outputs import GRID_NAME
+from fextrain.edit.run import EDIT_JSON
 from fextrain.edit.table import DAMAGED_HINT, TABLE
 from fextrain.edit.video import frame_at
 from fextrain.evaluate.report import embedded_png
 
 _BEGIN, _END = "<!-- fex edit -->", "<!-- /fex edit -->"
-EDIT_JSON = "edit.json"  # fextrain.edit.run.EDIT_JSON (not imported: that module loads the model code)
 # Images are embedded at their own size up to this side, so report.html stays one file of a few MB; a larger one
 # is downscaled to it and its caption says so.
 MAX_SIDE = 1024
