@@ -170,13 +170,14 @@ def test_transfer_scores_count_faceless_edits_and_sources():
     from fextrain.evaluate.sections.identity_transfer import transfer_scores
 
     nan = np.nan
-    kept = np.array([True, False, True, True])
-    edit = np.array([0.3, nan, 0.7, 0.5])  # the second edit has no face
-    source = np.array([0.7, 0.7, nan, 0.2])  # the third source has none; the fourth is the target already
-    r = transfer_scores(kept, edit, source)
-    assert r["expression_kept_share"] == 0.75 and r["faces_found"] == 3 and r["faces_found_share"] == 0.75
-    assert r["reached"] == 2 and r["reached_share"] == pytest.approx(2 / 3) and r["reached_of_all"] == 0.5
-    assert r["sources_found"] == 3 and r["baseline"] == 1 and r["baseline_share"] == pytest.approx(1 / 3)
+    kept = np.array([True, False, True, True, False])
+    found = np.array([True, False, True, True, True])  # the second edit has no face
+    edit = np.array([0.3, nan, 0.7, 0.5, nan])  # the fifth pair's identity has no reference (no face found in it)
+    source = np.array([0.7, 0.7, nan, 0.2, nan])  # the third source has no face; the fourth is the target already
+    r = transfer_scores(kept, found, edit, source)
+    assert r["expression_kept_share"] == 0.6 and r["faces_found"] == 4 and r["faces_found_share"] == 0.8
+    assert r["reached"] == 2 and r["reached_share"] == 0.5 and r["reached_of_all"] == 0.4
+    assert r["sources_measured"] == 3 and r["baseline"] == 1 and r["baseline_share"] == pytest.approx(1 / 3)
     assert r["away"] == 1 and r["moved"] == 1 and r["moved_share"] == 1.0  # the faceless edit is not measured
     assert r["mean_distance"] == pytest.approx(0.5)
-    assert transfer_scores(kept[:0], edit[:0], source[:0])["reached_share"] is None
+    assert transfer_scores(kept[:0], found[:0], edit[:0], source[:0])["reached_share"] is None

@@ -41,12 +41,13 @@ def _share(hits: np.ndarray, among: np.ndarray) -> float | None:
     return float(hits[among].mean()) if among.any() else None
 
 
-def transfer_scores(kept: np.ndarray, edit_dist: np.ndarray, source_dist: np.ndarray,
+def transfer_scores(kept: np.ndarray, edit_found: np.ndarray, edit_dist: np.ndarray, source_dist: np.ndarray,
                     threshold: float = SAME_PERSON_THRESHOLD) -> dict[str, Any]:
     """Per-pair verdicts -> counts and shares. `kept`: the judge reads the edit as the source's affect;
-    `edit_dist` / `source_dist`: distance of the edit / of its source to the target identity's reference (NaN
-    where dlib found no face, in the image or in every reference face)."""
-    edit_found, source_found = ~np.isnan(edit_dist), ~np.isnan(source_dist)
+    `edit_found`: dlib found a face in the edit; `edit_dist` / `source_dist`: distance of the edit / of its
+    source to the target identity's reference (NaN where there is no face, in the image or in every reference
+    face: such a pair reaches nothing)."""
+    source_found = ~np.isnan(source_dist)
     reached = edit_found & (np.nan_to_num(edit_dist, nan=np.inf) < threshold)
     already = source_found & (np.nan_to_num(source_dist, nan=np.inf) < threshold)
     away = source_found & ~already & edit_found  # the source is not the target yet: a copy cannot reach it
@@ -57,10 +58,10 @@ def transfer_scores(kept: np.ndarray, edit_dist: np.ndarray, source_dist: np.nda
         "faces_found": int(edit_found.sum()), "faces_found_share": float(edit_found.mean()) if pairs else None,
         "reached": int(reached.sum()), "reached_share": _share(reached, edit_found),
         "reached_of_all": float(reached.mean()) if pairs else None,
-        "sources_found": int(source_found.sum()), "baseline": int(already.sum()),
+        "sources_measured": int(source_found.sum()), "baseline": int(already.sum()),
         "baseline_share": _share(already, source_found),
         "away": int(away.sum()), "moved": int((reached & away).sum()), "moved_share": _share(reached, away),
-        "mean_distance": float(np.nanmean(edit_dist)) if edit_found.any() else None,
+        "mean_distance": float(np.nanmean(edit_dist)) if (~np.isnan(edit_dist)).any() else None,
     }
 
 
@@ -92,35 +93,29 @@ class IdentityTransferSection(Section):
         o, edits, train = ctx.options, ctx.edits, ctx.dataset("train")
         targets, rows = self._targets(ctx)
         n, t = len(edits.sources), len(targets)
-        # references: the mean descriptor of a seeded few of each target identity's real train faces
-        refs, ref_used, ref_found = np.full((t, 128), np.nan), [], []
-        ctx.say(f"identity transfer: dlib descriptors of at most {REFERENCE_FACES} train faces of {t} identities")
-        for j, i in enumerate(targets):
-            pick = rows[i][subset(len(rows[i]), REFERENCE_FACES, o.seed)]
-            desc = ctx.describer.describe(train.image_array(pick))
-            ref_used.append(len(pick))
-            ref_found.append(int(desc.found.sum()))
-            if desc.found.any():
-                refs[j] = desc.vectors[desc.found].mean(0)
-        # every source drawn onto every target, source-major; the affect vectors ask for the source's own affect
-        affects = np.repeat(edits.source_affects, t)
-        ids = np.tile(np.asarray(targets, np.int64), n)
-        ctx.say(f"identity transfer: {n} test sources x {t} identities = {n * t} edits")
-        images = ctx.edit(np.repeat(edits.sources, t, axis=0), affects, affects, identities=ids)
-        kept = ctx.judge.judge.probabilities(images).argmax(1) == affects
-        source_accuracy = float((ctx.source_probs.argmax(1) == edits.source_affects).mean()) if n else None
-        ctx.say(f"identity transfer: dlib descriptors of {len(images)} edits")
-        edit_desc = ctx.describer.describe(images, progress=o.progress)
-        ref_of_pair = np.tile(refs, (n, 1))
-        edit_dist = descriptor_distance(edit_desc.vectors, ref_of_pair)
-        source_dist = descriptor_distance(np.repeat(ctx.source_descriptors.vectors, t, axis=0), ref_of_pair)
-        overall = transfer_scores(kept, edit_dist, source_dist)
+        src_desc, src_aff = ctx.source_descriptors, edits.source_affects
+        ctx.say(f"identity transfer: {n} test sources x {t} train identities = {n * t} edits, and at most "
+                f"{REFERENCE_FACES} reference faces per identity, through dlib")
+        # target-major [t, n] verdicts; one target at a time keeps n edits in memory, not n * t
+        kept, found = np.zeros((t, n), bool), np.zeros((t, n), bool)
+        edit_dist, source_dist = np.full((t, n), np.nan), np.full((t, n), np.nan)
         per_identity = {}
         for j, i in enumerate(targets):
-            m = ids == i
+            # the reference: the mean descriptor of a seeded few of the identity's real train faces
+            pick = rows[i][subset(len(rows[i]), REFERENCE_FACES, o.seed)]
+            ref = ctx.describer.describe(train.image_array(pick))
+            ref_vec = ref.vectors[ref.found].mean(0) if ref.found.any() else np.full(128, np.nan)
+            # every source drawn onto identity i; the affect vectors ask for the source's own affect
+            images = ctx.edit(edits.sources, src_aff, src_aff, identities=np.full(n, i, np.int64))
+            kept[j] = ctx.judge.judge.probabilities(images).argmax(1) == src_aff
+            desc = ctx.describer.describe(images, progress=o.progress)
+            found[j], edit_dist[j] = desc.found, descriptor_distance(desc.vectors, ref_vec)
+            source_dist[j] = descriptor_distance(src_desc.vectors, ref_vec)
             per_identity[ctx.editor.identities[i]] = {
-                "reference_faces": ref_used[j], "reference_faces_found": ref_found[j],
-                **transfer_scores(kept[m], edit_dist[m], source_dist[m])}
+                "reference_faces": int(len(pick)), "reference_faces_found": int(ref.found.sum()),
+                **transfer_scores(kept[j], found[j], edit_dist[j], source_dist[j])}
+        overall = transfer_scores(kept.ravel(), found.ravel(), edit_dist.ravel(), source_dist.ravel())
+        source_accuracy = float((ctx.source_probs.argmax(1) == src_aff).mean()) if n else None
         kept_share, reached_all = overall["expression_kept_share"], overall["reached_of_all"]
         return {
             "split": "test", "sources": n, "identities": len(ctx.editor.identities), "targets": t,
