@@ -32,7 +32,8 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
 @click.option("--sections", callback=_names, default=None, metavar="A,B",
-              help="Run only these sections (comma-separated): judge, edit_strength, sharpness, identity, collapse, "
+              help="Run only these sections (comma-separated): judge, edit_strength, sharpness, identity, "
+                   "identity_transfer, collapse, "
                    "colour, outside_judge, frechet, discriminator, figures, intensity, augment, fer_folds  "
                    "[default: all but the opt-in "
                    "augment and fer_folds, which --augment and --fer-folds switch on]")

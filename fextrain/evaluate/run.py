@@ -37,7 +37,7 @@ from fextrain.models import load_editor
 #    augmentation, run.model / run.config / run.sections; figures moved from run.figures to figures.files.
 # 3: edit_strength and colour sections (headline items too); judge.held_out / calibration / above_real /
 #    real.interval_95, judge.trained_on.fitted_on / epochs_run / best_epoch / patience.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
