@@ -17,10 +17,9 @@ from pathlib import Path
 import click
 
 # The demo's model: warp-refine, the best on unseen real people by measurement (docs/demo.md,
-# benchmarks/REAL_FACES.md), at its narrow widths so the default run fits in 10 CPU minutes. `--full`
-# keeps the model's own widths.
+# benchmarks/REAL_FACES.md), at its cpu-64 preset's narrow widths so the default run fits in 10 CPU minutes.
+# `--full` keeps the model's own widths.
 MODEL = "warp-refine"
-_SMALL_ARCH = ("arch.widths=[16,32,64,128]", "arch.d_widths=[32,64,128]")
 DEMO_STEPS = 1200  # the default --steps: what the 10-minute budget on 2 cores allows (docs/demo.md)
 
 
@@ -93,14 +92,10 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     # so each frame's intensity is known and recorded (models that scale their target by it, FExGAN, use it).
     stage("build-manifest", ["build-manifest", str(ingested), "--out", str(manifest), "--split", "frame",
                              "--blocks", "4", "--guard", "0", "--ramp", f"{RAMP_SHARE * seconds:g}"])
-    # `--preset paper` under the demo's own settings: the same model on a CPU and a GPU (auto would pick the
-    # model's cpu-64 preset on a CPU), and `--full` is the model's full widths.
-    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL, "--preset", "paper",
-                  "--size", size, "--steps", str(steps), "--batch", str(batch), "--device", device,
-                  "--sample-every", "0", "--log-every", "10"]
-    if not full:
-        for setting in _SMALL_ARCH:
-            train_args += ["--set", setting]
+    # The preset's widths (the model's own with --full) under the demo's steps, size and batch, on a CPU and a GPU.
+    train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL,
+                  "--preset", "paper" if full else "cpu-64", "--size", size, "--steps", str(steps),
+                  "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10"]
     if (run / "checkpoints" / "last.pt").exists():
         train_args.append("--resume")
     stage("train", train_args)

@@ -25,7 +25,7 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     assert set(manifest["split"]) == {"train", "test"} and manifest["affect"].nunique() == 7
 
     config = json.loads((out / "run" / "config.json").read_text())  # the demo's model at its narrow widths
-    assert config["model"] == "warp-refine" and config["preset"] == "paper"
+    assert config["model"] == "warp-refine" and config["preset"] == "cpu-64"
     assert config["arch"]["widths"] == [16, 32, 64, 128] and config["arch"]["d_widths"] == [32, 64, 128]
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"headline", "discriminator", "judge", "sharpness", "identity", "collapse", "frechet"} <= set(metrics)
