@@ -89,6 +89,7 @@ def test_region_counts_only_its_pixels(clip):
     per_frame = [box, None, box, box, None, box]
     r = warping_error(clip, out, region=per_frame)
     assert r["pairs"] == 3 and r["ratio"] == 1.0
+    assert [t for t, _, _ in r["per_pair"]] == [2, 3, 5]  # each pair named by its later frame
 
 
 def test_frames_of_different_sizes_are_refused(clip):

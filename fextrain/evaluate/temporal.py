@@ -70,12 +70,14 @@ def warping_error(frames_in: Iterable[np.ndarray], frames_out: Iterable[np.ndarr
     every counted pixel and channel of every pair (pixels that fail the flow check do not count).
 
     Returns pairs (pairs measured), pixels (counted pixels), coverage (their share of the region's pixels),
-    input, output (the two errors) and ratio (output / input: 1 = as stable as the source; NaN when the
-    input's error is 0 and the output's too, inf when only the input's is).
+    input, output (the two errors), ratio (output / input: 1 = as stable as the source; NaN when the
+    input's error is 0 and the output's too, inf when only the input's is) and per_pair: (t, input, output)
+    for each measured pair t-1 -> t, to find where an edit jumps.
     """
     per_frame = region is not None and len(region) > 0 and (region[0] is None or np.ndim(region[0]) == 1)
     sums = np.zeros(2)
     pixels = considered = pairs = 0
+    per_pair = []
     prev = None
     for t, (a, b) in enumerate(zip(frames_in, frames_out)):
         a, b = np.asarray(a), np.asarray(b)
@@ -97,10 +99,13 @@ def warping_error(frames_in: Iterable[np.ndarray], frames_out: Iterable[np.ndarr
                     considered += valid.size
                 count = int(valid.sum())
                 if count:
+                    pair = np.zeros(2)
                     for k, (before, now) in enumerate(((prev_a, a), (prev_b, b))):
                         warped = _remap(before, grid_x, grid_y).astype(np.float32)
                         diff = np.abs(warped - now.astype(np.float32))
-                        sums[k] += float(diff[valid].sum()) / (diff.shape[2] if diff.ndim == 3 else 1)
+                        pair[k] = float(diff[valid].sum()) / (diff.shape[2] if diff.ndim == 3 else 1)
+                    sums += pair
+                    per_pair.append((t, *(pair / count)))
                     pixels += count
                     pairs += 1
         prev = (a, b, gray)
@@ -108,4 +113,4 @@ def warping_error(frames_in: Iterable[np.ndarray], frames_out: Iterable[np.ndarr
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = float(np.float64(err_out) / np.float64(err_in))
     return {"pairs": pairs, "pixels": pixels, "coverage": pixels / considered if considered else float("nan"),
-            "input": float(err_in), "output": float(err_out), "ratio": ratio}
+            "input": float(err_in), "output": float(err_out), "ratio": ratio, "per_pair": per_pair}
