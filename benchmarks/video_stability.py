@@ -6,7 +6,7 @@ Issue 23's target: the edit's warping error at most 1.2x the source's. The clip 
 from and records the measured table. Nothing is downloaded.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_stability.py RUN [--clip PATH] [--to joy,surprise]
-        [--seconds N] [--out DIR]
+        [--from auto] [--seconds N] [--out DIR]
 
 It runs `fex edit RUN CLIP --to ... --end N --out DIR` through the CLI code, decodes the source and each
 output with fex's ffmpeg frame reader, takes the face region per frame from the boxes in DIR/edits.parquet
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     ap.add_argument("--to", default="joy,surprise", help="fex edit targets, comma-separated")
+    ap.add_argument("--from", dest="source", default="auto",
+                    help="fex edit --from: the source affect (auto: estimated per face and frame)")
     ap.add_argument("--seconds", type=float, default=None,
                     help=f"measure the first N seconds (default: the whole clip if <= {MAX_SECONDS:g} s, else "
                          f"its first {MAX_SECONDS:g} s)")
@@ -77,8 +79,8 @@ def main() -> None:
     from cli.main import main as fex
 
     started = time.perf_counter()
-    status = fex.main(["edit", str(args.run), str(args.clip), "--to", args.to, "--end", f"{seconds:g}",
-                       "--out", str(out), "--quiet", "--threads", str(args.threads)],
+    status = fex.main(["edit", str(args.run), str(args.clip), "--to", args.to, "--from", args.source,
+                       "--end", f"{seconds:g}", "--out", str(out), "--quiet", "--threads", str(args.threads)],
                       standalone_mode=False, prog_name="fex")
     edit_s = time.perf_counter() - started
     if status:
@@ -103,8 +105,8 @@ def main() -> None:
 
     edited = edits.groupby("target")["frame"].nunique().to_dict()
     print(f"\nclip {args.clip.name} ({info.width}x{info.height}, {float(info.rate):.3f} fps), first {seconds:g} s = "
-          f"{frames} frames; run {args.run}; faces edited per target: {edited}; fex edit {edit_s:.0f} s, "
-          f"warping errors {metric_s:.0f} s; outputs in {out}\n")
+          f"{frames} frames; run {args.run}; --from {args.source}; faces edited per target: {edited}; "
+          f"fex edit {edit_s:.0f} s, warping errors {metric_s:.0f} s; outputs in {out}\n")
     # The median of the per-pair ratios and the share of pairs over the target tell a few jumps (a low median)
     # from a steady flicker (most pairs over).
     print(f"| target | region | pairs | coverage | input error | output error | ratio | median pair ratio "
@@ -115,9 +117,10 @@ def main() -> None:
             pair = np.array([o / i for _, i, o in r["per_pair"] if i > 0])
             ok = "pass" if r["ratio"] <= TARGET else "FAIL"
             print(f"| {target} | {region} | {r['pairs']} | {r['coverage']:.3f} | {r['input']:.3f} | "
-                  f"{r['output']:.3f} | {r['ratio']:.3f} | {np.median(pair):.3f} | {(pair > TARGET).mean():.0%} | {ok} |")
+                  f"{r['output']:.3f} | {r['ratio']:.3f} | {np.median(pair):.3f} | {(pair > TARGET).mean():.0%} "
+                  f"| {ok} |")
     (out / "video_stability.json").write_text(json.dumps(
-        {"clip": str(args.clip), "run": str(args.run), "seconds": seconds, "frames": frames,
+        {"clip": str(args.clip), "run": str(args.run), "from": args.source, "seconds": seconds, "frames": frames,
          "edit_s": edit_s, "metric_s": metric_s,
          "results": {t: dict(rows) for t, rows in results.items()}}, indent=2) + "\n")
 
