@@ -18,8 +18,8 @@ Every model trains with its own losses at its cpu-64 preset's narrow widths (BEN
 batch --batch, for --steps steps: the same image budget for every model. With `--preset cpu-64` each model trains
 at that preset instead, whole (its size, steps, batch, lr, widths and losses, as `fex train --preset cpu-64`), so
 one command gives every row at the budget a user gets; results then go to OUT-cpu-64. Then `fextrain.evaluate.evaluate_run`
-(the `fex eval` code, sections judge, edit_strength, sharpness, identity, colour, collapse and outside_judge)
-gives the headline:
+(the `fex eval` code, sections judge, edit_strength, sharpness, identity, identity_transfer, colour, collapse and
+outside_judge) gives the headline:
 
 * expression: the robust judge's accuracy on the edits at their target, over its accuracy on real test faces;
 * reach target: share of edits whose source the judge did not already read as the target that it reads as
@@ -29,7 +29,10 @@ gives the headline:
 * identity: share of edits within 0.6 of their source's dlib descriptor, with the share of edits where
   a face is found;
 * gray +chroma: channel spread an edit adds to a grayscale source, in levels (a gray face must come back gray);
-* collapse: how much edits of different sources differ at one target, relative to the sources.
+* collapse: how much edits of different sources differ at one target, relative to the sources;
+* DE-GAN, which edits identity and not expression, has its own two columns instead of expression and reach:
+  expression kept (share of edits the judge reads as the source's affect) and identity reached (share of
+  found edits within 0.6 of the target identity's mean dlib descriptor).
 
 `--real` measures on real people instead (issue 23): benchmarks/real_faces.py's manifests of about 1,350 public
 expression photographs (JAFFE, CK+48, KDEF, a Taiwanese corpus; gray and colour; benchmarks/REAL_FACES.md), built
@@ -76,8 +79,10 @@ SPLITS = {
     "frame": ["--split", "frame", "--blocks", "4", "--guard", "0", *RAMP],
     "identity": ["--split", "identity", "--fractions", "0.67,0.33", *RAMP],
 }
-SECTIONS = ["judge", "edit_strength", "sharpness", "identity", "colour", "collapse", "outside_judge"]
-COLUMNS = ("expression", "reached", "outside_judge", "sharpness", "identity", "faces_found", "gray_chroma", "collapse")
+SECTIONS = ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "colour", "collapse",
+            "outside_judge"]
+COLUMNS = ("expression", "reached", "outside_judge", "sharpness", "identity", "faces_found", "gray_chroma", "collapse",
+           "expression_kept", "identity_reached")
 
 
 def fex(args: list[str]) -> None:
@@ -107,15 +112,19 @@ def demo_manifests(root: Path) -> dict[str, Path]:
 
 
 def headline(metrics: dict) -> dict[str, float | None]:
-    """The headline's numbers, plus the share of edits where a face was found."""
+    """The headline's numbers, plus the share of edits where a face was found. An identity editor (DE-GAN)
+    has no expression edit: its expression and reach are None, and its own measure fills expression_kept
+    and identity_reached instead."""
     h, ident = metrics["headline"], metrics["identity"]
     found = 1 - ident["generated_face_not_found"] / ident["pairs"] if ident["pairs"] else None
     gray = metrics.get("colour", {}).get("gray", {})
-    return {"expression": h["expression"]["value"], "reached": metrics.get("edit_strength", {}).get("reached_share"),
-            "outside_judge": h.get("outside_judge", {}).get("value"), "sharpness": h["sharpness"]["value"],
+    value = lambda key: h.get(key, {}).get("value")  # noqa: E731
+    return {"expression": value("expression"), "reached": metrics.get("edit_strength", {}).get("reached_share"),
+            "outside_judge": value("outside_judge"), "sharpness": h["sharpness"]["value"],
             "identity": h["identity"]["value"], "faces_found": found,
             "gray_chroma": gray.get("added_chroma") if gray.get("sources") else None,
-            "collapse": h["collapse"]["value"], "collapsed": bool(metrics["collapse"]["collapsed"])}
+            "collapse": h["collapse"]["value"], "collapsed": bool(metrics["collapse"]["collapsed"]),
+            "expression_kept": value("expression_kept"), "identity_reached": value("identity_reached")}
 
 
 def parse_ablation(spec: str) -> tuple[str, dict[str, dict]]:
@@ -245,13 +254,14 @@ def main() -> None:
 
     print(f"\ntotal {time.perf_counter() - started:.0f} s; mean ± sd over seeds\n")
     print("| split | model | seeds | expression (judge / real) | reach target | outside judge / real | sharpness | "
-          "identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) | DE-GAN: expression kept | "
+          "DE-GAN: identity reached |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for split, by_model in results.items():
         for model, rows in by_model.items():
             collapsed = sum(r["collapsed"] for r in rows)
             cells = [spread([r[c] for r in rows]) for c in COLUMNS]
-            cells[-1] += f" ({collapsed} collapsed)" if collapsed else ""
+            cells[COLUMNS.index("collapse")] += f" ({collapsed} collapsed)" if collapsed else ""
             print(f"| {split} | {model} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
