@@ -76,7 +76,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         cls = _model(self.model)
-        _check_preset(cls, self.preset)
+        if self.preset == "auto" or not isinstance(self.preset, str):  # only from_dict knows the device auto means
+            raise ConfigError(f"preset {self.preset!r} must be resolved to a name first: build the config with "
+                              "from_dict or resolve")
         paper = cls.defaults
         self.steps = paper.steps if self.steps is None else self.steps
         self.batch = paper.batch if self.batch is None else self.batch
@@ -113,8 +115,6 @@ def preset_names(cls: type[GANModel]) -> tuple[str, ...]:
 
 
 def _check_preset(cls: type[GANModel], name: Any) -> None:
-    if name == "auto":  # only from_dict knows the device it stands for
-        raise ConfigError("preset auto must be resolved first: build the config with from_dict or resolve")
     if name != "paper" and (not isinstance(name, str) or name not in cls.presets):
         raise ConfigError(f"unknown preset {name!r} for model {cls.name}; its presets: "
                           f"{', '.join(preset_names(cls))}",
@@ -244,14 +244,18 @@ def _number(value: Any, kind: type, key: str) -> int | float:
     return number
 
 
-def from_dict(data: dict[str, Any]) -> TrainConfig:
+def from_dict(data: dict[str, Any], *, saved: bool = False) -> TrainConfig:
     """Build a TrainConfig from a (possibly partial, nested) dict; unknown keys are errors. `data["preset"]`'s
-    settings lie under everything else in `data` (a None there is unset: the preset's value, else the paper's)."""
+    settings lie under everything else in `data` (a None there is unset: the preset's value, else the paper's).
+
+    `saved`: `data` is a run's resolved config (RUN/config.json, a checkpoint's), which holds every setting
+    already, so its preset only records how the run was made: a preset retuned or removed since changes
+    nothing and breaks nothing in it."""
     data = dict(data)
     if "target_law" in data or "target_sigma" in data:  # configs of fex <= 0.1 kept these at the top
         data["loss"] = {**(data.get("loss") or {}), **{k: data.pop(k) for k in ("target_law", "target_sigma")
                                                        if k in data}}
-    if "preset" in data:
+    if "preset" in data and not saved:
         layer = _preset_layer(data)
         data = merge(layer, {k: v for k, v in data.items() if v is not None})
     return _build(TrainConfig, data, "")
@@ -335,7 +339,7 @@ def resolve(out: str | os.PathLike, *, resume: bool = False, config_file: str | 
     if model and data.get("model") != model:
         raise ConfigError(f"cannot resume {out}: model changed from {model} to {data.get('model')}",
                           hint="resume without --model, or start a new run with another --out")
-    cfg = from_dict(data)
+    cfg = from_dict(data, saved=made_with is not None)
     # The saved settings lie over any preset, so another one would change nothing but the name it records.
     if made_with and cfg.preset != made_with:
         raise ConfigError(f"cannot resume {out}: preset changed from {made_with} to {cfg.preset}",

@@ -310,7 +310,7 @@ def check_resumable(cfg: TrainConfig, saved: TrainConfig) -> None:
 
 def _resume_step(cfg: TrainConfig, state: dict[str, Any], log: Callable[[str], None]) -> int:
     """The checkpoint's step, once its config is checked against `cfg` (other library versions are only noted)."""
-    saved = from_dict(state["config"])
+    saved = from_dict(state["config"], saved=True)
     check_resumable(cfg, saved)
     moved = [f"{k} {v} -> {cfg.versions[k]}" for k, v in saved.versions.items() if cfg.versions.get(k, v) != v]
     if moved:

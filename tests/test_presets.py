@@ -96,6 +96,25 @@ def test_resume_keeps_the_runs_preset_and_refuses_another(tmp_path):
     assert "another --out" in err.value.hint
 
 
+def test_a_saved_run_outlives_its_preset_being_retuned_or_removed(manifest, tmp_path, monkeypatch):
+    """A run's config.json and checkpoint hold every setting, so a preset changed in a later fex release neither
+    changes the run when it resumes or loads for an edit nor makes it unreadable."""
+    from fextrain.models import load_editor, load_run
+
+    run = tmp_path / "run"
+    train(from_dict({"model": "fexgan", "preset": "cpu-64", **_small(manifest, run)}), progress=False,
+          log=lambda _msg: None)
+    made = json.loads((run / "config.json").read_text())
+    monkeypatch.setattr(MODELS["fexgan"], "presets", {})  # the preset is gone
+    cfg = resolve(run, resume=True, options={"steps": 2})
+    assert (cfg.preset, cfg.arch, cfg.steps) == ("cpu-64", made["arch"], 2)
+    assert train(cfg, resume=True, progress=False, log=lambda _msg: None).step == 2
+    assert load_run(run, "cpu")[0].arch == made["arch"] and load_editor(run).step == 2
+    # a new run still cannot name it
+    with pytest.raises(ConfigError, match="unknown preset 'cpu-64' for model fexgan; its presets: auto, paper$"):
+        from_dict({"model": "fexgan", "preset": "cpu-64"})
+
+
 def test_cli_default_auto_trains_cpu64_names_it_and_refuses_another_on_resume(manifest, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--manifest", str(manifest), "--out", str(run), "--device", "cpu", "--amp", "off",

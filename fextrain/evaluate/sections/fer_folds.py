@@ -65,7 +65,7 @@ class FerFoldsSection(Section):
                     "device": ctx.device, "cache_dir": o.cache_dir or "", "affects": [], "identities": []}
         if o.fer_steps:
             settings["steps"] = o.fer_steps
-        cfg = from_dict(settings)
+        cfg = from_dict(settings, saved=True)
         result = train(cfg, resume=(out / CHECKPOINT).is_file(), progress=o.progress, log=ctx.say)
         if result.status == "interrupted":
             raise EvalError(f"training fold {fold} was interrupted", hint="run the same `fex eval` again to resume it")
