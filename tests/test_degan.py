@@ -205,3 +205,25 @@ def test_fex_edit_draws_a_photo_on_a_chosen_identity(tmp_path, tmp_path_factory)
     res = CliRunner().invoke(fex, ["edit", str(fexgan), str(photo), "--to", "joy", "--identity", names[0], "--out",
                                    str(tmp_path / "bad2"), "--quiet"])
     assert res.exit_code == 2 and "edits expressions, not identities" in res.output
+
+
+
+def test_eval_figure_draws_each_source_as_train_identities(tmp_path):
+    """`fex eval`'s figure for an identity editor: its columns are train identities (the affect figures, mixed
+    and intensity, would repeat one picture per row, so they are not drawn)."""
+    import cv2
+    from _eval_fixtures import train_tiny_run, write_face_manifest
+
+    from fextrain.evaluate import evaluate_run
+
+    (tmp_path / "data").mkdir()
+    manifest = write_face_manifest(tmp_path / "data", per_affect=1)  # 3 train identities, 2 test ones
+    run = train_tiny_run(manifest, tmp_path / "run", steps=2, model="degan")
+    result = evaluate_run(run, manifest, tmp_path / "eval", sections=["figures"], device="cpu", progress=False)
+    assert [f["file"] for f in result.metrics["figures"]["files"]] == ["figures/identities.png"]
+    assert [p.name for p in (tmp_path / "eval" / "figures").iterdir()] == ["identities.png"]
+    grid = cv2.imread(str(tmp_path / "eval" / "figures" / "identities.png"))
+    cell, gap, label_h, label_w = 96, 2, 22, 72  # fextrain.evaluate.grids.image_grid's layout
+    assert grid.shape[:2] == (label_h + 2 * (cell + gap) + gap, label_w + 4 * (cell + gap) + gap)  # source + 3
+    tile = lambda c: grid[label_h + gap:label_h + gap + cell, label_w + gap + c * (cell + gap):][:, :cell]  # noqa: E731
+    assert not np.array_equal(tile(1), tile(3))  # the first row drawn as two different train identities

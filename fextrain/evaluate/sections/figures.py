@@ -47,11 +47,13 @@ def figure_sources(ds: FaceDataset, limit: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def _sweep_grid(ctx: EvalContext, sources: np.ndarray, source_affects: np.ndarray, labels: list[str],
-                targets: list[torch.Tensor], headers: list[str]) -> np.ndarray:
-    """Per source row: the source, then its edit to each target vector (vectors may be mixed or scaled)."""
+                targets: list[torch.Tensor], headers: list[str], identities: list[int] | None = None) -> np.ndarray:
+    """Per source row: the source, then its edit to each target vector (vectors may be mixed or scaled), or,
+    with `identities` (an identity editor), the source drawn as each of those train identities."""
     m = len(targets)
+    ids = None if identities is None else np.tile(np.asarray(identities, np.int64), len(sources))
     edits = ctx.edit(np.repeat(sources, m, axis=0), np.repeat(source_affects, m),
-                     torch.stack(targets).repeat(len(sources), 1))
+                     torch.stack(targets).repeat(len(sources), 1), identities=ids)
     rows = [[sources[i], *edits[i * m : (i + 1) * m]] for i in range(len(sources))]
     return image_grid(rows, col_labels=["source", *headers], row_labels=labels, cell=ctx.options.cell)
 
@@ -70,6 +72,10 @@ class FiguresSection(Section):
         ctx.say("figures")
         sources, source_affects, labels = figure_sources(ctx.test, o.figure_identities)
         unit = {a: one_hot(torch.tensor([i]), k)[0] for i, a in enumerate(affects)}
+        if ctx.identity_edit:  # DE-GAN ignores affect vectors: its figure is who, not which expression
+            return self._write(ctx, [("identities.png", "Each test identity's source drawn as train identities "
+                                      "(its own expression kept)", *self._identity_columns(ctx, unit))],
+                               sources, source_affects, labels)
         grids = [("identities.png", "Each test identity's neutral source turned into every affect",
                   [unit[a] for a in affects], affects)]
         pairs = [(a, b) for a, b in MIXED_PAIRS if a in unit and b in unit]
@@ -80,10 +86,24 @@ class FiguresSection(Section):
         a = o.sweep_affect
         grids.append(("intensity.png", f"Intensity sweep: weight of '{a}' from {min(o.sweep):g} to {max(o.sweep):g}",
                       [w * unit[a] for w in o.sweep], [f"{w:g}*{a}" for w in o.sweep]))
+        return self._write(ctx, [(*g, None) for g in grids], sources, source_affects, labels)
+
+    @staticmethod
+    def _identity_columns(ctx: EvalContext, unit: dict[str, torch.Tensor]) -> tuple[list, list[str], list[int]]:
+        """(target vectors, headers, identity ids) of up to as many train identities as the figure has rows."""
+        names = list(ctx.editor.identities)
+        ids = np.linspace(0, len(names) - 1, min(len(names), max(ctx.options.figure_identities, 2))).round()
+        ids = sorted({int(i) for i in ids})
+        vector = next(iter(unit.values()))  # ignored by the model; the edit call wants one per column
+        return [vector] * len(ids), [names[i].split(":", 1)[-1] for i in ids], ids
+
+    @staticmethod
+    def _write(ctx: EvalContext, grids: list, sources: np.ndarray, source_affects: np.ndarray,
+               labels: list[str]) -> dict[str, Any]:
         files = []
-        for name, caption, targets, headers in grids:
+        for name, caption, targets, headers, identities in grids:
             write_png(ctx.out_dir / "figures" / name,
-                      _sweep_grid(ctx, sources, source_affects, labels, targets, headers))
+                      _sweep_grid(ctx, sources, source_affects, labels, targets, headers, identities))
             files.append({"file": f"figures/{name}", "caption": caption})
         return {"files": files}
 
