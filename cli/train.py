@@ -20,14 +20,14 @@ def _paper(key: str) -> str:
 
 
 def _models_help() -> str:
-    """Each model's summary, and under it its presets' size, steps and batch."""
+    """Each model's summary, and under it each preset: its size, steps and batch, and what it was measured to do."""
     width = max(map(len, MODELS)) + 1
     lines = []
     for name, cls in sorted(MODELS.items()):
         lines.append(f"{name:<{width}} {cls.summary}")
         if cls.presets:
-            lines.append(" " * (width + 1) + "; ".join(f"--preset {key}: {p.size} px, {p.steps} steps, batch {p.batch}"
-                                                       for key, p in cls.presets.items()))
+            lines += [" " * (width + 1) + f"--preset {key}: {p.size} px, {p.steps} steps, batch {p.batch}"
+                      + (f"; {p.note}" if p.note else "") for key, p in cls.presets.items()]
     return "\n".join(lines)
 # CLI option -> config key, for the options that map one to one.
 _OPTIONS = ("manifest", "model", "preset", "size", "steps", "batch", "lr", "device", "seed", "compile",

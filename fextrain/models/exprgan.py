@@ -303,10 +303,11 @@ class ExprGAN(GANModel):
     # The paper's Adam settings and batch; it gives no iteration count (ours).
     defaults = Optim(steps=50_000, batch=48, lr=2e-4, betas=(0.5, 0.999))
     presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
-        size=64, steps=8000, batch=16,
-        arch={"enc_base": 16, "enc_max": 256, "dec_base": 16, "d_widths": [8, 16, 32, 64], "d_fc": 256},
-        loss={"id_net": {"width": 16}},
-        note="64 px on 2 CPU cores within an hour: narrow widths; budget being measured (issue 24)")}
+        size=64, steps=6000, batch=16,
+        arch={"enc_base": 16, "enc_max": 256, "dec_base": 16, "d_widths": [8, 16, 32, 64], "d_fc": 256, "id_dim": 128},
+        loss={"id_net": {"width": 16}, "stage2_start": 0.05, "stage3_start": 0.2, "lambda_adv_img": 0.05},
+        note="49 CPU-min; demo frame split: expression 0.87, sharpness 0.40, faces found 37%: "
+             "misses sharpness and identity (docs/models.md, Presets)")}
     paired = False  # it learns by reconstructing x from its own label's code
     metrics = ("g_total", "g_pixel", "g_id", "g_q", "g_adv_img", "g_adv_z", "g_tv",
                "d_img", "d_q", "d_z", "acc_real", "acc_fake")
