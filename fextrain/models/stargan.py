@@ -147,8 +147,8 @@ class StarGAN(GANModel):
         size=64, steps=1400, batch=16, lr=2e-4,
         # D at the official width: at d_conv_dim 32 its affect classifier stayed at chance (docs/models.md, Presets)
         arch={"g_conv_dim": 16, "g_repeat": 4, "d_conv_dim": 64, "d_repeat": 5}, loss={"n_critic": 1},
-        note="about 60 CPU-min; D at the official width, as at half of it its affect classifier "
-             "stayed at chance (docs/models.md, Presets)")}
+        note="68 CPU-min under load; demo frame split: expression 0.89 but sharpness 0.34 and faces "
+             "found 85%: misses sharpness and identity")}
     paired = False
     metrics = ("g_total", "g_fake", "g_cls", "g_rec", "d_total", "d_real", "d_fake", "d_cls", "d_gp",
                "acc_real_cls", "acc_fake_cls")
