@@ -207,7 +207,6 @@ def test_fex_edit_draws_a_photo_on_a_chosen_identity(tmp_path, tmp_path_factory)
     assert res.exit_code == 2 and "edits expressions, not identities" in res.output
 
 
-
 def test_eval_figure_draws_each_source_as_train_identities(tmp_path):
     """`fex eval`'s figure for an identity editor: its columns are train identities (the affect figures, mixed
     and intensity, would repeat one picture per row, so they are not drawn)."""

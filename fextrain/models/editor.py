@@ -125,8 +125,8 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{run_dir}: not a fex run directory (no {CHECKPOINT} or {GENERATOR})")
     ed = load_editor(run_dir, device)
     nets = ed.gan.networks()
-    return (from_dict(ed.config, saved=True), nets["generator"], nets["discriminator"] if ed.has_discriminator else None,
-            ed.step)
+    discriminator = nets["discriminator"] if ed.has_discriminator else None
+    return from_dict(ed.config, saved=True), nets["generator"], discriminator, ed.step
 
 
 __all__ = ["Editor", "load_editor", "load_run"]
