@@ -72,40 +72,36 @@ class FiguresSection(Section):
         ctx.say("figures")
         sources, source_affects, labels = figure_sources(ctx.test, o.figure_identities)
         unit = {a: one_hot(torch.tensor([i]), k)[0] for i, a in enumerate(affects)}
+        # (file, caption, target vectors, column headers, train identities per column or None)
         if ctx.identity_edit:  # DE-GAN ignores affect vectors: its figure is who, not which expression
-            return self._write(ctx, [("identities.png", "Each test identity's source drawn as train identities "
-                                      "(its own expression kept)", *self._identity_columns(ctx, unit))],
-                               sources, source_affects, labels)
-        grids = [("identities.png", "Each test identity's neutral source turned into every affect",
-                  [unit[a] for a in affects], affects)]
-        pairs = [(a, b) for a, b in MIXED_PAIRS if a in unit and b in unit]
-        if pairs:
-            grids.append(("mixed.png", "Mixed expressions: two affects at weight 1 each, next to each alone",
-                          [v for a, b in pairs for v in (unit[a], unit[b], unit[a] + unit[b])],
-                          [h for a, b in pairs for h in (a, b, f"{a}+{b}")]))
-        a = o.sweep_affect
-        grids.append(("intensity.png", f"Intensity sweep: weight of '{a}' from {min(o.sweep):g} to {max(o.sweep):g}",
-                      [w * unit[a] for w in o.sweep], [f"{w:g}*{a}" for w in o.sweep]))
-        return self._write(ctx, [(*g, None) for g in grids], sources, source_affects, labels)
-
-    @staticmethod
-    def _identity_columns(ctx: EvalContext, unit: dict[str, torch.Tensor]) -> tuple[list, list[str], list[int]]:
-        """(target vectors, headers, identity ids) of up to as many train identities as the figure has rows."""
-        names = list(ctx.editor.identities)
-        ids = np.linspace(0, len(names) - 1, min(len(names), max(ctx.options.figure_identities, 2))).round()
-        ids = sorted({int(i) for i in ids})
-        vector = next(iter(unit.values()))  # ignored by the model; the edit call wants one per column
-        return [vector] * len(ids), [names[i].split(":", 1)[-1] for i in ids], ids
-
-    @staticmethod
-    def _write(ctx: EvalContext, grids: list, sources: np.ndarray, source_affects: np.ndarray,
-               labels: list[str]) -> dict[str, Any]:
+            grids = [("identities.png", "Each test identity's source drawn as train identities (its own "
+                      "expression kept)", *self._identity_columns(ctx, unit[affects[0]]))]
+        else:
+            grids = [("identities.png", "Each test identity's neutral source turned into every affect",
+                      [unit[a] for a in affects], affects, None)]
+            pairs = [(a, b) for a, b in MIXED_PAIRS if a in unit and b in unit]
+            if pairs:
+                grids.append(("mixed.png", "Mixed expressions: two affects at weight 1 each, next to each alone",
+                              [v for a, b in pairs for v in (unit[a], unit[b], unit[a] + unit[b])],
+                              [h for a, b in pairs for h in (a, b, f"{a}+{b}")], None))
+            a = o.sweep_affect
+            grids.append(("intensity.png", f"Intensity sweep: weight of '{a}' from {min(o.sweep):g} to "
+                          f"{max(o.sweep):g}", [w * unit[a] for w in o.sweep], [f"{w:g}*{a}" for w in o.sweep], None))
         files = []
         for name, caption, targets, headers, identities in grids:
             write_png(ctx.out_dir / "figures" / name,
                       _sweep_grid(ctx, sources, source_affects, labels, targets, headers, identities))
             files.append({"file": f"figures/{name}", "caption": caption})
         return {"files": files}
+
+    @staticmethod
+    def _identity_columns(ctx: EvalContext, vector: torch.Tensor) -> tuple[list, list[str], list[int]]:
+        """(target vectors, headers, identity ids) of up to as many train identities as the figure has rows;
+        `vector` fills the target of every column (the model ignores it, the edit call wants one)."""
+        names = list(ctx.editor.identities)
+        ids = np.linspace(0, len(names) - 1, min(len(names), max(ctx.options.figure_identities, 2))).round()
+        ids = sorted({int(i) for i in ids})
+        return [vector] * len(ids), [names[i].split(":", 1)[-1] for i in ids], ids
 
     def html(self, r: dict[str, Any], out_dir: Path) -> str:
         return "".join(embedded_png(out_dir / f["file"], f["caption"]) for f in r["files"])
