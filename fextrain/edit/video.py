@@ -11,7 +11,9 @@ parts (the outputs' "done" marks); a truncated source (fewer frames than its con
 with no face at all is rejected and leaves no output.
 
 Estimated source affects are smoothed over the frames of one track (an exponential average of the
-probabilities, reset at every cut), so the source condition does not flicker with the estimate's noise.
+probabilities, reset at every cut), so the source condition does not flicker with the estimate's noise; so is
+what the model adds to each face (a warping model's fields, another's change to the crop), so the edit does
+not flicker with the alignment's noise.
 
 `--faces all` and `--face N|x,y` follow every face with its own tracker (fextrain.edit.faces.FaceTracks),
 each track with its own alignment smoother and source average; a frame is edited once every face of it has
@@ -45,7 +47,25 @@ from fextrain.edit.paste import sharpness_ratio
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
-SOURCE_EMA = 0.3   # weight of the newest frame in the smoothed source-affect probabilities
+# Weight of the newest frame in the per-track averages (docs/edit.md, "Videos", has the measurements):
+SOURCE_EMA = 0.3   # the estimated source-affect probabilities
+EDIT_EMA = 0.5     # what the model adds to each face: a warping model's fields, else the crop's change
+
+
+class _Average:
+    """Exponential averages over the consecutive frames of a track, one per key; each restarts at a cut or
+    after a frame without its face."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+        self._last: dict = {}   # key -> (frame index, average)
+
+    def __call__(self, key, index: int, cut: bool, value: np.ndarray) -> np.ndarray:
+        prev = self._last.get(key)
+        if prev is not None and not cut and index == prev[0] + 1:
+            value = self.weight * value + (1 - self.weight) * prev[1]
+        self._last[key] = (index, value)
+        return value
 
 
 @dataclass
@@ -81,7 +101,8 @@ class _Pass:
     rows: dict[str, list] = field(default_factory=dict)
     stats: VideoStats = field(default_factory=VideoStats)
     grid: tuple[int, np.ndarray, list] | None = None  # frame index, source image, face boxes
-    _probs: dict[int, np.ndarray] = field(default_factory=dict)   # smoothed source estimate per track
+    _sources_avg: _Average = field(default_factory=lambda: _Average(SOURCE_EMA))   # per track
+    _edits_avg: _Average = field(default_factory=lambda: _Average(EDIT_EMA))       # per (target, track)
     follow: _Follow | None = None
 
     def process(self, batch: list[_Frame]) -> None:
@@ -102,6 +123,7 @@ class _Pass:
                             np.asarray([v for _, _, v in jobs], np.float32))
                 generated, fields = (ctx.model.edit_with_fields(*batch_in) if ctx.warp
                                      else (ctx.model.edit(*batch_in), [None] * len(jobs)))
+                self._steady(jobs, entries, crops, generated, fields)
                 # Per (target, frame), its faces' jobs in track order: pasted together into one output frame.
                 per_frame: dict[tuple[int, int], list] = {}
                 for (ti, ei, vec), gen, field in zip(jobs, generated, fields):
@@ -132,12 +154,21 @@ class _Pass:
         if not sources.estimating or self.item.affect is not None:
             return sources.decide(crops, self.item.affect)
         probs, by = sources.probs(crops)
-        smoothed = np.empty_like(probs)
-        for i, (_, track, cut) in enumerate(entries):
-            prev = None if cut else self._probs.get(track)
-            self._probs[track] = probs[i] if prev is None else SOURCE_EMA * probs[i] + (1 - SOURCE_EMA) * prev
-            smoothed[i] = self._probs[track]
+        smoothed = np.stack([self._sources_avg(track, frame.index, cut, p)
+                             for p, (frame, track, cut) in zip(probs, entries)])
         return sources.decide(crops, None, smoothed, by)
+
+    def _steady(self, jobs: list, entries: list, crops: np.ndarray, generated: np.ndarray, fields: list) -> None:
+        """Average what the model adds to each face over the frames of its track, per target, in place: the
+        model's answer to a face moves with alignment noise from frame to frame, which pasted back is a flicker
+        inside the face. A warping model's fields are averaged, another model's change to the crop."""
+        for j, (ti, ei, _) in enumerate(jobs):
+            frame, track, cut = entries[ei]
+            if self.ctx.warp:
+                fields[j] = self._edits_avg((ti, track), frame.index, cut, fields[j])
+            else:
+                change = self._edits_avg((ti, track), frame.index, cut, generated[j].astype(np.float32) - crops[ei])
+                generated[j] = np.clip(np.rint(crops[ei] + change), 0, 255).astype(np.uint8)
 
     def _keep_grid(self, frames: list[_Frame]) -> None:
         """Keep the first face frame at or after the middle of the range (or the last one before it)."""
