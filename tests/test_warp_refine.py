@@ -17,7 +17,7 @@ from fexdata.images import read_rgb
 from fextrain.augment import AugmentConfig, augment_pairs, move_points, random_affines
 from fextrain.edit.paste import paste, paste_warp
 from fextrain.models import build_model, one_hot
-from fextrain.models.warp_refine import landmark_error, luminance, refine, warp
+from fextrain.models.warp_refine import landmark_error, landmark_terms, luminance, refine, warp
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -86,6 +86,23 @@ def test_the_landmark_term_is_zero_when_the_flow_carries_target_landmarks_onto_t
     source[0, 0, 0] = float("nan")  # a face without landmarks is left out, not averaged in
     assert float(landmark_error(flow, source, target)) < 1e-4
 
+
+
+def test_the_motion_shortfall_counts_only_motion_missing_whatever_its_direction():
+    size, shift = 64, torch.tensor([0.05, -0.02])
+    target = torch.rand(2, 68, 2, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.6
+    source = target + shift
+    pixels = float(shift.norm() * 32)
+
+    def shortfall(dx: float, dy: float) -> float:
+        flow = torch.zeros(2, 2, size, size)
+        flow[:, 0], flow[:, 1] = dx, dy
+        return float(landmark_terms(flow, source, target)[1])
+    assert shortfall(0.05, -0.02) < 1e-4                           # the person's whole motion
+    assert shortfall(0.0, 0.0) == pytest.approx(pixels, rel=1e-4)   # none of it: a copy
+    assert shortfall(0.025, -0.01) == pytest.approx(pixels / 2, rel=1e-4)
+    assert shortfall(0.10, -0.04) < 1e-4                            # more than the person: no shortfall
+    assert shortfall(-0.02, -0.05) < 1e-4                           # as long, another way: the error's job
 
 def test_landmarks_follow_the_augmentation_of_their_image():
     size, n = 64, 6
@@ -231,3 +248,32 @@ def test_a_model_that_jitters_from_frame_to_frame_does_not_flicker_in_the_video(
     monkeypatch.setattr(video, "EDIT_EMA", 0.5)
     steady = face_error(tmp_path / "steady")
     assert steady < 0.8 * raw, (steady, raw)  # an average of weight 0.5 leaves 0.58 of the jitter
+
+
+def test_film_conditioning_starts_as_the_plain_generator_and_keeps_its_weight_names():
+    plain = _model()
+    torch.manual_seed(0)
+    film = build_model("warp-refine", size=64, num_affects=7, widths=[4, 8, 8, 16], d_widths=[8, 16, 32],
+                       condition="film").eval()
+    keys, film_keys = set(plain.generator.state_dict()), set(film.generator.state_dict())
+    assert keys < film_keys and all(".film." in k for k in film_keys - keys)  # saved runs keep loading
+    film.generator.load_state_dict(plain.generator.state_dict(), strict=False)
+    x, s, t = _texture(), one_hot(torch.tensor([4, 4]), 7), one_hot(torch.tensor([3, 6]), 7)
+    with torch.no_grad():
+        for a, b in zip(plain.generator(x, s, t), film.generator(x, s, t)):
+            assert torch.allclose(a, b, atol=1e-6)  # FiLM starts as the identity
+
+
+def test_film_and_the_motion_term_train(tmp_path: Path):
+    from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
+    from fextrain.train import train
+
+    cfg = tiny_config(write_tiny_manifest(tmp_path / "data"), tmp_path / "run", "warp-refine", steps=60, batch=8,
+                      lr=1e-3, log_every=10, arch={**TINY_ARCHS["warp-refine"], "condition": "film"},
+                      loss={"lambda_motion": 1.0})
+    train(cfg, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["arch"]["condition"] == "film"
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rec = [r["g_l1"] for r in rows if "g_l1" in r]
+    assert (rec[-1] + rec[-2]) / 2 < 0.75 * rec[0], rec
+    assert all(np.isfinite(r["g_motion"]) for r in rows if "g_motion" in r)

@@ -53,6 +53,10 @@ class WarpRefineConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder channels at size, size/2, size/4, size/8
     max_shift: float = 0.25  # largest flow, as a fraction of the crop's half-side (0.25: 1/8 of the crop)
     d_widths: tuple[int, ...] = (64, 128, 256)
+    # How the source/target affects reach the generator: "input" (constant planes beside the image, as StarGAN
+    # does: instance norm removes a constant, so they reach the interior only through the borders' padding) or
+    # "film" (also a per-channel scale and shift of every block's normalised features).
+    condition: str = "input"
 
     def __post_init__(self) -> None:
         if self.size < 32 or self.size & (self.size - 1):
@@ -64,14 +68,28 @@ class WarpRefineConfig:
         if len(self.widths) != 4:
             raise ValueError(f"widths must give 4 channel counts (size, /2, /4, /8); got {list(self.widths)}")
         require_sizes(self, "widths", "d_widths")
+        if self.condition not in ("input", "film"):
+            raise ValueError(f"condition must be 'input' or 'film'; got {self.condition!r}")
         if not 0 < self.max_shift <= 1:
             raise ValueError(f"max_shift must be in (0, 1]; got {self.max_shift}")
 
 
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv (stride 1 or 2), instance norm, leaky ReLU: the generator's one block."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+class _Block(nn.Sequential):
+    """3x3 conv (stride 1 or 2), instance norm, leaky ReLU: the generator's one block. With `cond` > 0 the
+    normalised features are scaled and shifted per channel by a linear map of the condition vector (FiLM)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, cond: int = 0) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
                          nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2))
+        self.film = nn.Linear(cond, 2 * cout) if cond else None
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        conv, norm, act = self[0], self[1], self[2]
+        h = norm(conv(x))
+        if self.film is not None:
+            scale, shift = self.film(c.to(h.dtype))[:, :, None, None].chunk(2, 1)
+            h = h * (1 + scale) + shift
+        return act(h)
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -108,18 +126,22 @@ class Generator(nn.Module):
         self.cfg = cfg
         w0, w1, w2, w3 = cfg.widths
         k = cfg.num_affects
-        self.enc0 = _conv(3 + 2 * k, w0)
-        self.enc1 = _conv(w0, w1, 2)
-        self.enc2 = _conv(w1, w2, 2)
-        self.enc3 = nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3))
-        self.dec2 = _conv(w3 + w2, w2)  # at size/4, after upsampling size/8
+        c = 2 * k if cfg.condition == "film" else 0
+        self.enc0 = _Block(3 + 2 * k, w0, cond=c)
+        self.enc1 = _Block(w0, w1, 2, c)
+        self.enc2 = _Block(w1, w2, 2, c)
+        self.enc3 = nn.ModuleList([_Block(w2, w3, 2, c), _Block(w3, w3, cond=c)])
+        self.dec2 = _Block(w3 + w2, w2, cond=c)  # at size/4, after upsampling size/8
         self.to_flow = nn.Conv2d(w2, 2, 3, padding=1)
-        self.dec1 = _conv(w2 + w1, w1)  # at size/2
-        self.dec0 = _conv(w1 + w0 + 3, w0)  # at size, with the warped image
+        self.dec1 = _Block(w2 + w1, w1, cond=c)  # at size/2
+        self.dec0 = _Block(w1 + w0 + 3, w0, cond=c)  # at size, with the warped image
         self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.2)
+            elif isinstance(m, nn.Linear):  # FiLM starts as the identity
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
         with torch.no_grad():  # start as the identity warp with a faint residual
             self.to_flow.weight.zero_()
             self.to_flow.bias.zero_()
@@ -129,17 +151,18 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor, src_vec: torch.Tensor,
                 tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         size = x.shape[-1]
-        planes = torch.cat([src_vec, tgt_vec], 1).to(x.dtype)[:, :, None, None].expand(-1, -1, size, size)
-        e0 = self.enc0(torch.cat([x, planes], 1))
-        e1 = self.enc1(e0)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        d2 = self.dec2(torch.cat([_up(e3), e2], 1))
+        cond = torch.cat([src_vec, tgt_vec], 1).to(x.dtype)
+        planes = cond[:, :, None, None].expand(-1, -1, size, size)
+        e0 = self.enc0(torch.cat([x, planes], 1), cond)
+        e1 = self.enc1(e0, cond)
+        e2 = self.enc2(e1, cond)
+        e3 = self.enc3[1](self.enc3[0](e2, cond), cond)
+        d2 = self.dec2(torch.cat([_up(e3), e2], 1), cond)
         coarse = torch.tanh(self.to_flow(d2).float()) * self.cfg.max_shift
         flow = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
         warped = warp(x, flow)
-        d1 = self.dec1(torch.cat([_up(d2), e1], 1))
-        d0 = self.dec0(torch.cat([_up(d1), e0, warped.to(e0.dtype)], 1))
+        d1 = self.dec1(torch.cat([_up(d2), e1], 1), cond)
+        d0 = self.dec0(torch.cat([_up(d1), e0, warped.to(e0.dtype)], 1), cond)
         out = self.to_refine(d0).float()
         return flow, torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
 
@@ -150,18 +173,35 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def landmark_error(flow: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean distance (in 64-px-crop pixels) between where the flow sends each target landmark and the source's.
+def flow_at(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """[B, P, 2] the flow ([B,2,S,S]) at normalised positions `points` ([B, P, 2]), bilinear."""
+    return F.grid_sample(flow.float(), points[:, :, None, :].float(), mode="bilinear", padding_mode="border",
+                         align_corners=False)[..., 0].permute(0, 2, 1)
 
+
+def landmark_terms(flow: torch.Tensor, source: torch.Tensor,
+                   target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(landmark error, motion shortfall), both in 64-px-crop pixels, from the flow at the target frame's landmarks.
+
+    The error is the mean distance between where the flow sends each target landmark and the source's. The
+    shortfall is how much less the flow moves the landmarks than the person did, on average over a face
+    (relu of the difference of mean motion lengths): the error alone is met best by the mean motion over
+    people, which is about a quarter of any one person's (benchmarks/landmark_motion.py).
     source, target: [B, 68, 2] normalised landmark positions of the two frames; rows with any NaN are left out.
     """
     valid = torch.isfinite(source).all(2).all(1) & torch.isfinite(target).all(2).all(1)
     if not bool(valid.any()):
-        return flow.new_zeros(())
+        return flow.new_zeros(()), flow.new_zeros(())
     flow, source, target = flow[valid], source[valid], target[valid]
-    sampled = F.grid_sample(flow.float(), target[:, :, None, :].float(), mode="bilinear",
-                            padding_mode="border", align_corners=False)[..., 0].permute(0, 2, 1)  # [b, 68, 2]
-    return ((target + sampled - source).norm(dim=2) * 32.0).mean()
+    made, wanted = flow_at(flow, target), source - target
+    error = ((wanted - made).norm(dim=2) * 32.0).mean()
+    shortfall = torch.relu(wanted.norm(dim=2).mean(1) - made.norm(dim=2).mean(1)).mean() * 32.0
+    return error, shortfall
+
+
+def landmark_error(flow: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean distance (in 64-px-crop pixels) between where the flow sends each target landmark and the source's."""
+    return landmark_terms(flow, source, target)[0]
 
 
 @dataclass
@@ -170,6 +210,7 @@ class WarpRefineLoss:
     gamma: float = 10.0  # L1 of the edit to the real target frame
     gamma_warp: float = 5.0  # L1 of the warp alone to the target frame: geometry by the flow, not the residual
     lambda_lm: float = 5.0  # landmark correspondence of the flow (per 64-px pixel of error)
+    lambda_motion: float = 0.0  # * how much less the flow moves the landmarks than the person did (64-px pixels)
     mask_penalty: float = 0.5  # * mean(m): paint only where the warp cannot do it (0.05 painted dark blotches)
     flow_tv: float = 1.0  # * total variation of the flow (normalised units): no tearing
 
@@ -190,7 +231,7 @@ class WarpRefine(GANModel):
              "outside judge 0.61 of real (docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
-    metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_mask", "g_flow_tv",
+    metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
                "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")
     progress = ("g_l1", "g_lm", "d_total")
     reconstruction = "g_l1"
@@ -225,15 +266,16 @@ class WarpRefine(GANModel):
             g_cls = cross_entropy(g_fake_cls, b.target_affect)
             g_l1 = l1(x_gen, b.target)
             g_warp = l1(warped, b.target)
-            g_lm = (landmark_error(flow, b.landmarks, b.target_landmarks) if b.landmarks is not None
-                    else flow.new_zeros(()))
+            g_lm, g_motion = (landmark_terms(flow, b.landmarks, b.target_landmarks) if b.landmarks is not None
+                              else (flow.new_zeros(()), flow.new_zeros(())))
             g_mask = mask.mean()
             g_tv = total_variation(flow)
             g_loss = (g_adv + cfg.lambda_cls * g_cls + cfg.gamma * g_l1 + cfg.gamma_warp * g_warp
-                      + cfg.lambda_lm * g_lm + cfg.mask_penalty * g_mask + cfg.flow_tv * g_tv)
+                      + cfg.lambda_lm * g_lm + cfg.lambda_motion * g_motion + cfg.mask_penalty * g_mask
+                    + cfg.flow_tv * g_tv)
             ctx.update("generator", g_loss)
         out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
-               "g_mask": g_mask, "g_flow_tv": g_tv, **d, "acc_real_cls": accuracy(real_cls, b.affect),
+               "g_motion": g_motion, "g_mask": g_mask, "g_flow_tv": g_tv, **d, "acc_real_cls": accuracy(real_cls, b.affect),
                "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
         return {key: value.detach() for key, value in out.items()}
 
