@@ -97,8 +97,9 @@ def measure(editor, ds: FaceDataset, pairs: np.ndarray, points: np.ndarray, gain
         rows = affects[pairs[:, 1]] == a
         if int(rows.sum()) >= 10:
             per_affect[name] = round(share(at[rows], wanted[rows]), 2)
-    return {"pairs": len(pairs), "made": share(at, wanted), "population": share(mean, wanted), "oracle": share(oracle[has], wanted[has]),
-            "oracle_pairs": int(has.sum()), "error": float(((wanted - at).norm(dim=2) * 32).mean()),
+    return {"pairs": len(pairs), "made": share(at, wanted), "population": share(mean, wanted),
+            "oracle": share(oracle[has], wanted[has]), "oracle_pairs": int(has.sum()),
+            "error": float(((wanted - at).norm(dim=2) * 32).mean()),
             "no_flow_error": float((wanted.norm(dim=2) * 32).mean()), "per_target": per_affect}
 
 
@@ -128,8 +129,7 @@ def main() -> None:
         r = measure(editor, ds, pairs, points, args.gain, population)
         per = ", ".join(f"{a} {v:.2f}" for a, v in r["per_target"].items())
         print(f"| {split} | {r['pairs']} | {r['made']:.2f} | {r['population']:.2f} | {r['oracle']:.2f} "
-              f"({r['oracle_pairs']}) | "
-              f"{r['error']:.2f} ({r['no_flow_error']:.2f}) | {per} |")
+              f"({r['oracle_pairs']}) | {r['error']:.2f} ({r['no_flow_error']:.2f}) | {per} |")
 
 
 if __name__ == "__main__":

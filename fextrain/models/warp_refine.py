@@ -54,7 +54,7 @@ class WarpRefineConfig:
     max_shift: float = 0.25  # largest flow, as a fraction of the crop's half-side (0.25: 1/8 of the crop)
     d_widths: tuple[int, ...] = (64, 128, 256)
     # How the source/target affects reach the generator: "input" (constant planes beside the image, as StarGAN
-    # does: instance norm removes a constant, so they reach the interior only through the borders' padding) or
+    # does: instance norm removes a constant, so they reach the interior mostly through the borders' padding) or
     # "film" (also a per-channel scale and shift of every block's normalised features).
     condition: str = "input"
 
@@ -275,8 +275,8 @@ class WarpRefine(GANModel):
                     + cfg.flow_tv * g_tv)
             ctx.update("generator", g_loss)
         out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
-               "g_motion": g_motion, "g_mask": g_mask, "g_flow_tv": g_tv, **d, "acc_real_cls": accuracy(real_cls, b.affect),
-               "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
+               "g_motion": g_motion, "g_mask": g_mask, "g_flow_tv": g_tv, **d,
+               "acc_real_cls": accuracy(real_cls, b.affect), "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
         return {key: value.detach() for key, value in out.items()}
 
     def warp_fields(self, x: torch.Tensor, source_vec: torch.Tensor,
