@@ -227,8 +227,8 @@ class WarpRefine(GANModel):
     presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
         size=64, steps=4000, batch=16,
         arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
-        note="28 CPU-min; meets every target on the demo data (from 1,200 steps); unseen real people: "
-             "outside judge 0.61 of real (docs/models.md, warp-refine)")}
+        note="29 CPU-min; meets every target on the demo data (from 1,200 steps); unseen real people: "
+             "outside judge 0.59 of real, 3 seeds (docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
