@@ -17,7 +17,7 @@ from fexdata.images import read_rgb
 from fextrain.augment import AugmentConfig, augment_pairs, move_points, random_affines
 from fextrain.edit.paste import paste, paste_warp
 from fextrain.models import build_model, one_hot
-from fextrain.models.warp_refine import landmark_error, landmark_terms, luminance, refine, warp
+from fextrain.models.warp_refine import landmark_terms, luminance, refine, warp
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -80,12 +80,11 @@ def test_the_landmark_term_is_zero_when_the_flow_carries_target_landmarks_onto_t
     source = target + torch.tensor([0.05, -0.02])
     flow = torch.zeros(2, 2, size, size)
     flow[:, 0], flow[:, 1] = 0.05, -0.02
-    assert float(landmark_error(flow, source, target)) < 1e-4
-    assert float(landmark_error(torch.zeros_like(flow), source, target)) == pytest.approx(
+    assert float(landmark_terms(flow, source, target)[0]) < 1e-4
+    assert float(landmark_terms(torch.zeros_like(flow), source, target)[0]) == pytest.approx(
         float(torch.tensor([0.05, -0.02]).norm() * 32), rel=1e-4)
     source[0, 0, 0] = float("nan")  # a face without landmarks is left out, not averaged in
-    assert float(landmark_error(flow, source, target)) < 1e-4
-
+    assert float(landmark_terms(flow, source, target)[0]) < 1e-4
 
 
 def test_the_motion_shortfall_counts_only_motion_missing_whatever_its_direction():
@@ -103,6 +102,7 @@ def test_the_motion_shortfall_counts_only_motion_missing_whatever_its_direction(
     assert shortfall(0.025, -0.01) == pytest.approx(pixels / 2, rel=1e-4)
     assert shortfall(0.10, -0.04) < 1e-4                            # more than the person: no shortfall
     assert shortfall(-0.02, -0.05) < 1e-4                           # as long, another way: the error's job
+
 
 def test_landmarks_follow_the_augmentation_of_their_image():
     size, n = 64, 6

@@ -199,11 +199,6 @@ def landmark_terms(flow: torch.Tensor, source: torch.Tensor,
     return error, shortfall
 
 
-def landmark_error(flow: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean distance (in 64-px-crop pixels) between where the flow sends each target landmark and the source's."""
-    return landmark_terms(flow, source, target)[0]
-
-
 @dataclass
 class WarpRefineLoss:
     lambda_cls: float = 1.0  # affect classification: D on real faces, G on its edits at the target
@@ -272,7 +267,7 @@ class WarpRefine(GANModel):
             g_tv = total_variation(flow)
             g_loss = (g_adv + cfg.lambda_cls * g_cls + cfg.gamma * g_l1 + cfg.gamma_warp * g_warp
                       + cfg.lambda_lm * g_lm + cfg.lambda_motion * g_motion + cfg.mask_penalty * g_mask
-                    + cfg.flow_tv * g_tv)
+                      + cfg.flow_tv * g_tv)
             ctx.update("generator", g_loss)
         out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
                "g_motion": g_motion, "g_mask": g_mask, "g_flow_tv": g_tv, **d,
