@@ -33,10 +33,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Folder for metrics.json, report.html and figures/  [default: RUN/eval]")
 @click.option("--sections", callback=_names, default=None, metavar="A,B",
               help="Run only these sections (comma-separated): judge, edit_strength, sharpness, identity, "
-                   "identity_transfer, collapse, "
-                   "colour, outside_judge, frechet, discriminator, figures, intensity, augment, fer_folds  "
-                   "[default: all but the opt-in "
-                   "augment and fer_folds, which --augment and --fer-folds switch on]")
+                   "identity_transfer, collapse, colour, outside_judge, paired_truth, frechet, discriminator, figures, "
+                   "intensity, augment, fer_folds  [default: all but the opt-in augment and fer_folds, which "
+                   "--augment and --fer-folds switch on]")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--max-sources", type=click.IntRange(1), default=100, show_default=True,
               help="Test images edited into every affect (a seeded subset); 0 is not allowed, use --all-sources.")

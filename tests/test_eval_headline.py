@@ -1,5 +1,6 @@
 """The headline against generators whose answers are known: a copy, the same person's real face at the
-target, one prototype face per affect, a tint on gray faces (issues 23 and 24), plus the scores behind it.
+target, that face's change exaggerated, one prototype face per affect, a tint on gray faces (issues 23 and
+24), plus the scores behind it.
 
 The generators replace the model at `load_editor` (FunctionEditor): everything else is `fex eval`'s real
 code on real sample faces, a really trained judge and real dlib.
@@ -17,8 +18,10 @@ from fexdata.dataset import FaceDataset
 from fextrain.evaluate.judge import JudgeSettings, data_fingerprint, holdout_split, train_judge
 from fextrain.evaluate.run import evaluate_run
 from fextrain.evaluate.scores import above_real, expected_calibration_error, wilson_interval
+from fextrain.evaluate.degrade import blur_uint8
 from fextrain.evaluate.sections.colour import added_chroma, colour_cast, is_gray
 from fextrain.evaluate.sections.edit_strength import edit_strength
+from fextrain.evaluate.sections.paired_truth import face_ellipse, paired_truth, ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -94,6 +97,45 @@ def test_colour_measures_known_answers():
 
 
 # --- the calibrated judge -------------------------------------------------------------------------------
+
+def test_ssim_known_answers():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (32, 32))
+    region = face_ellipse(32)
+    assert ssim(a, a, region) == pytest.approx(1.0)
+    assert ssim(a, 255 - a, region) < 0  # inverted contrast: the structure term is negative
+    flat = np.full((32, 32), 100.0)
+    # Two flat images: only the luminance term is left, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1).
+    c1 = (0.01 * 255) ** 2
+    assert ssim(flat, flat + 50, region) == pytest.approx((2 * 100 * 150 + c1) / (100**2 + 150**2 + c1))
+    assert region[16, 16] and not region[0, 0] and not region[31, 16]
+
+
+def test_paired_truth_known_answers(faces):
+    """Each test face edited into every affect, scored against its own person's frames: a copy and a blurred
+    copy score 0 (the baseline is the source blurred to the edit's sharpness), the person's own frame at the
+    target above 1 (it is one of the truths), and a copy with a dark blotch over the mouth and a bright wash
+    over the brows, or the person's real change six times over, below 0."""
+    test = FaceDataset(faces[0], "test", size=64, progress=False)
+    img, who, aff, k = test.image_array(np.arange(len(test))), test.identity_ids, test.affect_ids, len(AFFECTS)
+    own = np.stack([img[np.flatnonzero((who == p) & (aff == a))[0]] for p in who for a in range(k)])
+    copy = np.repeat(img, k, axis=0)
+    blotched = copy.copy()
+    blotched[:, 44:52, 24:40] //= 3
+    blotched[:, 18:24, 20:44] = np.minimum(255, blotched[:, 18:24, 20:44].astype(np.int16) + 80)
+    six_times = np.clip(copy + 6.0 * (own.astype(np.float64) - copy), 0, 255).astype(np.uint8)
+
+    def score(edits):
+        return paired_truth(img, edits, who, aff, img, who, aff, k)
+
+    r = score(copy)
+    assert r["value"] == 0.0 and r["interval_95"] == [0.0, 0.0] and r["gain"] == 0.0
+    assert r["scored_pairs"] == len(img) * (k - 1) and r["oracle_gain"] > 0.05  # every test cell has 2 frames
+    assert abs(score(blur_uint8(copy, 1.0))["value"]) < 0.01
+    assert score(own)["value"] > 1.0 and score(own)["interval_95"][0] > 1.0
+    for torn in (blotched, six_times):
+        assert score(torn)["interval_95"][1] < 0
+
 
 def test_holdout_takes_whole_identities_or_says_frames():
     s = JudgeSettings(holdout=0.2, seed=0)
@@ -187,12 +229,32 @@ def test_the_same_persons_real_face_at_the_target_is_a_strong_edit(faces, monkey
         ids = [who[img.tobytes()] for img in as_uint8_images(x)]
         return torch.stack([face[(i, int(a))] for i, a in zip(ids, t.argmax(1))])
 
-    m = _eval(faces, monkeypatch, real_target_face, ["judge", "edit_strength", "collapse", "colour"]).metrics
+    m = _eval(faces, monkeypatch, real_target_face, ["judge", "edit_strength", "collapse", "colour", "paired_truth"]).metrics
     strength, judge = m["edit_strength"], m["judge"]
+    assert m["paired_truth"]["value"] > 1.0 and m["headline"]["paired_truth"]["flag"] is None
     # The edits are real test faces of their target, so the judge reads them as it reads real faces.
     assert strength["gain"] > 0.3 and not strength["near_copy"] and m["headline"]["edit_strength"]["flag"] is None
     assert strength["reached_share"] >= judge["real"]["accuracy"] - 0.25, (strength, judge["real"])
     assert not m["collapse"]["collapsed"] and m["headline"]["collapse"]["flag"] is None
+
+
+def test_an_exaggerated_edit_is_flagged_away_from_the_real_face(faces, monkeypatch):
+    """The person's real change six times over reads as its target to a judge, yet ends further from the
+    person's real face than the source: paired truth flags it AWAY and qualifies the expression items."""
+    from fextrain.evaluate.grids import as_uint8_images
+
+    who, face = _test_faces(faces[0])
+
+    def six_times(x, s, t):
+        ids = [who[img.tobytes()] for img in as_uint8_images(x)]
+        real = torch.stack([face[(i, int(a))] for i, a in zip(ids, t.argmax(1))])
+        return (x + 6 * (real - x)).clamp(-1, 1)
+
+    m = _eval(faces, monkeypatch, six_times, ["judge", "edit_strength", "paired_truth"]).metrics
+    h = m["headline"]
+    assert m["paired_truth"]["away"] and h["paired_truth"]["flag"] == "AWAY"
+    for name in ("expression", "edit_strength"):
+        assert "AWAY" in h[name]["flag"] and "move away from the real face" in h[name]["text"], h[name]
 
 
 def test_one_prototype_face_per_affect_is_flagged(faces, monkeypatch):

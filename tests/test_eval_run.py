@@ -57,7 +57,7 @@ def test_cli_writes_metrics_figures_report_and_summary(trained, tmp_path):
 
     m = json.loads((out / "metrics.json").read_text())
     step = m["run"]["step"]
-    assert step == 2 and m["schema_version"] == 4 and m["run"]["model"] == "fexgan"
+    assert step == 2 and m["schema_version"] == 5 and m["run"]["model"] == "fexgan"
     assert m["run"]["config"]["arch"]["latent_dim"] == 16  # the report names the model and its config
     assert list(m)[:3] == ["schema_version", "headline", "run"]
     assert {"expression", "edit_strength", "sharpness", "identity", "collapse", "colour"} <= set(m["headline"])

@@ -66,7 +66,8 @@ def test_unknown_layout_is_a_layout_error():
 
 # ---------------------------------------------------------------- eval sections
 
-REPORT_ORDER = ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "collapse", "colour", "outside_judge", "frechet",
+REPORT_ORDER = ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "collapse", "colour", "outside_judge",
+                "paired_truth", "frechet",
                 "discriminator", "figures", "intensity", "augment", "fer_folds"]
 
 
@@ -77,7 +78,8 @@ def test_section_order_is_the_report_order():
 def test_headline_sections_in_headline_order():
     """The headline takes its numbers in registry order: these sections, and only these, contribute to it."""
     contributing = [name for name, cls in SECTIONS.items() if cls.headline is not Section.headline]
-    assert contributing == ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "collapse", "colour", "outside_judge"]
+    assert contributing == ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "collapse", "colour", "outside_judge",
+                           "paired_truth"]
 
 
 @pytest.mark.parametrize("name", REPORT_ORDER)

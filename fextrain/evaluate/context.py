@@ -53,6 +53,7 @@ class EditSet:
     images: np.ndarray  # [n * k, S, S, 3] uint8
     targets: np.ndarray  # [n * k] int64 target affect of each edit
     k: int
+    indices: np.ndarray  # [n] the sources' rows in the test split
 
     def at_target(self, affect: int) -> np.ndarray:
         """[n, S, S, 3]: every source's edit to `affect`, in source order."""
@@ -166,7 +167,7 @@ class EvalContext:
             for i in tqdm(range(0, len(sources), chunk), desc="generate", unit="chunk", disable=not o.progress,
                           leave=False)
         ]
-        return EditSet(sources, src_aff, np.concatenate(images), np.tile(np.arange(k), len(idx)), k)
+        return EditSet(sources, src_aff, np.concatenate(images), np.tile(np.arange(k), len(idx)), k, idx)
 
     @cached_property
     def describer(self) -> FaceDescriber | None:

@@ -37,7 +37,9 @@ from fextrain.models import load_editor
 #    augmentation, run.model / run.config / run.sections; figures moved from run.figures to figures.files.
 # 3: edit_strength and colour sections (headline items too); judge.held_out / calibration / above_real /
 #    real.interval_95, judge.trained_on.fitted_on / epochs_run / best_epoch / patience.
-SCHEMA_VERSION = 4
+# 4: identity_transfer section (headline items for identity editors).
+# 5: paired_truth section (a headline item; it qualifies the expression items of edits that move away).
+SCHEMA_VERSION = 5
 
 
 @dataclass
