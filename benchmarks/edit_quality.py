@@ -18,13 +18,16 @@ Every model trains with its own losses at its cpu-64 preset's narrow widths (BEN
 batch --batch, for --steps steps: the same image budget for every model. With `--preset cpu-64` each model trains
 at that preset instead, whole (its size, steps, batch, lr, widths and losses, as `fex train --preset cpu-64`), so
 one command gives every row at the budget a user gets; results then go to OUT-cpu-64. Then `fextrain.evaluate.evaluate_run`
-(the `fex eval` code, sections judge, edit_strength, sharpness, identity, identity_transfer, colour, collapse and
-outside_judge) gives the headline:
+(the `fex eval` code, sections judge, edit_strength, sharpness, identity, identity_transfer, colour, collapse,
+outside_judge and paired_truth) gives the headline:
 
 * expression: the robust judge's accuracy on the edits at their target, over its accuracy on real test faces;
 * reach target: share of edits whose source the judge did not already read as the target that it reads as
   the target after the edit (edit strength: a copy scores 0);
 * outside judge / real: the same ratio as expression from a pretrained FER2013 classifier outside fex;
+* paired truth: how much nearer the person's own real face at the target the edits come (SSIM, against the
+  source blurred as much as the edit), as a share of another real frame of that person; below 0 the edits
+  take faces away from their real expression (exaggerated or torn), whatever the judges read;
 * sharpness: Laplacian variance of the edits over the real test faces';
 * identity: share of edits within 0.6 of their source's dlib descriptor, with the share of edits where
   a face is found;
@@ -80,8 +83,8 @@ SPLITS = {
     "identity": ["--split", "identity", "--fractions", "0.67,0.33", *RAMP],
 }
 SECTIONS = ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "colour", "collapse",
-            "outside_judge"]
-COLUMNS = ("expression", "reached", "outside_judge", "sharpness", "identity", "faces_found", "gray_chroma", "collapse",
+            "outside_judge", "paired_truth"]
+COLUMNS = ("expression", "reached", "outside_judge", "paired_truth", "sharpness", "identity", "faces_found", "gray_chroma", "collapse",
            "expression_kept", "identity_reached")
 
 
@@ -120,7 +123,8 @@ def headline(metrics: dict) -> dict[str, float | None]:
     gray = metrics.get("colour", {}).get("gray", {})
     value = lambda key: h.get(key, {}).get("value")  # noqa: E731
     return {"expression": value("expression"), "reached": metrics.get("edit_strength", {}).get("reached_share"),
-            "outside_judge": value("outside_judge"), "sharpness": h["sharpness"]["value"],
+            "outside_judge": value("outside_judge"), "paired_truth": value("paired_truth"),
+            "sharpness": h["sharpness"]["value"],
             "identity": h["identity"]["value"], "faces_found": found,
             "gray_chroma": gray.get("added_chroma") if gray.get("sources") else None,
             "collapse": h["collapse"]["value"], "collapsed": bool(metrics["collapse"]["collapsed"]),
@@ -253,10 +257,10 @@ def main() -> None:
                                                        "results": results}, indent=2) + "\n")
 
     print(f"\ntotal {time.perf_counter() - started:.0f} s; mean ± sd over seeds\n")
-    print("| split | model | seeds | expression (judge / real) | reach target | outside judge / real | sharpness | "
-          "identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) | DE-GAN: expression kept | "
+    print("| split | model | seeds | expression (judge / real) | reach target | outside judge / real | paired truth | "
+          "sharpness | identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) | DE-GAN: expression kept | "
           "DE-GAN: identity reached |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for split, by_model in results.items():
         for model, rows in by_model.items():
             collapsed = sum(r["collapsed"] for r in rows)

@@ -8,8 +8,8 @@ truth. For the edit e of source s to affect a, with T the test frames of s's per
 
     gain(e) = mean over t in T of  SSIM(e, t) - SSIM(s~, t)
 
-where s~ is the source blurred to the edit's sharpness (the Gaussian whose Laplacian variance comes nearest the
-edit's; s itself when the edit is as sharp). A truth frame differs from the source in detail too, and any
+where s~ is the source blurred to the edit's sharpness (the Gaussian whose Laplacian variance over the face comes
+nearest the edit's; s itself when the edit is as sharp). A truth frame differs from the source in detail too, and any
 blur brings two such frames nearer: a copy blurred by 0.7 px gains as much as a faint edit. Matching the
 blur leaves the expression to be scored; sharpness is the sharpness section's. SSIM of grey levels (Wang et
 al. 2004: an 11 x 11 Gaussian window of sigma 1.5), averaged over the face ellipse of fex's aligned crop.
@@ -39,7 +39,7 @@ from fextrain.evaluate.degrade import blur_scale, blur_uint8
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 from fextrain.evaluate.scores import ratio
-from fextrain.pixels import LUMA, laplacian_variance
+from fextrain.pixels import LUMA
 
 # The face in fex's aligned crops, as fractions of the side: on the real-face benchmark's 1,354 crops the
 # jaw spans x 0.22-0.78 and the brows and chin lie at y 0.41 and 0.86; the ellipse takes in the forehead.
@@ -74,12 +74,18 @@ def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     return float(s[region].mean())
 
 
-def blur_ladder(source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def face_sharpness(greys: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """[N]: the variance of each grey image's 3 x 3 Laplacian over `region` (a warp blurs the face, not the
+    background, so the whole crop's sharpness would understate the face's blur)."""
+    return np.array([cv2.Laplacian(g, cv2.CV_64F)[region].var() for g in greys])
+
+
+def blur_ladder(source: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`source` (uint8 HWC) blurred by each of SIGMAS_AT_64 (scaled with the side): grey [B, H, W], and the
-    Laplacian variance of each, for matching an edit's sharpness."""
+    face sharpness of each, for matching an edit's."""
     sigmas = SIGMAS_AT_64 * blur_scale(source.shape[0])
-    blurred = np.concatenate([source[None]] + [blur_uint8(source[None], s) for s in sigmas[1:]])
-    return grey(blurred), laplacian_variance(blurred)
+    blurred = grey(np.concatenate([source[None]] + [blur_uint8(source[None], s) for s in sigmas[1:]]))
+    return blurred, face_sharpness(blurred, region)
 
 
 def paired_truth(sources: np.ndarray, edits: np.ndarray, source_people: np.ndarray, source_affects: np.ndarray,
@@ -100,10 +106,10 @@ def paired_truth(sources: np.ndarray, edits: np.ndarray, source_people: np.ndarr
         targets = [a for a in range(k) if a != sa and (p, a) in cells]
         if not targets:
             continue
-        ladder, levels = blur_ladder(sources[i])
-        own = edits[i * k + np.array(targets)]
-        matched = ladder[np.abs(laplacian_variance(own)[:, None] - levels[None]).argmin(1)]
-        for a, edit, baseline in zip(targets, grey(own), matched):
+        ladder, levels = blur_ladder(sources[i], region)
+        own = grey(edits[i * k + np.array(targets)])
+        matched = ladder[np.abs(face_sharpness(own, region)[:, None] - levels[None]).argmin(1)]
+        for a, edit, baseline in zip(targets, own, matched):
             truths = cells[(p, a)]
             base = {t: ssim(g_sources[i], g_frames[t], region) for t in truths}
             edit_gain.append(np.mean([ssim(edit, g_frames[t], region) - ssim(baseline, g_frames[t], region)
