@@ -28,7 +28,9 @@ def test_demo_smallest_runs_every_stage_and_resumes(tmp_path):
     assert config["model"] == "warp-refine" and config["preset"] == "cpu-64"
     assert config["arch"]["widths"] == [16, 32, 64, 128] and config["arch"]["d_widths"] == [32, 64, 128]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"headline", "discriminator", "judge", "sharpness", "identity", "collapse", "frechet"} <= set(metrics)
+    assert {"headline", "discriminator", "judge", "sharpness", "identity", "collapse", "frechet",
+            "paired_truth"} <= set(metrics)
+    assert metrics["paired_truth"].get("available", True) and metrics["paired_truth"]["scored_pairs"] > 0
     assert metrics["judge"]["step"] == 4
     HTMLParser().feed((out / "report.html").read_text())
     assert {p.name for p in (out / "figures").glob("*.png")} == {"identities.png", "mixed.png", "intensity.png"}

@@ -229,7 +229,8 @@ def test_the_same_persons_real_face_at_the_target_is_a_strong_edit(faces, monkey
         ids = [who[img.tobytes()] for img in as_uint8_images(x)]
         return torch.stack([face[(i, int(a))] for i, a in zip(ids, t.argmax(1))])
 
-    m = _eval(faces, monkeypatch, real_target_face, ["judge", "edit_strength", "collapse", "colour", "paired_truth"]).metrics
+    sections = ["judge", "edit_strength", "collapse", "colour", "paired_truth"]
+    m = _eval(faces, monkeypatch, real_target_face, sections).metrics
     strength, judge = m["edit_strength"], m["judge"]
     assert m["paired_truth"]["value"] > 1.0 and m["headline"]["paired_truth"]["flag"] is None
     # The edits are real test faces of their target, so the judge reads them as it reads real faces.

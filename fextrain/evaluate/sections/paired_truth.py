@@ -196,13 +196,15 @@ class PairedTruthSection(Section):
                 f"{fmt(r['gain'])}, real frames {fmt(r['oracle_gain'])}; {r['scored_pairs']} edits){flag}"]
 
     def html(self, r: dict[str, Any], out_dir: Path) -> str:
-        rows = [["all", r["scored_pairs"], r["value"]], *[[a, s["pairs"], s["value"]] for a, s in r["per_affect"].items()]]
+        rows = [["all", r["scored_pairs"], r["value"]],
+                *[[a, s["pairs"], s["value"]] for a, s in r["per_affect"].items()]]
         body = table(["target affect", "edits with an oracle", "gain / a real frame's gain"], rows)
         low, high = r["interval_95"] or (None, None)
-        body += note(f"For each edit, the SSIM (grey levels, face ellipse) to the test frames of the same person at the "
-                     f"target minus the source's SSIM to them: {fmt(r['gain'])} on average over {r['pairs']} edits. "
-                     f"Another real frame of that person at the target gains {fmt(r['oracle_gain'])}; the score is the "
-                     f"ratio (95% bootstrap interval over sources {fmt(low)}-{fmt(high)}). A copy scores 0, the "
-                     f"person's real frame above 1; blurred or torn edits score below 0, and a run whose interval is "
-                     f"wholly below 0 is flagged AWAY.")
+        body += note(f"For each edit, the SSIM (grey levels, face ellipse) to the test frames of the same person at "
+                     f"the target minus that of the source blurred to the edit's sharpness: {fmt(r['gain'])} on "
+                     f"average over {r['pairs']} edits. Another real frame of that person at the target gains "
+                     f"{fmt(r['oracle_gain'])} over the plain source; the score is the ratio (95% bootstrap interval "
+                     f"over sources {fmt(low)}-{fmt(high)}). A copy and a blurred copy score 0, the person's real "
+                     f"frame above 1, torn or exaggerated edits below 0; a run whose interval is wholly below 0 is "
+                     f"flagged AWAY.")
         return body
