@@ -13,7 +13,7 @@ A new metric is one new file in `fextrain/evaluate/sections/` holding a Section 
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,6 +44,11 @@ class HeadlineItem:
     def shown(self) -> str:
         """The text, followed by the flag where the text does not already say it."""
         return self.text if not self.flag or self.flag in self.text else f"{self.text}  [{self.flag}]"
+
+    def qualified(self, remark: str, flag: str) -> HeadlineItem:
+        """This item with `remark` appended in brackets and `flag` joined to its own: another section's numbers
+        change how it reads."""
+        return replace(self, text=f"{self.text} ({remark})", flag=flag if not self.flag else f"{self.flag}; {flag}")
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)

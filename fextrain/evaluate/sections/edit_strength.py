@@ -14,7 +14,6 @@ misses a real change would also read low.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +73,8 @@ class EditStrengthSection(Section):
         """A near-copy qualifies every other headline number: they are what the source already had."""
         if not r["near_copy"]:
             return items
-        return [item if item.name == "edit_strength" else dataclasses.replace(
-            item, text=f"{item.text} (copy-like: edit strength {fmt(r['gain'])})",
-            flag=NEAR_COPY if not item.flag else f"{item.flag}; {NEAR_COPY}") for item in items]
+        return [item if item.name == "edit_strength" else item.qualified(f"copy-like: edit strength {fmt(r['gain'])}",
+                                                                         NEAR_COPY) for item in items]
 
     def summary(self, r: dict[str, Any]) -> list[str]:
         flag = "  NEAR-COPY: the edits barely change what the judge reads" if r["near_copy"] else ""

@@ -26,7 +26,6 @@ since the judges' reading of such edits is no success.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -185,10 +184,8 @@ class PairedTruthSection(Section):
         """Edits that take faces away from their person's real expression: what the judges read is no success."""
         if not r["away"]:
             return items
-        return [dataclasses.replace(item, text=f"{item.text} (edits move away from the real face: paired truth "
-                                               f"{fmt(r['value'])})",
-                                    flag=AWAY if not item.flag else f"{item.flag}; {AWAY}")
-                if item.name in EXPRESSION_ITEMS else item for item in items]
+        remark = f"edits move away from the real face: paired truth {fmt(r['value'])}"
+        return [item.qualified(remark, AWAY) if item.name in EXPRESSION_ITEMS else item for item in items]
 
     def summary(self, r: dict[str, Any]) -> list[str]:
         flag = "  AWAY: the edits end further from the person's real face than the source" if r["away"] else ""
