@@ -223,7 +223,8 @@ class WarpRefine(GANModel):
         size=64, steps=4000, batch=16,
         arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
         note="29 CPU-min; meets every target on the demo data (from 1,200 steps); unseen real people: "
-             "outside judge 0.59 of real, 3 seeds (docs/models.md, warp-refine)")}
+             "outside judge 0.59 of real, paired truth -0.05 (no nearer their real face), 3 seeds "
+             "(docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
