@@ -304,3 +304,16 @@ def test_gray_in_gray_out(gray_faces, monkeypatch):
     assert g["added_chroma"] == pytest.approx(expected, abs=1e-6) and expected > 9
     assert g["tinted"] and m["headline"]["colour"]["flag"] == "TINTED"
     assert m["headline"]["colour"]["value"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_paired_truth_reads_at_most_max_truths_frames_per_person_and_affect():
+    from fextrain.evaluate.sections.paired_truth import MAX_TRUTHS, truth_rows
+
+    people = np.repeat([0, 1, 2], 40)  # three people, 40 frames each: 30 of affect 0, 10 of affect 1
+    affects = np.tile(np.r_[np.zeros(30, int), np.ones(10, int)], 3)
+    rows = truth_rows(people, affects, np.array([0, 2]), seed=0)
+    assert set(people[rows]) == {0, 2} and np.all(np.diff(rows) > 0)
+    for p in (0, 2):
+        for a in (0, 1):
+            assert ((people[rows] == p) & (affects[rows] == a)).sum() == min(MAX_TRUTHS, 30 if a == 0 else 10)
+    assert np.array_equal(rows, truth_rows(people, affects, np.array([0, 2]), seed=0))

@@ -17,7 +17,8 @@ al. 2004: an 11 x 11 Gaussian window of sigma 1.5), averaged over the face ellip
 The scale is what another real frame of that person at a achieves: the oracle's gain, the mean over
 ordered pairs (o, t) of distinct frames of T of SSIM(o, t) - SSIM(s, t). The score is the edits' mean
 gain over the oracle's, over the (source, target) pairs whose T holds 2 frames or more, with a 95%
-bootstrap interval over sources.
+bootstrap interval over sources. A video's person has dozens of frames per affect: T is a seeded subset of at
+most MAX_TRUTHS, and only those frames are read.
 
 A copy and a blurred copy score 0, the person's own real frame at the target above 1 (it is one of the
 truths), a torn edit below 0. When the whole interval is below 0 the edits take faces away from how their
@@ -47,6 +48,7 @@ _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2  # SSIM's stabilisers for 8-bit 
 AWAY = "AWAY"
 EXPRESSION_ITEMS = ("expression", "edit_strength", "outside_judge")  # what a torn edit's judges overstate
 BOOTSTRAP = 1000
+MAX_TRUTHS = 8  # frames per (person, affect) scored against: a clip's frames are near-duplicates of each other
 SIGMAS_AT_64 = np.round(np.arange(0.0, 3.01, 0.1), 1)  # the blurs a baseline copy is matched from
 
 
@@ -144,6 +146,16 @@ def paired_truth(sources: np.ndarray, edits: np.ndarray, source_people: np.ndarr
     }
 
 
+def truth_rows(people: np.ndarray, affects: np.ndarray, wanted: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Sorted rows of the frames of the `wanted` people, at most MAX_TRUTHS per (person, affect), seeded."""
+    rng, rows = np.random.default_rng(seed), []
+    chosen = np.flatnonzero(np.isin(people, wanted))
+    for cell in np.unique(np.stack([people[chosen], affects[chosen]], axis=1), axis=0):
+        members = chosen[(people[chosen] == cell[0]) & (affects[chosen] == cell[1])]
+        rows.append(members if len(members) <= MAX_TRUTHS else rng.choice(members, MAX_TRUTHS, replace=False))
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+
+
 def has_truths(people: np.ndarray, affects: np.ndarray) -> bool:
     """Some person holds 2 or more frames of one affect and a frame of another: an oracle can be scored."""
     cells = {}
@@ -166,7 +178,7 @@ class PairedTruthSection(Section):
     def compute(self, ctx: EvalContext) -> dict[str, Any]:
         test, edits = ctx.test, ctx.edits
         people = test.identity_ids
-        rows = np.flatnonzero(np.isin(people, people[edits.indices]))  # the sources' people only
+        rows = truth_rows(people, test.affect_ids, people[edits.indices], ctx.options.seed)
         r = paired_truth(edits.sources, edits.images, people[edits.indices], edits.source_affects,
                          test.image_array(rows), people[rows], test.affect_ids[rows], edits.k, ctx.options.seed)
         r["per_affect"] = {ctx.affects[a]: v for a, v in r["per_affect"].items()}
