@@ -23,21 +23,16 @@ frames' 68 landmarks in the augmented crop's normalised coordinates):
     L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(x)))] + lambda_cls * CE(D_cls(x), a_s)
     L_G = -E[D(G(x))] + lambda_cls * CE(D_cls(G(x)), a_t) + gamma * |G(x) - I_t| + gamma_warp * |W(x) - I_t|
           + lambda_lm * |grid(l_t) - l_s| + mask_penalty * mean(m) + flow_tv * TV(flow)
-          [+ lambda_motion * motion shortfall + lambda_flow * |flow - DIS(I_t -> x)|, both off by default]
 
 W(x) is the warp alone: its L1 to the target asks the flow, not the residual, to make the geometry. The
 landmark term is the landmark-guided part: where the target frame has landmark i, the flow must point at the
 source's landmark i, so the flow learns how each affect moves a face, from every pair of frames of the train
 people. D is fexgan-skip's spectral-norm hinge discriminator with an affect head trained on real faces only.
-`lambda_flow` asks the flow for the whole dense motion of the pair, an optical flow (OpenCV's DIS) from the target
-frame to the source computed on the CPU each step, where the landmarks give 68 points of it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -204,25 +199,6 @@ def landmark_terms(flow: torch.Tensor, source: torch.Tensor,
     return error, shortfall
 
 
-FLOW_SIDE = 256  # the side the pair's optical flow is computed at (64 px crops are upsampled 4x: DIS needs texture)
-
-
-def pair_flow(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """[B,2,S,S] normalised backward flow, as the generator's: for each pixel p of the target frame, the offset to
-    where the source shows the same point (DIS optical flow of the grey frames at FLOW_SIDE, on the CPU).
-    source, target: [B,3,S,S] in [-1, 1]."""
-    size, side = source.shape[-1], max(FLOW_SIDE, source.shape[-1])
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-
-    def grey(x: torch.Tensor) -> np.ndarray:
-        g = ((luminance(x.detach().float()).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].cpu().numpy()
-        return np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_CUBIC) for im in g])
-
-    flows = [cv2.resize(dis.calc(t, s, None), (size, size), interpolation=cv2.INTER_AREA)
-             for s, t in zip(grey(source), grey(target))]
-    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(source.device) * (2.0 / side)
-
-
 @dataclass
 class WarpRefineLoss:
     lambda_cls: float = 1.0  # affect classification: D on real faces, G on its edits at the target
@@ -230,7 +206,6 @@ class WarpRefineLoss:
     gamma_warp: float = 5.0  # L1 of the warp alone to the target frame: geometry by the flow, not the residual
     lambda_lm: float = 5.0  # landmark correspondence of the flow (per 64-px pixel of error)
     lambda_motion: float = 0.0  # * how much less the flow moves the landmarks than the person did (64-px pixels)
-    lambda_flow: float = 0.0  # * mean distance of the flow from the pair's optical flow (64-px pixels; CPU work)
     mask_penalty: float = 0.5  # * mean(m): paint only where the warp cannot do it (0.05 painted dark blotches)
     flow_tv: float = 1.0  # * total variation of the flow (normalised units): no tearing
 
@@ -252,7 +227,7 @@ class WarpRefine(GANModel):
              "(docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
-    metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_flow", "g_mask", "g_flow_tv",
+    metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
                "d_total", "d_real", "d_fake", "d_cls", "acc_real_cls", "acc_fake_cls")
     progress = ("g_l1", "g_lm", "d_total")
     reconstruction = "g_l1"
@@ -289,16 +264,14 @@ class WarpRefine(GANModel):
             g_warp = l1(warped, b.target)
             g_lm, g_motion = (landmark_terms(flow, b.landmarks, b.target_landmarks) if b.landmarks is not None
                               else (flow.new_zeros(()), flow.new_zeros(())))
-            g_flow = ((flow - pair_flow(b.x, b.target)).norm(dim=1).mean() * 32.0 if cfg.lambda_flow
-                      else flow.new_zeros(()))
             g_mask = mask.mean()
             g_tv = total_variation(flow)
             g_loss = (g_adv + cfg.lambda_cls * g_cls + cfg.gamma * g_l1 + cfg.gamma_warp * g_warp
-                      + cfg.lambda_lm * g_lm + cfg.lambda_motion * g_motion + cfg.lambda_flow * g_flow
-                      + cfg.mask_penalty * g_mask + cfg.flow_tv * g_tv)
+                      + cfg.lambda_lm * g_lm + cfg.lambda_motion * g_motion + cfg.mask_penalty * g_mask
+                      + cfg.flow_tv * g_tv)
             ctx.update("generator", g_loss)
         out = {"g_total": g_loss, "g_adv": g_adv, "g_cls": g_cls, "g_l1": g_l1, "g_warp": g_warp, "g_lm": g_lm,
-               "g_motion": g_motion, "g_flow": g_flow, "g_mask": g_mask, "g_flow_tv": g_tv, **d,
+               "g_motion": g_motion, "g_mask": g_mask, "g_flow_tv": g_tv, **d,
                "acc_real_cls": accuracy(real_cls, b.affect), "acc_fake_cls": accuracy(g_fake_cls, b.target_affect)}
         return {key: value.detach() for key, value in out.items()}
 
