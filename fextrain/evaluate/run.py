@@ -95,7 +95,8 @@ def _headline_html(items: list[HeadlineItem]) -> str:
     return (f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>" +
             note("Read together: no one of these numbers can be gamed alone (a copy of the source keeps identity "
                  "and sharpness perfectly but has no edit strength, a blurred or collapsed face can still read as "
-                 "its target)."))
+                 "its target, an exaggerated or torn face can please both judges while paired truth sees it move "
+                 "away from the person's real face)."))
 
 
 def _headline_text(items: list[HeadlineItem]) -> list[str]:
