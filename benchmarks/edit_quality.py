@@ -84,8 +84,8 @@ SPLITS = {
 }
 SECTIONS = ["judge", "edit_strength", "sharpness", "identity", "identity_transfer", "colour", "collapse",
             "outside_judge", "paired_truth"]
-COLUMNS = ("expression", "reached", "outside_judge", "paired_truth", "sharpness", "identity", "faces_found", "gray_chroma", "collapse",
-           "expression_kept", "identity_reached")
+COLUMNS = ("expression", "reached", "outside_judge", "paired_truth", "sharpness", "identity", "faces_found",
+           "gray_chroma", "collapse", "expression_kept", "identity_reached")
 
 
 def fex(args: list[str]) -> None:
@@ -258,8 +258,8 @@ def main() -> None:
 
     print(f"\ntotal {time.perf_counter() - started:.0f} s; mean ± sd over seeds\n")
     print("| split | model | seeds | expression (judge / real) | reach target | outside judge / real | paired truth | "
-          "sharpness | identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) | DE-GAN: expression kept | "
-          "DE-GAN: identity reached |")
+          "sharpness | identity < 0.6 | faces found | gray +chroma | collapse (edit / source spread) | "
+          "DE-GAN: expression kept | DE-GAN: identity reached |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for split, by_model in results.items():
         for model, rows in by_model.items():

@@ -44,12 +44,19 @@ def to_uint8(images: Any) -> np.ndarray:
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as OpenCV's RGB2GRAY
 
 
-def laplacian_variance(images: np.ndarray) -> np.ndarray:
+def grey_levels(images: np.ndarray) -> np.ndarray:
+    """uint8 [..., 3] RGB -> float64 [...] grey levels (0-255, BT.601, not rounded)."""
+    return np.asarray(images, np.float64) @ LUMA
+
+
+def laplacian_variance(images: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Per image (N x H x W x 3 uint8): variance of the 3x3 Laplacian of its grey levels (0-255), over the valid
-    interior, in float64. `fex eval`'s sharpness and `fex edit`'s full-resolution sharpness both use it."""
+    interior, in float64; over the interior pixels of `region` ([H, W] bool) when given. `fex eval`'s sharpness,
+    its paired truth (the face only) and `fex edit`'s full-resolution sharpness all use it."""
+    inner = None if region is None else np.asarray(region, bool)[1:-1, 1:-1]
     out = np.empty(len(images))
     for i, image in enumerate(images):
-        g = np.asarray(image, np.float64) @ LUMA
+        g = grey_levels(image)
         lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
-        out[i] = lap.var()
+        out[i] = lap.var() if inner is None else lap[inner].var()
     return out

@@ -28,6 +28,7 @@ since the judges' reading of such edits is no success.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from fextrain.evaluate.degrade import blur_scale, blur_uint8
 from fextrain.evaluate.report import fmt, table
 from fextrain.evaluate.section import HeadlineItem, SECTIONS, Section, note
 from fextrain.evaluate.scores import ratio
-from fextrain.pixels import LUMA
+from fextrain.pixels import grey_levels, laplacian_variance
 
 # The face in fex's aligned crops, as fractions of the side: on the real-face benchmark's 1,354 crops the
 # jaw spans x 0.22-0.78 and the brows and chin lie at y 0.41 and 0.86; the ellipse takes in the forehead.
@@ -59,11 +60,6 @@ def face_ellipse(side: int) -> np.ndarray:
     return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
 
 
-def grey(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, H, W, 3] -> float64 [N, H, W] grey levels (BT.601)."""
-    return np.asarray(images, np.float64) @ LUMA
-
-
 def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     """Mean SSIM of two float grey images over `region`."""
     def blur(z: np.ndarray) -> np.ndarray:
@@ -75,18 +71,12 @@ def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     return float(s[region].mean())
 
 
-def face_sharpness(greys: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """[N]: the variance of each grey image's 3 x 3 Laplacian over `region` (a warp blurs the face, not the
-    background, so the whole crop's sharpness would understate the face's blur)."""
-    return np.array([cv2.Laplacian(g, cv2.CV_64F)[region].var() for g in greys])
-
-
 def blur_ladder(source: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`source` (uint8 HWC) blurred by each of SIGMAS_AT_64 (scaled with the side): grey [B, H, W], and the
-    face sharpness of each, for matching an edit's."""
+    face sharpness of each (a warp blurs the face, not the background), for matching an edit's."""
     sigmas = SIGMAS_AT_64 * blur_scale(source.shape[0])
-    blurred = grey(np.concatenate([source[None]] + [blur_uint8(source[None], s) for s in sigmas[1:]]))
-    return blurred, face_sharpness(blurred, region)
+    blurred = np.concatenate([source[None]] + [blur_uint8(source[None], s) for s in sigmas[1:]])
+    return grey_levels(blurred), laplacian_variance(blurred, region)
 
 
 def paired_truth(sources: np.ndarray, edits: np.ndarray, source_people: np.ndarray, source_affects: np.ndarray,
@@ -98,25 +88,33 @@ def paired_truth(sources: np.ndarray, edits: np.ndarray, source_people: np.ndarr
     `gain` but not toward the score, which needs an oracle.
     """
     region = face_ellipse(edits.shape[1])
-    g_frames, g_sources = grey(frames), grey(sources)
+    g_frames, g_sources = grey_levels(frames), grey_levels(sources)
     cells = defaultdict(list)
     for j, (p, a) in enumerate(zip(people.tolist(), affects.tolist())):
         cells[(p, a)].append(j)
+
+    @lru_cache(maxsize=None)
+    def frames_ssim(o: int, t: int) -> float:
+        return ssim(g_frames[o], g_frames[t], region)
+
+    def between(o: int, t: int) -> float:  # SSIM is symmetric; a person's several sources share these
+        return frames_ssim(min(o, t), max(o, t))
+
     pair_source, pair_affect, edit_gain, oracle_gain = [], [], [], []
     for i, (p, sa) in enumerate(zip(source_people.tolist(), source_affects.tolist())):
         targets = [a for a in range(k) if a != sa and (p, a) in cells]
         if not targets:
             continue
         ladder, levels = blur_ladder(sources[i], region)
-        own = grey(edits[i * k + np.array(targets)])
-        matched = ladder[np.abs(face_sharpness(own, region)[:, None] - levels[None]).argmin(1)]
-        for a, edit, baseline in zip(targets, own, matched):
+        own = edits[i * k + np.array(targets)]
+        matched = ladder[np.abs(laplacian_variance(own, region)[:, None] - levels[None]).argmin(1)]
+        for a, edit, baseline in zip(targets, grey_levels(own), matched):
             truths = cells[(p, a)]
             base = {t: ssim(g_sources[i], g_frames[t], region) for t in truths}
             edit_gain.append(np.mean([ssim(edit, g_frames[t], region) - ssim(baseline, g_frames[t], region)
                                       for t in truths]))
-            oracle_gain.append(np.mean([ssim(g_frames[o], g_frames[t], region) - base[t]
-                                        for t in truths for o in truths if o != t]) if len(truths) > 1 else np.nan)
+            oracle_gain.append(np.mean([between(o, t) - base[t] for t in truths for o in truths if o != t])
+                               if len(truths) > 1 else np.nan)
             pair_source.append(i)
             pair_affect.append(a)
     pair_source, pair_affect = np.array(pair_source, np.int64), np.array(pair_affect, np.int64)
@@ -158,10 +156,9 @@ def truth_rows(people: np.ndarray, affects: np.ndarray, wanted: np.ndarray, seed
 
 def has_truths(people: np.ndarray, affects: np.ndarray) -> bool:
     """Some person holds 2 or more frames of one affect and a frame of another: an oracle can be scored."""
-    cells = {}
-    for p, a in zip(people.tolist(), affects.tolist()):
-        cells[(p, a)] = cells.get((p, a), 0) + 1
-    return any(n > 1 and any(q == p and b != a for q, b in cells) for (p, a), n in cells.items())
+    cells, counts = np.unique(np.stack([people, affects], axis=1), axis=0, return_counts=True)
+    persons, affects_held = np.unique(cells[:, 0], return_counts=True)
+    return bool(np.isin(cells[counts > 1, 0], persons[affects_held > 1]).any())
 
 
 @SECTIONS.register("paired_truth")
