@@ -37,8 +37,8 @@ def _texture(n: int = 2, size: int = 64, gray: bool = False) -> torch.Tensor:
 def test_an_untrained_generator_is_the_identity_warp_with_almost_no_residual():
     x = _texture()
     with torch.no_grad():
-        flow, mask, _ = _model().generator(x, one_hot(torch.tensor([4, 4]), 7), one_hot(torch.tensor([3, 0]), 7))
-    assert flow.abs().max() == 0
+        flow, log_ratio, mask, _ = _model().generator(x, one_hot(torch.tensor([4, 4]), 7), one_hot(torch.tensor([3, 0]), 7))
+    assert flow.abs().max() == 0 and log_ratio.abs().max() == 0  # no prior: nothing relit
     assert float(mask.max()) < 0.1
     assert torch.allclose(warp(x, flow), x, atol=1e-5)  # the identity grid samples pixel centres exactly
 
@@ -61,7 +61,7 @@ def test_a_gray_face_comes_back_gray_and_a_colour_face_keeps_its_chroma():
         out = model.edit(gray, src, tgt)
         assert (out - gray).abs().max() > 0.01  # it did edit
         assert torch.allclose(out[:, 0], out[:, 1], atol=1e-5) and torch.allclose(out[:, 1], out[:, 2], atol=1e-5)
-        flow, mask, luma = model.generator(colour, src, tgt)
+        flow, _, mask, luma = model.generator(colour, src, tgt)
         warped = warp(colour, flow)
         refined = refine(warped, mask, luma)
         # the residual changes the three channels alike: channel differences are the warped source's

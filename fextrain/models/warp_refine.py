@@ -31,12 +31,15 @@ people. D is fexgan-skip's spectral-norm hinge discriminator with an affect head
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fextrain.expression_prior import RATIO_EPS, load_or_fit_expression_prior
 from fextrain.losses import accuracy, cross_entropy, l1
 from fextrain.models.base import Batch, GANModel, Optim, Preset, StepContext, one_hot, require_sizes
 from fextrain.models.blocks import SpectralNormDiscriminator, hinge_losses, total_variation
@@ -57,6 +60,9 @@ class WarpRefineConfig:
     # does: instance norm removes a constant, so they reach the interior mostly through the borders' padding) or
     # "film" (also a per-channel scale and shift of every block's normalised features).
     condition: str = "input"
+    # Start from the train people's mean flow and expression-ratio image of each affect pair (fitted without
+    # learning before the first step, `fextrain.expression_prior`): the network then learns a correction of both.
+    prior: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 32 or self.size & (self.size - 1):
@@ -109,16 +115,23 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
+def relight(warped: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """Multiply the luminance (in [0, 1] above a floor of RATIO_EPS) by exp(log_ratio), equally in every channel."""
+    return warped + (luminance(warped) + 1 + 2 * RATIO_EPS) * torch.expm1(log_ratio)
+
+
 def refine(warped: torch.Tensor, mask: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
     """Move the warped image's luminance toward `luma` by `mask`, equally in every channel (chroma kept)."""
     return warped + mask * (luma - luminance(warped))
 
 
 class Generator(nn.Module):
-    """(x [B,3,S,S] in [-1,1], source vec [B,K], target vec [B,K]) -> (flow [B,2,S,S], mask [B,1,S,S], luma [B,1,S,S]).
+    """(x [B,3,S,S] in [-1,1], source vec [B,K], target vec [B,K]) -> (flow [B,2,S,S], log ratio [B,1,S,S],
+    mask [B,1,S,S], luma [B,1,S,S]); the edit is `render(x, *outputs)`.
 
     flow is the offset, in normalised coordinates, added to the identity grid: output pixel p samples the
-    source at p + flow(p).
+    source at p + flow(p). The log ratio relights the warped source (zero without a prior); the mask and luma
+    then refine it.
     """
 
     def __init__(self, cfg: WarpRefineConfig) -> None:
@@ -136,6 +149,9 @@ class Generator(nn.Module):
         self.dec1 = _Block(w2 + w1, w1, cond=c)  # at size/2
         self.dec0 = _Block(w1 + w0 + 3, w0, cond=c)  # at size, with the warped image
         self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
+        if cfg.prior:  # filled by WarpRefine.prepare, then saved with the weights
+            self.register_buffer("prior_flow", torch.zeros(k, k, 2, cfg.size, cfg.size))
+            self.register_buffer("prior_log_ratio", torch.zeros(k, k, 1, cfg.size, cfg.size))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.2)
@@ -148,8 +164,17 @@ class Generator(nn.Module):
             self.to_refine.weight.normal_(0.0, 0.02)
             self.to_refine.bias.copy_(torch.tensor([MASK_BIAS, 0.0]))
 
+    def prior(self, src_vec: torch.Tensor, tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow [B,2,S,S], log ratio [B,1,S,S]) of the prior: bilinear in the two vectors, so a scaled or mixed
+        target ("0.5*joy") takes that share of each pair's fields, and a target equal to the source none."""
+        with torch.autocast(src_vec.device.type, enabled=False):
+            weights = (src_vec.float()[:, :, None] * tgt_vec.float()[:, None, :]).flatten(1)
+            flow = (weights @ self.prior_flow.flatten(0, 1).flatten(1)).view(-1, *self.prior_flow.shape[2:])
+            ratio = (weights @ self.prior_log_ratio.flatten(0, 1).flatten(1)).view(-1, *self.prior_log_ratio.shape[2:])
+        return flow, ratio
+
     def forward(self, x: torch.Tensor, src_vec: torch.Tensor,
-                tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         size = x.shape[-1]
         cond = torch.cat([src_vec, tgt_vec], 1).to(x.dtype)
         planes = cond[:, :, None, None].expand(-1, -1, size, size)
@@ -160,11 +185,23 @@ class Generator(nn.Module):
         d2 = self.dec2(torch.cat([_up(e3), e2], 1), cond)
         coarse = torch.tanh(self.to_flow(d2).float()) * self.cfg.max_shift
         flow = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-        warped = warp(x, flow)
+        if self.cfg.prior:
+            prior_flow, log_ratio = self.prior(src_vec, tgt_vec)
+            flow = flow + prior_flow
+        else:
+            log_ratio = flow.new_zeros(flow.shape[0], 1, size, size)
+        warped = relight(warp(x, flow), log_ratio)
         d1 = self.dec1(torch.cat([_up(d2), e1], 1), cond)
         d0 = self.dec0(torch.cat([_up(d1), e0, warped.to(e0.dtype)], 1), cond)
         out = self.to_refine(d0).float()
-        return flow, torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+        return flow, log_ratio, torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+
+
+def render(x: torch.Tensor, flow: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Tensor,
+           luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the warped, relit source; the edit) from the generator's outputs."""
+    warped = relight(warp(x, flow), log_ratio)
+    return warped, refine(warped, mask, luma)
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -237,6 +274,18 @@ class WarpRefine(GANModel):
         self.generator = Generator(arch)
         self.discriminator = SpectralNormDiscriminator(arch)
 
+    def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool,
+                steps: int | None = None) -> dict[str, dict[str, Any]]:
+        """With `arch.prior`: fit (or load from the cache) the train people's mean fields into the generator."""
+        if not self.arch.prior:
+            return {}
+        fields, cost = load_or_fit_expression_prior(cache_dir, data.images, data.identity_ids, data.affect_ids,
+                                                    self.arch.num_affects, progress)
+        with torch.no_grad():
+            self.generator.prior_flow.copy_(fields["flow"])
+            self.generator.prior_log_ratio.copy_(fields["log_ratio"])
+        return {"expression_prior": {**asdict(cost), "summary": cost.summary()}}
+
     def train_step(self, b: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, k = self.loss, self.arch.num_affects
         a_src, a_tgt = one_hot(b.affect, k), one_hot(b.target_affect, k)
@@ -244,9 +293,8 @@ class WarpRefine(GANModel):
 
         # 1. D: hinge on real vs. the detached edit; affect classification on real faces only
         with ctx.autocast():
-            flow, mask, luma = G(b.x, a_src, a_tgt)
-        warped = warp(b.x, flow)
-        x_gen = refine(warped, mask, luma)
+            flow, log_ratio, mask, luma = G(b.x, a_src, a_tgt)
+        warped, x_gen = render(b.x, flow, log_ratio, mask, luma)
         with ctx.autocast():
             real, real_cls = D(b.x)
             fake, _ = D(x_gen.detach())
@@ -282,10 +330,10 @@ class WarpRefine(GANModel):
         `fex edit` applies flow and change to the full-resolution face: the change (the residual minus what it
         replaces, at the model's resolution) is added to the warped full-resolution face, which therefore keeps
         its own detail under the residual too."""
-        flow, mask, luma = self.generator(x, source_vec, target_vec)
-        warped = warp(x, flow)
-        change = (refine(warped, mask, luma) - warped)[:, :1]
-        return (warped + change).clamp(-1, 1), flow.float(), change.float()
+        flow, log_ratio, mask, luma = self.generator(x, source_vec, target_vec)
+        moved = warp(x, flow)
+        change = (render(x, flow, log_ratio, mask, luma)[1] - moved)[:, :1]
+        return (moved + change).clamp(-1, 1), flow.float(), change.float()
 
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
         return self.warp_fields(x, source_vec, target_vec)[0]
