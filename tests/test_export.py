@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,11 +32,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 IDENTITIES = ("demo:a", "demo:b", "demo:c")
 
 
-def tiny_editor(name: str) -> Editor:
-    """A tiny 64 px model of `name` whose normalisation statistics moved off their initial values (a few
-    train-mode forwards), in eval mode behind the Editor interface."""
+def tiny_editor(name: str, **arch: Any) -> Editor:
+    """A tiny 64 px model of `name` (its tiny arch under `arch`) whose normalisation statistics moved off their
+    initial values (a few train-mode forwards), in eval mode behind the Editor interface; random buffers (a
+    fitted expression prior) are filled with noise."""
     torch.manual_seed(0)
-    gan = build_model(name, size=64, num_affects=len(AFFECTS), num_identities=len(IDENTITIES), **TINY_ARCHS[name])
+    gan = build_model(name, size=64, num_affects=len(AFFECTS), num_identities=len(IDENTITIES),
+                      **{**TINY_ARCHS[name], **arch})
+    for key, buffer in gan.named_buffers():
+        if key.split(".")[-1].startswith("prior_"):
+            buffer.normal_(0, 0.05)
     gan.train()
     with torch.no_grad():
         for _ in range(3):
@@ -50,9 +56,10 @@ def tiny_editor(name: str) -> Editor:
 # Slow: an export takes 5-10 s of CPU per model (TorchDynamo tracing, then the ONNX translation); the default
 # suite exports one model through the CLI below, which checks it against torch too.
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_onnx_file_matches_torch(name, tmp_path):
-    editor = tiny_editor(name)
+@pytest.mark.parametrize("name,arch", [(name, {}) for name in sorted(MODELS)] + [("warp-refine", {"prior": True})],
+                         ids=[*sorted(MODELS), "warp-refine-prior"])
+def test_onnx_file_matches_torch(name, arch, tmp_path):
+    editor = tiny_editor(name, **arch)
     data, summary = onnx_bytes(editor)
     path = tmp_path / f"{name}.onnx"
     path.write_bytes(data)

@@ -13,6 +13,11 @@ predicts three things from the source and the source/target affect vectors:
   channels equally, so the source's chroma stays exactly: a grayscale face comes back gray;
 * nothing else: every other pixel is the source's, moved.
 
+With `arch.prior` the flow and the luminance start from the train people's mean change for the pair of affects
+(`fextrain.expression_prior`, fitted without learning before the first step): their mean optical flow, and their
+mean log luminance ratio (an expression-ratio image: folds, the open mouth's dark interior), which relights the
+warped source, equally in every channel. The network's flow and residual then learn a correction of the prior.
+
 `warp_fields` returns the flow and the residual's luminance change, so `fex edit` can apply them to the
 **full-resolution** face instead of pasting a 64 px crop (fextrain/edit/paste.py `paste_warp`): the edit is then
 as sharp as the input at any output size.
