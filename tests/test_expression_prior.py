@@ -109,7 +109,15 @@ def test_a_run_with_the_prior_fits_it_once_and_saves_it_with_the_weights(tmp_pat
     editor = load_editor(tmp_path / "run")
     assert editor.gan.generator.prior_flow.abs().max() > 0  # the fitted fields came back with the weights
     assert json.loads((tmp_path / "run" / "config.json").read_text())["arch"]["prior"] is True
-    logs.clear()
-    train(tiny_config(manifest, tmp_path / "run2", "warp-refine", steps=1, arch=arch, cache_dir=str(tmp_path / "c")),
-          progress=False, log=logs.append)
+    logs.clear()  # a second run of the same data (here without the residual) finds the prior in the cache
+    train(tiny_config(manifest, tmp_path / "run2", "warp-refine", steps=2, arch={**arch, "residual": False},
+                      cache_dir=str(tmp_path / "c")), progress=False, log=logs.append)
     assert any(line.startswith("expression prior") and "; cached:" in line for line in logs)
+    plain = load_editor(tmp_path / "run2").gan
+    assert not hasattr(plain.generator, "to_refine")
+    x, s, t = torch.rand(2, 3, 64, 64) * 2 - 1, one_hot(torch.tensor([0, 1]), 7), one_hot(torch.tensor([3, 0]), 7)
+    with torch.no_grad():  # without the residual the edit is the warped, relit source, and fex edit's change is the relighting
+        flow, ratio, _, _ = plain.generator(x, s, t)
+        edit, flow_f, change = plain.warp_fields(x, s, t)
+        assert torch.allclose(edit, relight(warp(x, flow), ratio).clamp(-1, 1), atol=1e-6)
+        assert torch.allclose(warp(x, flow_f) + change, relight(warp(x, flow), ratio), atol=1e-5)

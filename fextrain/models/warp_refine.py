@@ -68,6 +68,9 @@ class WarpRefineConfig:
     # Start from the train people's mean flow and expression-ratio image of each affect pair (fitted without
     # learning before the first step, `fextrain.expression_prior`): the network then learns a correction of both.
     prior: bool = False
+    # The learnt luminance residual after the warp (False: the edit is the warped, relit source alone; with the
+    # prior, the residual took unseen people's faces away from their real ones, docs/models.md).
+    residual: bool = True
 
     def __post_init__(self) -> None:
         if self.size < 32 or self.size & (self.size - 1):
@@ -151,9 +154,10 @@ class Generator(nn.Module):
         self.enc3 = nn.ModuleList([_Block(w2, w3, 2, c), _Block(w3, w3, cond=c)])
         self.dec2 = _Block(w3 + w2, w2, cond=c)  # at size/4, after upsampling size/8
         self.to_flow = nn.Conv2d(w2, 2, 3, padding=1)
-        self.dec1 = _Block(w2 + w1, w1, cond=c)  # at size/2
-        self.dec0 = _Block(w1 + w0 + 3, w0, cond=c)  # at size, with the warped image
-        self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
+        if cfg.residual:
+            self.dec1 = _Block(w2 + w1, w1, cond=c)  # at size/2
+            self.dec0 = _Block(w1 + w0 + 3, w0, cond=c)  # at size, with the warped image
+            self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
         if cfg.prior:  # filled by WarpRefine.prepare, then saved with the weights
             self.register_buffer("prior_flow", torch.zeros(k, k, 2, cfg.size, cfg.size))
             self.register_buffer("prior_log_ratio", torch.zeros(k, k, 1, cfg.size, cfg.size))
@@ -166,8 +170,9 @@ class Generator(nn.Module):
         with torch.no_grad():  # start as the identity warp with a faint residual
             self.to_flow.weight.zero_()
             self.to_flow.bias.zero_()
-            self.to_refine.weight.normal_(0.0, 0.02)
-            self.to_refine.bias.copy_(torch.tensor([MASK_BIAS, 0.0]))
+            if cfg.residual:
+                self.to_refine.weight.normal_(0.0, 0.02)
+                self.to_refine.bias.copy_(torch.tensor([MASK_BIAS, 0.0]))
 
     def prior(self, src_vec: torch.Tensor, tgt_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow [B,2,S,S], log ratio [B,1,S,S]) of the prior: bilinear in the two vectors, so a scaled or mixed
@@ -195,6 +200,9 @@ class Generator(nn.Module):
             flow = flow + prior_flow
         else:
             log_ratio = flow.new_zeros(flow.shape[0], 1, size, size)
+        if not self.cfg.residual:
+            none = flow.new_zeros(flow.shape[0], 1, size, size)
+            return flow, log_ratio, none, none
         warped = relight(warp(x, flow), log_ratio)
         d1 = self.dec1(torch.cat([_up(d2), e1], 1), cond)
         d0 = self.dec0(torch.cat([_up(d1), e0, warped.to(e0.dtype)], 1), cond)
