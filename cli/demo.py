@@ -18,8 +18,9 @@ import click
 
 # The demo's model: warp-refine, the best on unseen real people by measurement (docs/demo.md,
 # benchmarks/REAL_FACES.md), at its cpu-64 preset's narrow widths so the default run fits in 10 CPU minutes.
-# `--full` keeps the model's own widths.
+# `--full` keeps the model's own widths, with the preset's expression prior and no residual (docs/models.md).
 MODEL = "warp-refine"
+FULL_SETTINGS = ["--set", "arch.prior=true", "--set", "arch.residual=false"]
 DEMO_STEPS = 1200  # the default --steps: the whole demo measured 8 min 22 s on 2 idle cores (docs/demo.md)
 
 
@@ -95,7 +96,8 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     # The preset's widths (the model's own with --full) under the demo's steps, size and batch, on a CPU and a GPU.
     train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL,
                   "--preset", "paper" if full else "cpu-64", "--size", size, "--steps", str(steps),
-                  "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10"]
+                  "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10",
+                  *(FULL_SETTINGS if full else [])]
     if (run / "checkpoints" / "last.pt").exists():
         train_args.append("--resume")
     stage("train", train_args)

@@ -262,18 +262,20 @@ class WarpRefineLoss:
 
 @register("warp-refine")
 class WarpRefine(GANModel):
-    """Dense landmark-guided warp of the source plus a chroma-preserving luminance refinement; hinge SN D."""
+    """Dense landmark-guided warp of the source, optionally from a measured prior, plus a chroma-preserving
+    luminance relighting and/or refinement; hinge SN D."""
 
-    summary = ("warp-refine (ours): landmark-guided dense warp of the source + a luminance residual for the "
-               "mouth's interior; sharp at any size, keeps colour; paired")
+    summary = ("warp-refine (ours): landmark-guided dense warp of the source, from the train people's mean flow "
+               "and expression-ratio image (cpu-64; arch.prior), or + a luminance residual; sharp at any size, "
+               "keeps colour; paired")
     Arch = WarpRefineConfig
     Loss = WarpRefineLoss
     defaults = Optim(steps=20_000, batch=16, lr=2e-4, betas=(0.5, 0.999))
     presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
-        size=64, steps=4000, batch=16,
-        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128]},
-        note="29 CPU-min; meets every target on the demo data (from 1,200 steps); unseen real people: "
-             "outside judge 0.59 of real, paired truth -0.05 (no nearer their real face), 3 seeds "
+        size=64, steps=3000, batch=16,
+        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False},
+        note="16 CPU-min; unseen real people, 3 seeds: outside judge 0.78 of real (0.75-0.84), paired truth "
+             "-0.02 (+0.06 to -0.13: one seed further from their real face); the prior alone +0.14 "
              "(docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
