@@ -108,6 +108,9 @@ class Runtime:
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # Buffers fitted before training and the same on every rank (warp-refine's expression prior, megabytes)
+            # are not re-broadcast from rank 0 at every forward, as DDP does with buffers by default.
+            DDP._set_params_and_buffers_to_ignore_for_model(net, list(getattr(net, "fixed_buffers", ())))
             ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                       find_unused_parameters=find_unused)
         if self.compile:

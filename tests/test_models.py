@@ -186,6 +186,10 @@ def _train_every_model_in_this_process(manifest: Path, root: Path) -> None:
             loss = {**TINY_LOSSES.get(name, {}), **DDP_STAGES.get(name, {})}
             train(tiny_config(manifest, root / name, name, steps=7, loss=loss, cache_dir=str(root / "cache")),
                   progress=False, log=print)
+        # warp-refine's cpu-64 form: the fitted prior in buffers DDP does not broadcast, no residual head
+        arch = {**TINY_ARCHS["warp-refine"], "prior": True, "residual": False}
+        train(tiny_config(manifest, root / "warp-refine-prior", "warp-refine", steps=7, arch=arch,
+                          cache_dir=str(root / "cache")), progress=False, log=print)
     finally:
         shutdown(info)
 
@@ -207,10 +211,13 @@ def test_every_model_under_torchrun(manifest, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=repo)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ALL:
-        assert proc.stdout.count(f"training {name} 64px on cpu x2") == 1  # global rank 0 alone speaks
+        runs = 2 if name == "warp-refine" else 1  # and its prior form, below
+        assert proc.stdout.count(f"training {name} 64px on cpu x2") == runs  # global rank 0 alone speaks
         rows = _rows(tmp_path / name)
         assert [r["step"] for r in rows] == list(range(1, 8)) and any(MODELS[name].reconstruction in r for r in rows)
         assert all(np.isfinite(v) for r in rows for k, v in r.items() if isinstance(v, float)), name
+    assert [r["step"] for r in _rows(tmp_path / "warp-refine-prior")] == list(range(1, 8))
+    assert proc.stdout.count("expression prior: mean flow") == 1  # rank 0 fits it and speaks; rank 1 reads the cache
     g_step = _rows(tmp_path / "stargan")[4]  # n_critic 5: G (edit and cycle) trains on step 5
     assert {"d_gp", "g_rec"} <= set(g_step)
 

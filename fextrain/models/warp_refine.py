@@ -158,9 +158,10 @@ class Generator(nn.Module):
             self.dec1 = _Block(w2 + w1, w1, cond=c)  # at size/2
             self.dec0 = _Block(w1 + w0 + 3, w0, cond=c)  # at size, with the warped image
             self.to_refine = nn.Conv2d(w0, 2, 3, padding=1)  # mask logit, luminance
-        if cfg.prior:  # filled by WarpRefine.prepare, then saved with the weights
+        if cfg.prior:  # filled by WarpRefine.prepare on every rank, then saved with the weights
             self.register_buffer("prior_flow", torch.zeros(k, k, 2, cfg.size, cfg.size))
             self.register_buffer("prior_log_ratio", torch.zeros(k, k, 1, cfg.size, cfg.size))
+            self.fixed_buffers = ("prior_flow", "prior_log_ratio")  # DDP leaves them alone (Runtime.wrap)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.2)
