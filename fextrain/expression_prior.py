@@ -23,8 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from fextrain.cached_net import CachedNet, fingerprint, load_or_train
+from fextrain.pixels import grey_levels
 
-PRIOR_VERSION = 1
+PRIOR_VERSION = 2  # bumped whenever the fitted values change (2: unrounded grey levels)
 FRAMES = 4  # frames read per (person, affect): seeded, so a video's thousands of frames cost no more than a photo set
 FLOW_SIDE = 256  # DIS finds the motion of a 64 px crop badly; it runs on the crops upsampled to this side
 RATIO_EPS = 0.05  # luminance floor (of 1) in the log ratio: dark pixels (the mouth's interior) stay finite
@@ -44,12 +45,6 @@ class PriorCost:
         how = "cached" if self.cached else f"fitted in {self.seconds:.0f} s ({self.retrained})"
         return (f"expression prior: mean flow and ratio image of {self.people} train people, {self.pairs} frame "
                 f"pairs, {self.cells} affect pairs; {how}: {self.file}")
-
-
-def luminance01(images: np.ndarray) -> np.ndarray:
-    """[N, S, S, 3] uint8 RGB -> [N, S, S] float32 luminance in [0, 1] (OpenCV's RGB -> gray weights)."""
-    return np.stack([cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2GRAY) for im in images]).astype(
-        np.float32) / 255.0
 
 
 def _remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -93,7 +88,7 @@ def fit_expression_prior(images: np.ndarray, identity_ids: np.ndarray, affect_id
         if len(rows) < 2:
             continue
         measured_people += 1
-        grey = {a: luminance01(images[r]) for a, r in rows.items()}
+        grey = {a: (grey_levels(images[r]) / 255.0).astype(np.float32) for a, r in rows.items()}
         for a in rows:
             for t in rows:
                 if a == t:
@@ -106,7 +101,8 @@ def fit_expression_prior(images: np.ndarray, identity_ids: np.ndarray, affect_id
     seen = np.maximum(people, 1)[:, :, None, None]
     flow = (flow_sum / seen[..., None]).transpose(0, 1, 4, 2, 3) * (2.0 / side)  # pixels -> [-1, 1] units
     ratio = (ratio_sum / seen)[:, :, None]
-    out = {"flow": torch.from_numpy(flow.astype(np.float32)), "log_ratio": torch.from_numpy(ratio.astype(np.float32)),
+    out = {"flow": torch.from_numpy(np.ascontiguousarray(flow, np.float32)),
+           "log_ratio": torch.from_numpy(np.ascontiguousarray(ratio, np.float32)),
            "people": torch.from_numpy(people)}
     counts = {"people": measured_people, "pairs": pairs, "cells": int((people > 0).sum())}
     return out, counts
@@ -139,4 +135,4 @@ def load_or_fit_expression_prior(folder: Path, images: np.ndarray, identity_ids:
     return fields, cost
 
 
-__all__ = ["PriorCost", "fit_expression_prior", "load_or_fit_expression_prior", "luminance01"]
+__all__ = ["PriorCost", "fit_expression_prior", "load_or_fit_expression_prior"]
