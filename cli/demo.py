@@ -21,7 +21,7 @@ import click
 # `--full` keeps the model's own widths, with the preset's expression prior and no residual (docs/models.md).
 MODEL = "warp-refine"
 FULL_SETTINGS = ["--set", "arch.prior=true", "--set", "arch.residual=false"]
-DEMO_STEPS = 1200  # the default --steps: the whole demo measured 8 min 22 s on 2 idle cores (docs/demo.md)
+DEMO_STEPS = 1200  # the default --steps: the whole demo measured 9 min 4 s on 2 cores (docs/demo.md)
 
 
 @click.command("demo", context_settings={"help_option_names": ["-h", "--help"]})
