@@ -47,12 +47,6 @@ class PriorCost:
                 f"pairs, {self.cells} affect pairs; {how}: {self.file}")
 
 
-def _remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    side = image.shape[0]
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
-    return cv2.remap(image, xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
 class _PairFields:
     """Flow (pixels of the crop, backward: the target frame's pixel p is at p + flow(p) in the source frame)
     and log luminance ratio between two frames of one person."""
@@ -60,12 +54,15 @@ class _PairFields:
     def __init__(self, side: int) -> None:
         self.side, self.up = side, max(FLOW_SIDE, side)
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.yy, self.xx = np.mgrid[0:side, 0:side].astype(np.float32)  # the identity grid, once for every pair
 
     def __call__(self, grey_src: np.ndarray, grey_tgt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         big = [cv2.resize(g, (self.up, self.up), interpolation=cv2.INTER_CUBIC) for g in (grey_tgt, grey_src)]
         flow = self.dis.calc(*(np.clip(np.rint(b * 255), 0, 255).astype(np.uint8) for b in big), None)
         flow = cv2.resize(flow, (self.side, self.side), interpolation=cv2.INTER_AREA) * (self.side / self.up)
-        ratio = np.log(grey_tgt + RATIO_EPS) - np.log(_remap(grey_src, flow) + RATIO_EPS)
+        aligned = cv2.remap(grey_src, self.xx + flow[..., 0], self.yy + flow[..., 1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT)
+        ratio = np.log(grey_tgt + RATIO_EPS) - np.log(aligned + RATIO_EPS)
         return flow, ratio
 
 

@@ -348,7 +348,7 @@ class WarpRefine(GANModel):
         its own detail under the residual too."""
         flow, log_ratio, mask, luma = self.generator(x, source_vec, target_vec)
         moved = warp(x, flow)
-        change = (render(x, flow, log_ratio, mask, luma)[1] - moved)[:, :1]
+        change = (refine(relight(moved, log_ratio), mask, luma) - moved)[:, :1]
         return (moved + change).clamp(-1, 1), flow.float(), change.float()
 
     def edit(self, x: torch.Tensor, source_vec: torch.Tensor, target_vec: torch.Tensor) -> torch.Tensor:
