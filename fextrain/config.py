@@ -94,9 +94,9 @@ class TrainConfig:
         _validate(self)
 
 
-# Smallest value of each whole-number setting (a step count of 0, a batch of 1 or a cadence of 0 would
-# fail deep inside the loop or train nothing).
-_AT_LEAST = {"size": 16, "steps": 1, "batch": 2, "seed": 0, "ckpt_every": 1, "sample_every": 0, "log_every": 1,
+# Smallest value of each whole-number setting (a batch of 1 or a cadence of 0 would fail deep inside the loop;
+# a step count of 0 is only taken by a model whose `prepare` alone makes its edits: `_validate`).
+_AT_LEAST = {"size": 16, "steps": 0, "batch": 2, "seed": 0, "ckpt_every": 1, "sample_every": 0, "log_every": 1,
              "num_samples": 0}
 _CHOICES = {"amp": ("auto", "bf16", "off"), "channels_last": ("auto", "on", "off"),
             "data_on_device": ("auto", "on", "off")}
@@ -139,6 +139,10 @@ def _validate(cfg: TrainConfig) -> None:
         if getattr(cfg, key) < least:
             hint = " (normalisation layers need more than one sample)" if key == "batch" else ""
             raise ConfigError(f"{key} must be at least {least}{hint}; got {getattr(cfg, key)}")
+    if cfg.steps == 0 and not _model(cfg.model).fitted_without_steps(cfg.arch):
+        raise ConfigError(f"steps 0 would save {cfg.model}'s untrained networks, which edit nothing",
+                          hint="give --steps 1 or more; only warp-refine with arch.prior=true and "
+                               "arch.residual=false is whole before its first step (its expression prior alone)")
     if cfg.holdout_fold is not None and cfg.holdout_fold < 0:
         raise ConfigError(f"holdout_fold must be a fold number (0 or more) or null; got {cfg.holdout_fold}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):

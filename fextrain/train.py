@@ -354,10 +354,11 @@ def loop(run: Run, on_step: Callable[[int, dict[str, float] | None], None] | Non
     cfg, info, start, end = run.cfg, run.info, run.start, run.cfg.steps
     if run.resume:
         run.log(f"resuming {run.run_dir} from step {start} (training to step {end})")
-    if end <= start:
+    if run.resume and end <= start:
         return _up_to_date(run)
     logger = _begin(run)
-    meter, saved_at, last, status = Meter(start + 1), (start if run.resume else -1), {}, "done"
+    # step: the last one done (`--steps 0` does none: the model's `prepare` alone made its edits)
+    meter, saved_at, last, status, step = Meter(start + 1), (start if run.resume else -1), {}, "done", start
     try:
         with _CtrlC() as stop:
             for step in range(start + 1, end + 1):
@@ -409,7 +410,9 @@ def _begin(run: Run) -> RunLogger:
         save_json(cfg, run.run_dir / "config.json")
     run.log(f"training {cfg.model} {cfg.size}px on {run.rt.device}{f' x{info.world_size}' if info.enabled else ''} "
             f"({run.rt.describe()}; images on {run.data.store.where}): {len(run.data.ds)} train images, "
-            f"{len(cfg.affects)} affects, batch {cfg.batch}, steps {start + 1}..{end}, preset {cfg.preset}")
+            f"{len(cfg.affects)} affects, batch {cfg.batch}, "
+            f"{f'steps {start + 1}..{end}' if end > start else 'no steps (the prepared model is saved as it is)'}, "
+            f"preset {cfg.preset}")
     logger = RunLogger(run.run_dir, start=start, end=end, main=run.main, progress=run.progress, log=run.log)
     due = run.resume and cfg.sample_every and start % cfg.sample_every == 0
     if due and not grid_path(run.run_dir, start).is_file():

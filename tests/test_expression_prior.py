@@ -3,6 +3,7 @@ their frames; the generator applies a pair's fields bilinearly in the condition 
 it once, caches it and saves it with the weights."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def test_the_generator_applies_a_pairs_fields_in_proportion_to_the_target():
         assert torch.allclose(flow[0], g.prior_flow[0, 1]) and torch.allclose(ratio[0], g.prior_log_ratio[0, 1])
         assert torch.allclose(flow[1], 0.5 * g.prior_flow[0, 2]) and torch.allclose(ratio[1], 0.5 * g.prior_log_ratio[0, 2])
         assert torch.allclose(flow[2], g.prior_flow[1, 1])
+        g.cfg = dataclasses.replace(g.cfg, prior_gain=1.5)  # arch.prior_gain scales every pair's fields alike
+        strong = g.prior(src, tgt)
+        assert torch.allclose(strong[0], 1.5 * flow) and torch.allclose(strong[1], 1.5 * ratio)
+        g.cfg = dataclasses.replace(g.cfg, prior_gain=1.0)
         # untrained, the learnt flow is zero: the generator's warp is the prior's, relit by its ratio
         x = torch.rand(3, 3, 64, 64) * 2 - 1
         out = g(x, src, tgt)
@@ -121,3 +126,38 @@ def test_a_run_with_the_prior_fits_it_once_and_saves_it_with_the_weights(tmp_pat
         edit, flow_f, change = plain.warp_fields(x, s, t)
         assert torch.allclose(edit, relight(warp(x, flow), ratio).clamp(-1, 1), atol=1e-6)
         assert torch.allclose(warp(x, flow_f) + change, relight(warp(x, flow), ratio), atol=1e-5)
+
+
+def test_a_run_of_zero_steps_is_the_prior_alone_and_other_models_refuse_it(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from _train_fixtures import TINY_ARCHS, tiny_config, write_tiny_manifest
+    from cli.main import main as fex
+    from fextrain.models.editor import load_editor
+    from fextrain.train import train
+
+    manifest = write_tiny_manifest(tmp_path / "data")
+    arch = {**TINY_ARCHS["warp-refine"], "prior": True, "residual": False}
+    logs: list[str] = []
+    result = train(tiny_config(manifest, tmp_path / "run", "warp-refine", steps=0, arch=arch), progress=False,
+                   log=logs.append)
+    assert (result.start_step, result.step, result.status) == (0, 0, "done")
+    assert any("no steps (the prepared model is saved as it is)" in line for line in logs)
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "generator.safetensors").is_file()
+    g = load_editor(run).gan.generator
+    x, s, t = torch.rand(2, 3, 64, 64) * 2 - 1, one_hot(torch.tensor([0, 1]), 7), one_hot(torch.tensor([3, 0]), 7)
+    with torch.no_grad():  # the edit is the source moved and relit by the fitted prior of each pair, nothing else
+        assert g.prior_flow.abs().max() > 0
+        edit = load_editor(run).gan.edit(x, s, t)
+        expected = relight(warp(x, torch.stack([g.prior_flow[0, 3], g.prior_flow[1, 0]])),
+                           torch.stack([g.prior_log_ratio[0, 3], g.prior_log_ratio[1, 0]]))
+        assert torch.allclose(edit, expected.clamp(-1, 1), atol=1e-5)
+    again = train(tiny_config(manifest, run, "warp-refine", steps=0, arch=arch), resume=True, progress=False,
+                  log=lambda _: None)
+    assert again.status == "up-to-date"
+    # with a residual or another model, step 0 is an untrained network: refused before anything is written
+    out = CliRunner().invoke(fex, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "bad"),
+                                   "--model", "warp-refine", "--steps", "0", "--set", "arch.residual=true"])
+    assert out.exit_code == 2 and "error: steps 0 would save warp-refine's untrained networks" in out.output
+    assert "hint: give --steps 1 or more" in out.output and not (tmp_path / "bad").exists()

@@ -65,7 +65,9 @@ def test_cli_defaults_do_not_override_the_config_file(tmp_path):
 @pytest.mark.parametrize("data,message", [
     ({"lr": -1}, "lr must be a positive number"),
     ({"lr": float("inf")}, "lr must be a positive number"),
-    ({"steps": 0}, "steps must be at least 1"),
+    ({"steps": -1}, "steps must be at least 0"),
+    ({"steps": 0}, "steps 0 would save fexgan's untrained networks"),  # only a prior alone is whole at step 0
+    ({"model": "warp-refine", "steps": 0, "arch": {"prior": True}}, "steps 0 would save warp-refine's untrained"),
     ({"batch": 1}, "batch must be at least 2"),
     ({"size": 8}, "size must be at least 16"),
     ({"seed": -1}, "seed must be at least 0"),
@@ -100,7 +102,7 @@ def test_yaml_on_off_and_set_conflicts():
 
 @pytest.mark.parametrize("sets,message", [
     (["lr=-1"], "error: lr must be a positive number; got -1.0"),
-    (["steps=0"], "error: steps must be at least 1; got 0"),
+    (["steps=0"], "error: steps 0 would save fexgan's untrained networks, which edit nothing"),
     (["betas=[0.5, 2]"], "error: betas must be two numbers in [0, 1)"),
 ])
 def test_cli_reports_a_bad_value_in_one_line(tmp_path, sets, message):

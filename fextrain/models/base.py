@@ -45,6 +45,8 @@ Optional, for models that need them:
                               every rank and every resume gets the same ones. Rank 0 runs it first.
                               `steps` is the run's total (a helper's budget may scale with it); returns
                               {helper: {..., "summary": one line}}, which the run's log shows.
+* `fitted_without_steps(arch)` - True when `prepare` alone makes the edits (warp-refine's expression prior with
+                              nothing learnt on top), so `fex train --steps 0` is allowed.
 * `sometimes_unused`        - names of networks some of whose parameters get no gradient in some steps
                               (a stage schedule, a head trained only in some stages); DDP then searches
                               for unused parameters after each forward instead of failing.
@@ -263,6 +265,12 @@ class GANModel(nn.Module):
     def scheduled(self, step: int, total: int) -> dict[str, float]:
         """Scheduled loss weights at `step`, logged beside the losses (none by default)."""
         return {}
+
+    @classmethod
+    def fitted_without_steps(cls, arch: dict[str, Any]) -> bool:
+        """True when, with these `arch` settings, `prepare` alone makes the model's edits, so a run of 0 steps
+        (`fex train --steps 0`) is a usable model; False by default: untrained networks edit nothing."""
+        return False
 
     def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool,
                 steps: int | None = None) -> dict[str, dict[str, Any]]:

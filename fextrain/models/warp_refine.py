@@ -68,6 +68,9 @@ class WarpRefineConfig:
     # Start from the train people's mean flow and expression-ratio image of each affect pair (fitted without
     # learning before the first step, `fextrain.expression_prior`): the network then learns a correction of both.
     prior: bool = False
+    # Multiplies the prior's fields, as a target of "1.25*joy" would (chosen on held-out train people:
+    # benchmarks/prior_gain.py).
+    prior_gain: float = 1.0
     # The learnt luminance residual after the warp (False: the edit is the warped, relit source alone; with the
     # prior, the residual took unseen people's faces away from their real ones, docs/models.md).
     residual: bool = True
@@ -179,7 +182,7 @@ class Generator(nn.Module):
         """(flow [B,2,S,S], log ratio [B,1,S,S]) of the prior: bilinear in the two vectors, so a scaled or mixed
         target ("0.5*joy") takes that share of each pair's fields, and a target equal to the source none."""
         with torch.autocast(src_vec.device.type, enabled=False):
-            weights = (src_vec.float()[:, :, None] * tgt_vec.float()[:, None, :]).flatten(1)
+            weights = (src_vec.float()[:, :, None] * tgt_vec.float()[:, None, :]).flatten(1) * self.cfg.prior_gain
             flow = (weights @ self.prior_flow.flatten(0, 1).flatten(1)).view(-1, *self.prior_flow.shape[2:])
             ratio = (weights @ self.prior_log_ratio.flatten(0, 1).flatten(1)).view(-1, *self.prior_log_ratio.shape[2:])
         return flow, ratio
@@ -289,6 +292,12 @@ class WarpRefine(GANModel):
         super().__init__(arch, loss)
         self.generator = Generator(arch)
         self.discriminator = SpectralNormDiscriminator(arch)
+
+    @classmethod
+    def fitted_without_steps(cls, arch: dict[str, Any]) -> bool:
+        """The prior with no residual: the learnt flow starts at zero, so the untrained edit is the prior's."""
+        settings = {**asdict(WarpRefineConfig()), **arch}
+        return bool(settings["prior"]) and not settings["residual"]
 
     def prepare(self, data: Any, *, cache_dir: Path, device: torch.device, progress: bool,
                 steps: int | None = None) -> dict[str, dict[str, Any]]:
