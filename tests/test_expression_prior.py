@@ -156,6 +156,14 @@ def test_a_run_of_zero_steps_is_the_prior_alone_and_other_models_refuse_it(tmp_p
     again = train(tiny_config(manifest, run, "warp-refine", steps=0, arch=arch), resume=True, progress=False,
                   log=lambda _: None)
     assert again.status == "up-to-date"
+    # the prior-only preset is that run, named: `fex train --preset prior-only` fits and saves, no step
+    out = CliRunner().invoke(fex, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "named"),
+                                   "--model", "warp-refine", "--preset", "prior-only", "--device", "cpu",
+                                   "--sample-every", "0"])
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "named" / "config.json").read_text())
+    assert (saved["preset"], saved["steps"], saved["arch"]["prior"], saved["arch"]["residual"]) == (
+        "prior-only", 0, True, False)
     # with a residual or another model, step 0 is an untrained network: refused before anything is written
     out = CliRunner().invoke(fex, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "bad"),
                                    "--model", "warp-refine", "--steps", "0", "--set", "arch.residual=true"])

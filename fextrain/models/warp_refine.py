@@ -280,7 +280,12 @@ class WarpRefine(GANModel):
         arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False},
         note="16 CPU-min; unseen real people, 3 seeds: outside judge 0.78 of real (0.75-0.84), paired truth "
              "-0.02 (+0.06 to -0.13: one seed further from their real face); the prior alone +0.14 "
-             "(docs/models.md, warp-refine)")}
+             "(docs/models.md, warp-refine)"),
+               "prior-only": Preset(  # nothing learnt: `prepare` fits the prior and the run is saved at step 0
+        size=64, steps=0, batch=16,
+        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False},
+        note="no training, 2 CPU-min to fit; unseen real people: paired truth +0.14 (the nearest to their own "
+             "faces of any run), outside judge 0.67 of real, reach 0.25 (docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
