@@ -48,8 +48,8 @@ _OPTIONS = ("manifest", "model", "preset", "size", "steps", "batch", "lr", "devi
               help=f"Training resolution (default: the preset's; paper {_DEFAULTS.size}).")
 @click.option("--steps", type=click.IntRange(0),
               help=f"The run's TOTAL iterations (default: the preset's; paper {_paper('steps')}); "
-                   "--resume --steps 300 on a run at 200 trains 100 more. 0 fits warp-refine's expression prior and "
-                   "learns nothing (its cpu-64 preset, or --set arch.prior=true --set arch.residual=false).")
+                   "--resume --steps 300 on a run at 200 trains 100 more. 0 fits warp-refine's expression prior, learns "
+                   "nothing and saves the run (--preset prior-only).")
 @click.option("--batch", type=click.IntRange(2),
               help=f"Images per step, per GPU under torchrun (default: the preset's; paper {_paper('batch')}).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),

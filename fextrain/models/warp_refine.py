@@ -68,8 +68,8 @@ class WarpRefineConfig:
     # Start from the train people's mean flow and expression-ratio image of each affect pair (fitted without
     # learning before the first step, `fextrain.expression_prior`): the network then learns a correction of both.
     prior: bool = False
-    # Multiplies the prior's fields, as a target of "1.25*joy" would (chosen on held-out train people:
-    # benchmarks/prior_gain.py).
+    # Multiplies the prior's fields, as a target of "1.25*joy" would (1: the people's measured mean change; why it
+    # stays 1 is in docs/models.md, warp-refine).
     prior_gain: float = 1.0
     # The learnt luminance residual after the warp (False: the edit is the warped, relit source alone; with the
     # prior, the residual took unseen people's faces away from their real ones, docs/models.md).
@@ -264,6 +264,10 @@ class WarpRefineLoss:
     flow_tv: float = 1.0  # * total variation of the flow (normalised units): no tearing
 
 
+# Both CPU presets: narrow widths, the expression prior, no residual.
+_CPU_ARCH = {"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False}
+
+
 @register("warp-refine")
 class WarpRefine(GANModel):
     """Dense landmark-guided warp of the source, optionally from a measured prior, plus a chroma-preserving
@@ -275,17 +279,15 @@ class WarpRefine(GANModel):
     Arch = WarpRefineConfig
     Loss = WarpRefineLoss
     defaults = Optim(steps=20_000, batch=16, lr=2e-4, betas=(0.5, 0.999))
-    presets = {"cpu-64": Preset(  # fex train --preset cpu-64 (and auto on a CPU); docs/train.md, Presets
-        size=64, steps=3000, batch=16,
-        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False},
-        note="16 CPU-min; unseen real people, 3 seeds: outside judge 0.78 of real (0.75-0.84), paired truth "
-             "-0.02 (+0.06 to -0.13: one seed further from their real face); the prior alone +0.14 "
-             "(docs/models.md, warp-refine)"),
-               "prior-only": Preset(  # nothing learnt: `prepare` fits the prior and the run is saved at step 0
-        size=64, steps=0, batch=16,
-        arch={"widths": [16, 32, 64, 128], "d_widths": [32, 64, 128], "prior": True, "residual": False},
-        note="no training, 2 CPU-min to fit; unseen real people: paired truth +0.14 (the nearest to their own "
-             "faces of any run), outside judge 0.67 of real, reach 0.25 (docs/models.md, warp-refine)")}
+    presets = {  # fex train --preset NAME (cpu-64 also by auto on a CPU); docs/train.md, Presets
+        "cpu-64": Preset(size=64, steps=3000, batch=16, arch=_CPU_ARCH,
+                         note="16 CPU-min; unseen real people, 3 seeds: outside judge 0.78 of real (0.75-0.84), "
+                              "paired truth -0.02 (+0.06 to -0.13: one seed further from their real face); the "
+                              "prior alone +0.14 (docs/models.md, warp-refine)"),
+        "prior-only": Preset(size=64, steps=0, batch=16, arch=_CPU_ARCH,  # `prepare` fits the prior; no step
+                             note="no training, 2 CPU-min to fit; unseen real people: paired truth +0.14 (the "
+                                  "nearest to their own faces of any run), outside judge 0.67 of real, reach 0.25 "
+                                  "(docs/models.md, warp-refine)")}
     paired = True
     landmarks = True  # the loop serves both frames' landmarks (Batch.landmarks, Batch.target_landmarks)
     metrics = ("g_total", "g_adv", "g_cls", "g_l1", "g_warp", "g_lm", "g_motion", "g_mask", "g_flow_tv",
