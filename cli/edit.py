@@ -5,6 +5,7 @@ import click
 
 from cli.params import comma_floats
 from fexdata.ingest.align import PAD_MODES
+from fextrain.edit.context import STEADY
 from fextrain.edit.source import JudgeOptions
 
 _JUDGE = JudgeOptions()  # `fex eval`'s judge defaults (EvalOptions), so both commands share RUN/eval/judge
@@ -69,6 +70,9 @@ _JUDGE = JudgeOptions()  # `fex eval`'s judge defaults (EvalOptions), so both co
               help="Crop recipe: every --size the ingest made (smaller crops were downscaled from the largest).")
 @click.option("--fallback", type=click.Choice(["auto", "frame", "reject"]), default=None,
               help="Crop recipe: a photo without a detected face is taken whole (frame), only when small (auto), or rejected.")
+@click.option("--steady", type=click.FloatRange(0, 1, min_open=True), default=STEADY, show_default=True,
+              help="Videos: weight of the newest frame in each face's running average of the edit; lower is "
+                   "steadier and lags more (about (1-W)/W frames); 1: no average.")
 @click.option("--smooth", type=click.FloatRange(min=0), default=None, help="Crop recipe: video alignment smoothing sigma.")
 @click.option("--redetect-every", type=click.IntRange(min=1), default=None, help="Crop recipe: video re-detection interval.")
 @click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
@@ -90,7 +94,7 @@ _JUDGE = JudgeOptions()  # `fex eval`'s judge defaults (EvalOptions), so both co
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour, keep_detail, paste_mode, crops, start,
          end, batch, device, threads, align, zoom, pad, detector, landmarks, fan_weights, crop_size, ingest_sizes,
-         fallback, smooth, redetect_every, max_megapixels, judge_epochs, judge_min_steps, judge_holdout, judge_patience,
+         fallback, steady, smooth, redetect_every, max_megapixels, judge_epochs, judge_min_steps, judge_holdout, judge_patience,
          identity, strict, overwrite, quiet) -> None:
     """Change the expression of the faces in photos and videos with a trained RUN.
 
@@ -128,7 +132,7 @@ def edit(run, inputs, to, out, intensity, source, estimator, faces, face, colour
         paste=paste_mode, crops=crops,
         start=start, end=end, batch=batch, device=device, max_pixels=int(max_megapixels * 1e6), recipe=recipe,
         fan_weights=fan_weights, judge=JudgeOptions(judge_epochs, judge_min_steps, judge_holdout, judge_patience),
-        overwrite=overwrite, identity=identity)
+        overwrite=overwrite, identity=identity, steady=steady)
     summary = run_edit(run, inputs, out, options, progress=not quiet, log=click.echo)
     click.echo(format_summary(summary, out))
     if strict and summary["rejects"]:

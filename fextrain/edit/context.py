@@ -13,6 +13,10 @@ from fextrain.edit.model import BatchModel
 from fextrain.edit.paste import face_mask, match_colour, paste, paste_warp
 from fextrain.edit.source import SourceAffects
 
+# Videos: weight of the newest frame in the per-track average of what the model adds to a face (`fex edit --steady`;
+# docs/edit.md, "Videos", has the measurements). Lower is steadier and lags more: about (1 - w) / w frames.
+STEADY = 0.5
+
 
 @dataclass
 class EditContext:
@@ -31,6 +35,7 @@ class EditContext:
     max_pixels: int = 100_000_000
     start: float | None = None  # videos: edit only [start, end) seconds
     end: float | None = None
+    steady: float = STEADY      # videos: weight of the newest frame in the per-track average of the edit
     progress: bool = True
 
     def paste_faces(self, frame: np.ndarray, faces: list[FaceCrop], generated: list[np.ndarray],

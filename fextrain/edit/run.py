@@ -31,7 +31,7 @@ from fexdata.ingest import records as R
 from fexdata.ingest.video import VideoError
 from fexdata.paths import atomic_write_text, locked, read_json_or_empty, remove_temp_files
 from fextrain.edit import paste
-from fextrain.edit.context import EditContext, Rejected
+from fextrain.edit.context import STEADY, EditContext, Rejected
 from fextrain.edit.faces import FaceChoice, make_finder
 from fextrain.edit.inputs import EditInput, collect_inputs
 from fextrain.device import resolve_device
@@ -74,6 +74,7 @@ class EditOptions:
     judge: JudgeOptions = JudgeOptions()
     overwrite: bool = False
     identity: str | None = None       # --identity: a train identity to draw the faces on (identity-editing models)
+    steady: float = STEADY            # --steady: videos, weight of the newest frame in the average of the edit
 
 
 def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -114,7 +115,7 @@ def edit(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str |
                           faces=str(faces), colour=options.colour, keep_detail=options.keep_detail,
                           warp=uses_warp(editor, options),
                           crops=options.crops, max_pixels=options.max_pixels, start=options.start, end=options.end,
-                          progress=progress)
+                          steady=options.steady, progress=progress)
         started = time.perf_counter()
         _write_rejects(out, "inputs", scan_rejects)
         try:
@@ -235,6 +236,7 @@ def _fingerprint(run_path: Path, editor: Any, recipe: dict[str, Any], options: E
                 "colour": options.colour, "keep_detail": options.keep_detail, "warp": uses_warp(editor, options),
                 "start": options.start,
                 "end": options.end,
+                "steady": options.steady,
                 "mask": {"brow_lift": paste.BROW_LIFT, "erode": paste.ERODE, "feather": paste.FEATHER},
                 **({"identity": options.identity} if options.identity else {})}
     return json.loads(json.dumps({"format": FORMAT_VERSION, "run": str(run_path.resolve()), "model": editor.model,

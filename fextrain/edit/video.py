@@ -47,9 +47,9 @@ from fextrain.edit.paste import sharpness_ratio
 from fextrain.edit.table import edit_row, write_part
 from fextrain.edit.targets import Target
 
-# Weight of the newest frame in the per-track averages (docs/edit.md, "Videos", has the measurements):
-SOURCE_EMA = 0.3   # the estimated source-affect probabilities
-EDIT_EMA = 0.5     # what the model adds to each face: a warping model's fields, else the crop's change
+# Weight of the newest frame in the per-track average of the estimated source-affect probabilities (that of what
+# the model adds to each face, a warping model's fields, else the crop's change, is `EditContext.steady`).
+SOURCE_EMA = 0.3
 
 
 class _Average:
@@ -102,8 +102,11 @@ class _Pass:
     stats: VideoStats = field(default_factory=VideoStats)
     grid: tuple[int, np.ndarray, list] | None = None  # frame index, source image, face boxes
     _sources_avg: _Average = field(default_factory=lambda: _Average(SOURCE_EMA))   # per track
-    _edits_avg: _Average = field(default_factory=lambda: _Average(EDIT_EMA))       # per (target, track)
+    _edits_avg: _Average | None = None                                               # per (target, track)
     follow: _Follow | None = None
+
+    def __post_init__(self) -> None:
+        self._edits_avg = _Average(self.ctx.steady)
 
     def process(self, batch: list[_Frame]) -> None:
         """Edit the faces of `batch` for every target and write every frame of it, in order."""
