@@ -15,7 +15,7 @@ from fextrain.edit.source import SourceAffects
 
 # Videos: weight of the newest frame in the per-track average of what the model adds to a face (`fex edit --steady`;
 # docs/edit.md, "Videos", has the measurements). Lower is steadier and lags more: about (1 - w) / w frames.
-STEADY = 0.5
+STEADY = 0.2
 
 
 @dataclass
