@@ -102,7 +102,7 @@ class _Pass:
     stats: VideoStats = field(default_factory=VideoStats)
     grid: tuple[int, np.ndarray, list] | None = None  # frame index, source image, face boxes
     _sources_avg: _Average = field(default_factory=lambda: _Average(SOURCE_EMA))   # per track
-    _edits_avg: _Average | None = None                                               # per (target, track)
+    _edits_avg: _Average = field(init=False)                                         # per (target, track)
     follow: _Follow | None = None
 
     def __post_init__(self) -> None:
