@@ -6,7 +6,7 @@ Issue 23's target: the edit's warping error at most 1.2x the source's. The clip 
 from and records the measured table. Nothing is downloaded.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_stability.py RUN [--clip PATH] [--to joy,surprise]
-        [--from auto] [--seconds N] [--out DIR]
+        [--from auto] [--seconds N] [--steady W] [--out DIR]
 
 It runs `fex edit RUN CLIP --to ... --end N --out DIR` through the CLI code, decodes the source and each
 output with fex's ffmpeg frame reader, takes the face region per frame from the boxes in DIR/edits.parquet
@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None,
                     help=f"measure the first N seconds (default: the whole clip if <= {MAX_SECONDS:g} s, else "
                          f"its first {MAX_SECONDS:g} s)")
+    ap.add_argument("--steady", default=None,
+                    help="fex edit --steady: weight of the newest frame in the running average (default: fex edit's)")
     ap.add_argument("--out", type=Path, default=None, help="fex edit output folder (default: a new temp folder)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for fex edit and OpenCV's flow")
     args = ap.parse_args()
@@ -80,7 +82,8 @@ def main() -> None:
 
     started = time.perf_counter()
     status = fex.main(["edit", str(args.run), str(args.clip), "--to", args.to, "--from", args.source,
-                       "--end", f"{seconds:g}", "--out", str(out), "--quiet", "--threads", str(args.threads)],
+                       "--end", f"{seconds:g}", "--out", str(out), "--quiet", "--threads", str(args.threads),
+                       *(["--steady", args.steady] if args.steady else [])],
                       standalone_mode=False, prog_name="fex")
     edit_s = time.perf_counter() - started
     if status:
