@@ -11,9 +11,9 @@ to choose on data the final measurement never sees:
 1. **Validation people**: benchmarks/real_faces.py's identity manifest with its train people only; a seeded
    quarter of each source dataset's train people become this manifest's test split. The real test people are not
    read.
-2. For each gain, a 0-step warp-refine run (`--steps 0 --set arch.prior=true --set arch.residual=false`: the prior
-   fitted on the other three quarters, nothing learnt) evaluated on the validation people with `fex eval`'s
-   sections (benchmarks/edit_quality.py's headline columns).
+2. For each gain, a warp-refine run of its `prior-only` preset (0 steps: the prior fitted on the other three
+   quarters, nothing learnt) evaluated on the validation people as benchmarks/edit_quality.py does (its `measure`:
+   `fex eval`'s sections, one judge per manifest).
 3. **The rule**: the strongest gain whose paired truth on the validation people is above zero at the lower end of
    its 95% interval, i.e. the strongest edits still measurably nearer those people's own faces at the target than
    the source is (none: the gain of the highest paired truth). The highest paired truth alone, the rule first
@@ -28,23 +28,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edit_quality import COLUMNS, SECTIONS, headline  # noqa: E402  (benchmarks/edit_quality.py)
+import edit_quality  # noqa: E402  (benchmarks/edit_quality.py)
 from fexdata.manifest.io import read_manifest, write_manifest  # noqa: E402
-from fextrain.config import from_dict  # noqa: E402
-from fextrain.evaluate import evaluate_run  # noqa: E402
-from fextrain.train import train  # noqa: E402
+from real_faces import DEFAULT_CACHE  # noqa: E402
 
 HELD_OUT = 0.25  # share of each source dataset's train people held out as validation people
-PRIOR_ALONE = {"prior": True, "residual": False}
 
 
 def validation_manifest(identity_manifest: Path, seed: int = 0) -> Path:
@@ -68,32 +63,18 @@ def validation_manifest(identity_manifest: Path, seed: int = 0) -> Path:
     return out
 
 
-def measure(manifest: Path, gain: float, out: Path, sources: int) -> dict:
-    """Headline of the prior alone at `gain` on `manifest`'s test people (reuses a finished evaluation)."""
-    run, evaluation = out / "run", out / "eval"
-    if (evaluation / "metrics.json").is_file():
-        return _row(json.loads((evaluation / "metrics.json").read_text()))
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = from_dict({"model": "warp-refine", "preset": "cpu-64", "manifest": str(manifest), "out": str(run),
-                     "steps": 0, "device": "cpu", "amp": "off", "sample_every": 0,
-                     "arch": {**PRIOR_ALONE, "prior_gain": gain}})
-    train(cfg, progress=False, log=lambda msg: None)
-    judge = out.parent / f"judge-{manifest.stem}"  # one judge per manifest, shared by its gains
-    if judge.is_dir():
-        shutil.copytree(judge, evaluation / "judge")
-    started = time.perf_counter()
-    result = evaluate_run(run, manifest, evaluation, sections=SECTIONS, device="cpu", max_sources=sources,
-                          progress=False)
-    if not judge.is_dir():
-        shutil.copytree(evaluation / "judge", judge)
-    print(f"   {manifest.stem}, gain {gain}: evaluated in {time.perf_counter() - started:.0f} s", flush=True)
-    return _row(result.metrics)
+def measure(manifest: Path, gain: float, out: Path, args: argparse.Namespace) -> dict:
+    """The prior alone at `gain` on `manifest`'s test people: edit_quality's headline columns and the low end of
+    paired truth's 95% interval (a finished evaluation is reused)."""
+    edit_quality.measure("warp-refine", 0, manifest, out, out.parent / f"judge-{manifest.stem}", args,
+                         {"arch": {"prior_gain": gain}})
+    return _row(json.loads((out / "eval" / "metrics.json").read_text()))
 
 
 def _row(metrics: dict) -> dict:
     """The headline's columns and the lower end of paired truth's 95% interval."""
     interval = metrics.get("paired_truth", {}).get("interval_95") or [None, None]
-    return {**headline(metrics), "paired_truth_low": interval[0]}
+    return {**edit_quality.headline(metrics), "paired_truth_low": interval[0]}
 
 
 def choose(rows: list[tuple[str, float, dict]]) -> float:
@@ -103,7 +84,7 @@ def choose(rows: list[tuple[str, float, dict]]) -> float:
 
 
 def table(rows: list[tuple[str, float, dict]]) -> str:
-    columns = [*COLUMNS[:4], "paired_truth_low", *COLUMNS[4:8]]
+    columns = [*edit_quality.COLUMNS[:4], "paired_truth_low", *edit_quality.COLUMNS[4:8]]
     cells = ["| people | gain | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
     for people, gain, h in rows:
         values = [("–" if h[c] is None else f"{h[c]:.3f}") for c in columns]
@@ -113,22 +94,24 @@ def table(rows: list[tuple[str, float, dict]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/fex/real-faces",
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                     help="benchmarks/real_faces.py's cache (its manifest-identity.parquet)")
     ap.add_argument("--gains", default="0.75,1,1.25,1.5,1.75,2")
     ap.add_argument("--out", type=Path, default=Path("out/bench-prior-gain"))
     ap.add_argument("--sources", type=int, default=100, help="test faces edited into every affect")
     args = ap.parse_args()
+    # edit_quality.measure's settings: the preset whole, its judge defaults (`fex eval`'s)
+    args.preset, args.judge_epochs, args.judge_min_steps = "prior-only", 15, 300
     identity = args.cache / "manifest-identity.parquet"
     if not identity.is_file():
         raise SystemExit(f"error: no {identity}\nhint: build it with benchmarks/real_faces.py (REAL_FACES.md)")
     gains = [float(g) for g in args.gains.split(",")]
     validation = validation_manifest(identity)
-    rows = [("validation", g, measure(validation, g, args.out / f"validation-{g:g}", args.sources)) for g in gains]
+    rows = [("validation", g, measure(validation, g, args.out / f"validation-{g:g}", args)) for g in gains]
     chosen = choose(rows)
     print(f"chosen on the validation people: gain {chosen:g}", flush=True)
     for g in sorted({1.0, chosen}):
-        rows.append(("unseen", g, measure(identity, g, args.out / f"unseen-{g:g}", args.sources)))
+        rows.append(("unseen", g, measure(identity, g, args.out / f"unseen-{g:g}", args)))
     (args.out / "results.json").write_text(json.dumps(
         {"chosen": chosen, "rule": "the largest gain whose validation paired truth is above 0 at its 95% low end",
          "rows": [{"people": p, "gain": g, **h} for p, g, h in rows]}, indent=1))
