@@ -18,9 +18,8 @@ import click
 
 # The demo's model: warp-refine, the best on unseen real people by measurement (docs/demo.md,
 # benchmarks/REAL_FACES.md), at its cpu-64 preset's narrow widths so the default run fits in 10 CPU minutes.
-# `--full` keeps the model's own widths, with the preset's expression prior and no residual (docs/models.md).
+# `--full` keeps the model's own widths and takes the preset's other settings (the expression prior, no residual).
 MODEL = "warp-refine"
-FULL_SETTINGS = ["--set", "arch.prior=true", "--set", "arch.residual=false"]
 DEMO_STEPS = 1200  # the default --steps: the whole demo measured 9 min 4 s on 2 cores (docs/demo.md)
 
 
@@ -97,7 +96,7 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     train_args = ["train", "--manifest", str(manifest), "--out", str(run), "--model", MODEL,
                   "--preset", "paper" if full else "cpu-64", "--size", size, "--steps", str(steps),
                   "--batch", str(batch), "--device", device, "--sample-every", "0", "--log-every", "10",
-                  *(FULL_SETTINGS if full else [])]
+                  *(_full_settings() if full else [])]
     if (run / "checkpoints" / "last.pt").exists():
         train_args.append("--resume")
     stage("train", train_args)
@@ -117,3 +116,11 @@ def demo(ctx: click.Context, out: str, characters: int, seconds: float, fps: flo
     add_to_report(root / "report.html", root / "edit")
     click.secho(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {root / 'report.html'}",
                 fg="green", bold=True)
+
+
+def _full_settings() -> list[str]:
+    """`--set` options giving the paper preset every arch setting of the cpu-64 one but its widths."""
+    from fextrain.models import MODELS
+
+    arch = MODELS[MODEL].presets["cpu-64"].arch
+    return [f"--set=arch.{key}={json.dumps(value)}" for key, value in arch.items() if key not in ("widths", "d_widths")]
